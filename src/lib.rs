@@ -1,0 +1,12 @@
+//! Fjord: a Kafka-wire-compatible broker, thread-per-core on io_uring.
+//! See README.md for the module table and ../shared/DESIGN.md for the architecture.
+
+pub mod admin;
+pub mod config;
+pub mod controller;
+pub mod error;
+pub mod metadata;
+pub mod partition;
+pub mod protocol;
+pub mod server;
+pub mod storage;

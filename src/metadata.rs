@@ -1,0 +1,171 @@
+//! Cluster metadata: the versioned, immutable snapshot that the controller
+//! publishes to every shard (topics, partitions, their placement on
+//! (broker, shard), topic configs, brokers).
+//!
+//! Built and owned by the controller thread (`controller/`); every shard holds
+//! an `Arc<ClusterMetadata>` it received by message and only reads it. Nothing
+//! here does I/O.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub type NodeId = i32;
+pub type ShardId = usize;
+
+/// Where one partition replica lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ReplicaPlacement {
+    pub node_id: NodeId,
+    pub shard: ShardId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionMeta {
+    pub partition: i32,
+    /// The leader's placement; replicas[0] in single-replica topics.
+    pub leader: ReplicaPlacement,
+    pub leader_epoch: i32,
+    pub replicas: Vec<ReplicaPlacement>,
+    pub isr: Vec<NodeId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    pub name: String,
+    pub id: Uuid,
+    /// Index = partition number.
+    pub partitions: Vec<PartitionMeta>,
+    /// Topic-level config overrides only (what the user set); broker defaults are not copied in.
+    pub configs: BTreeMap<String, String>,
+    /// Internal topics (`__consumer_offsets`, `__transaction_state`).
+    pub internal: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerMeta {
+    pub node_id: NodeId,
+    /// Advertised Kafka address.
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+    pub shard_count: usize,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterMetadata {
+    /// Increases by one with every applied change; shards ignore older snapshots.
+    pub version: u64,
+    pub cluster_id: String,
+    pub controller_id: NodeId,
+    pub brokers: BTreeMap<NodeId, BrokerMeta>,
+    pub topics: BTreeMap<String, TopicMeta>,
+}
+
+impl ClusterMetadata {
+    pub fn topic(&self, name: &str) -> Option<&TopicMeta> {
+        self.topics.get(name)
+    }
+
+    pub fn topic_by_id(&self, id: Uuid) -> Option<&TopicMeta> {
+        self.topics.values().find(|t| t.id == id)
+    }
+
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionMeta> {
+        let t = self.topics.get(topic)?;
+        usize::try_from(partition).ok().and_then(|p| t.partitions.get(p))
+    }
+}
+
+pub type MetadataSnapshot = Arc<ClusterMetadata>;
+
+/// What a CreateTopics entry asks of the controller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateTopicRequest {
+    pub name: String,
+    /// Already defaulted by the caller (`num.partitions` when the client sent -1).
+    pub partitions: i32,
+    /// Already defaulted by the caller (`default.replication.factor` when -1).
+    pub replication_factor: i16,
+    pub configs: BTreeMap<String, String>,
+    pub internal: bool,
+}
+
+/// Errors of metadata changes. Each maps to exactly one Kafka error code in
+/// `crate::error`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControllerError {
+    TopicAlreadyExists(String),
+    UnknownTopic(String),
+    InvalidTopic(String),
+    InvalidPartitions(String),
+    InvalidReplicationFactor(String),
+    InvalidConfig(String),
+    /// This node is not the controller leader (multi-node, later).
+    NotController,
+    /// The controller could not commit (storage failure, shutting down).
+    Unavailable(String),
+}
+
+impl std::fmt::Display for ControllerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ControllerError::TopicAlreadyExists(m) => write!(f, "topic already exists: {m}"),
+            ControllerError::UnknownTopic(m) => write!(f, "unknown topic: {m}"),
+            ControllerError::InvalidTopic(m) => write!(f, "invalid topic: {m}"),
+            ControllerError::InvalidPartitions(m) => write!(f, "invalid partitions: {m}"),
+            ControllerError::InvalidReplicationFactor(m) => {
+                write!(f, "invalid replication factor: {m}")
+            }
+            ControllerError::InvalidConfig(m) => write!(f, "invalid config: {m}"),
+            ControllerError::NotController => write!(f, "not the controller"),
+            ControllerError::Unavailable(m) => write!(f, "controller unavailable: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for ControllerError {}
+
+/// Kafka's topic name rule: 1..=249 chars of [a-zA-Z0-9._-], not "." or "..".
+pub fn validate_topic_name(name: &str) -> Result<(), ControllerError> {
+    if name.is_empty() {
+        return Err(ControllerError::InvalidTopic("topic name is empty".into()));
+    }
+    if name == "." || name == ".." {
+        return Err(ControllerError::InvalidTopic(format!("topic name cannot be '{name}'")));
+    }
+    if name.len() > 249 {
+        return Err(ControllerError::InvalidTopic(format!(
+            "topic name is {} characters, the maximum is 249",
+            name.len()
+        )));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '.' || *c == '_' || *c == '-'))
+    {
+        return Err(ControllerError::InvalidTopic(format!(
+            "topic name '{name}' contains '{c}': only ASCII letters, digits, '.', '_' and '-' are allowed"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Topic names follow Kafka's legal-character and length rules.
+    #[test]
+    fn topic_name_rules() {
+        assert!(validate_topic_name("orders.v1_a-b").is_ok());
+        assert!(validate_topic_name("").is_err());
+        assert!(validate_topic_name(".").is_err());
+        assert!(validate_topic_name("..").is_err());
+        assert!(validate_topic_name("a b").is_err());
+        assert!(validate_topic_name(&"x".repeat(249)).is_ok());
+        assert!(validate_topic_name(&"x".repeat(250)).is_err());
+    }
+}
