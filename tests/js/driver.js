@@ -1,0 +1,213 @@
+// kafkajs driver for Fjord's black-box tests.
+//
+// Reads one JSON request on stdin: {"op": "...", "brokers": ["host:port"], ...params}
+// performs it with kafkajs 2.2.x against the real broker, and prints one JSON line:
+// (on a line starting with 'FJORD-REPLY '):
+//   {"ok": true, "result": ...}   or   {"ok": false, "error": {name, type, code, message, errors}}
+// Binary keys/values/header values travel base64-encoded in both directions.
+// The process exits 0 whenever it could print a reply; pytest judges the reply.
+
+'use strict'
+
+const { Kafka, logLevel, CompressionTypes } = require('kafkajs')
+const Cluster = require('kafkajs/src/cluster')
+const { createLogger, LEVELS } = require('kafkajs/src/loggers')
+const LoggerConsole = require('kafkajs/src/loggers/console')
+const socketFactory = require('kafkajs/src/network/socketFactory')
+
+const RETRY = { retries: 3, initialRetryTime: 200, maxRetryTime: 2000 }
+
+function readStdin() {
+  return new Promise((resolve, reject) => {
+    let data = ''
+    process.stdin.setEncoding('utf8')
+    process.stdin.on('data', chunk => (data += chunk))
+    process.stdin.on('end', () => resolve(data))
+    process.stdin.on('error', reject)
+  })
+}
+
+// The reply line carries a marker so that log lines on stdout cannot be mistaken for it.
+function reply(obj) {
+  process.stdout.write('FJORD-REPLY ' + JSON.stringify(obj) + '\n')
+}
+
+const b64 = buf => (buf == null ? null : Buffer.from(buf).toString('base64'))
+const unb64 = s => (s == null ? null : Buffer.from(s, 'base64'))
+
+function client(req) {
+  return new Kafka({
+    clientId: 'fjord-blackbox-kafkajs',
+    brokers: req.brokers,
+    connectionTimeout: 5000,
+    requestTimeout: 15000,
+    retry: RETRY,
+    logLevel: logLevel.WARN,
+  })
+}
+
+function errorToJson(e) {
+  return {
+    name: e && e.name,
+    type: e && e.type,
+    code: e && e.code,
+    message: e && e.message,
+    retriable: e && e.retriable,
+    errors: e && Array.isArray(e.errors) ? e.errors.map(errorToJson) : undefined,
+    cause: e && e.cause ? errorToJson(e.cause) : undefined,
+  }
+}
+
+async function withAdmin(req, fn) {
+  const admin = client(req).admin({ retry: RETRY })
+  await admin.connect()
+  try {
+    return await fn(admin)
+  } finally {
+    await admin.disconnect()
+  }
+}
+
+const COMPRESSION = {
+  none: CompressionTypes.None,
+  gzip: CompressionTypes.GZIP,
+}
+
+async function produce(req) {
+  const producer = client(req).producer({
+    allowAutoTopicCreation: req.allowAutoTopicCreation !== false,
+    retry: RETRY,
+  })
+  await producer.connect()
+  try {
+    const messages = req.messages.map(m => {
+      const out = { value: unb64(m.value) }
+      if (m.key !== undefined) out.key = unb64(m.key)
+      if (m.partition !== undefined && m.partition !== null) out.partition = m.partition
+      if (m.timestamp !== undefined && m.timestamp !== null) out.timestamp = String(m.timestamp)
+      if (m.headers) {
+        out.headers = {}
+        for (const [k, v] of Object.entries(m.headers)) out.headers[k] = unb64(v)
+      }
+      return out
+    })
+    const result = await producer.send({
+      topic: req.topic,
+      acks: req.acks === undefined ? -1 : req.acks,
+      timeout: 10000,
+      compression: COMPRESSION[req.compression || 'none'],
+      messages,
+    })
+    return result
+  } finally {
+    await producer.disconnect()
+  }
+}
+
+// Low-level fetch through kafkajs' own Cluster/Broker classes: kafkajs' consumer
+// API requires consumer groups, which Fjord does not serve yet.
+async function fetchRecords(req) {
+  const rootLogger = createLogger({ level: LEVELS.WARN, logCreator: LoggerConsole })
+  const cluster = new Cluster({
+    logger: rootLogger,
+    socketFactory: socketFactory(),
+    brokers: req.brokers,
+    clientId: 'fjord-blackbox-kafkajs-fetch',
+    connectionTimeout: 5000,
+    requestTimeout: 30000,
+    retry: RETRY,
+    isolationLevel: 1,
+  })
+  await cluster.connect()
+  try {
+    await cluster.addTargetTopic(req.topic)
+    await cluster.refreshMetadata()
+    const byLeader = cluster.findLeaderForPartitions(req.topic, [req.partition])
+    const nodeId = Object.keys(byLeader)[0]
+    const broker = await cluster.findBroker({ nodeId })
+    let offset = BigInt(req.offset || 0)
+    const records = []
+    const deadline = Date.now() + (req.timeoutMs || 20000)
+    let highWatermark = null
+    while (Date.now() < deadline) {
+      const resp = await broker.fetch({
+        replicaId: -1,
+        isolationLevel: 1,
+        maxWaitTime: req.maxWaitTime || 500,
+        minBytes: 1,
+        maxBytes: 10485760,
+        topics: [{ topic: req.topic, partitions: [{ partition: req.partition, fetchOffset: String(offset), maxBytes: 10485760 }] }],
+      })
+      const part = resp.responses[0].partitions[0]
+      if (part.errorCode !== 0) {
+        return { errorCode: part.errorCode, records }
+      }
+      highWatermark = part.highWatermark
+      for (const m of part.messages) {
+        if (BigInt(m.offset) < offset) continue
+        records.push({
+          offset: m.offset,
+          key: b64(m.key),
+          value: b64(m.value),
+          timestamp: m.timestamp,
+          headers: Object.fromEntries(Object.entries(m.headers || {}).map(([k, v]) => [k, b64(v)])),
+        })
+        offset = BigInt(m.offset) + 1n
+      }
+      if (req.count !== undefined && records.length >= req.count) break
+      if (req.count === undefined && offset >= BigInt(highWatermark)) break
+    }
+    return { errorCode: 0, highWatermark, records }
+  } finally {
+    await cluster.disconnect()
+  }
+}
+
+const OPS = {
+  produce,
+  fetch: fetchRecords,
+  createTopics: req =>
+    withAdmin(req, admin =>
+      admin.createTopics({ topics: req.topics, validateOnly: !!req.validateOnly, waitForLeaders: true, timeout: 10000 })
+    ),
+  deleteTopics: req => withAdmin(req, admin => admin.deleteTopics({ topics: req.topics, timeout: 10000 })),
+  listTopics: req => withAdmin(req, admin => admin.listTopics()),
+  fetchTopicMetadata: req => withAdmin(req, admin => admin.fetchTopicMetadata({ topics: req.topics })),
+  fetchTopicOffsets: req => withAdmin(req, admin => admin.fetchTopicOffsets(req.topic)),
+  fetchTopicOffsetsByTimestamp: req =>
+    withAdmin(req, admin => admin.fetchTopicOffsetsByTimestamp(req.topic, req.timestamp)),
+  createPartitions: req =>
+    withAdmin(req, admin => admin.createPartitions({ topicPartitions: req.topicPartitions, timeout: 10000 })),
+  describeConfigs: req =>
+    withAdmin(req, admin => admin.describeConfigs({ resources: req.resources, includeSynonyms: false })),
+  describeCluster: req => withAdmin(req, admin => admin.describeCluster()),
+}
+
+async function main() {
+  let req
+  try {
+    req = JSON.parse(await readStdin())
+  } catch (e) {
+    reply({ ok: false, error: { name: 'BadRequest', message: String(e) } })
+    return
+  }
+  const op = OPS[req.op]
+  if (!op) {
+    reply({ ok: false, error: { name: 'UnknownOp', message: req.op } })
+    return
+  }
+  try {
+    const result = await op(req)
+    reply({ ok: true, result: result === undefined ? null : result })
+  } catch (e) {
+    reply({ ok: false, error: errorToJson(e) })
+  }
+}
+
+// A hung kafkajs call must not hang the test: pytest also has its own timeout.
+setTimeout(() => {
+  reply({ ok: false, error: { name: 'DriverTimeout', message: 'driver timed out after 50 s' } })
+  process.exit(0)
+}, 50000).unref()
+
+main().then(() => process.exit(0))
