@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic
 
 TESTS_DIR = Path(__file__).resolve().parent
 JS_DRIVER = TESTS_DIR / "js" / "driver.js"
@@ -41,11 +41,6 @@ def topic_error(future, timeout_s=20):
     except KafkaException as e:
         return e.args[0]
     return None
-
-
-def new_partitions(total):
-    return NewPartitions(total_count=total) if "total_count" in NewPartitions.__init__.__code__.co_varnames \
-        else NewPartitions(new_total_count=total)
 
 
 def producer(bootstrap, **conf):
