@@ -1,0 +1,185 @@
+//! Recovery at open: turns a partition directory into a list of segments.
+//!
+//! Owns the rules for trusting what is on disk. Runs on the owning shard,
+//! once, inside `Log::open` (blocking std reads; the only awaits are glommio
+//! opens).
+//!
+//! - Sealed (non-tail) segments are trusted when both index files exist and
+//!   are sane; otherwise they are rescanned batch by batch. In a non-tail
+//!   segment only zero padding may follow the last valid batch (a crash
+//!   between its last write and its truncation), and it must end exactly where
+//!   the next segment begins; anything else is `StorageError::Corrupt`.
+//! - The tail segment is always rescanned (length, magic, CRC32C, offset
+//!   continuity), truncated at the first invalid batch or the zero padding
+//!   (ftruncate + fsync), its indexes rebuilt in memory and its stale index
+//!   files deleted. Decision: the tail is REOPENED for appends (no new
+//!   segment per restart); the last partial 512-byte block is read back so
+//!   the next O_DIRECT write can rewrite it.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::Path;
+use std::rc::Rc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::index::{OffsetIndex, TimeIndex};
+use super::log::LogConfig;
+use super::segment::{
+    parse_segment_name, read_exact, scan_segment, segment_path, SegIndexes, Segment,
+};
+use super::StorageError;
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Segments found in `dir`, oldest first; the last one is open for appends.
+pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> Result<Vec<Segment>, StorageError> {
+    std::fs::create_dir_all(dir)?;
+    let mut bases = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(base) = parse_segment_name(name) {
+            bases.push(base);
+        } else if name.ends_with(".tmp-index") {
+            // A half-written index from a crash during seal/close.
+            remove_if_exists(&entry.path())?;
+        }
+    }
+    bases.sort_unstable();
+    let Some((&tail_base, sealed)) = bases.split_last() else {
+        return Ok(vec![Segment::new_empty(dir, 0, now_ms())]);
+    };
+    let mut segments = Vec::with_capacity(bases.len());
+    for (i, &base) in sealed.iter().enumerate() {
+        let next_base = bases[i + 1];
+        segments.push(open_sealed(dir, base, next_base, config.index_interval_bytes)?);
+    }
+    segments.push(open_tail(dir, tail_base, config.index_interval_bytes).await?);
+    Ok(segments)
+}
+
+fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+fn read_if_exists(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Loads both index files of a sealed segment if present and sane.
+fn load_indexes(seg_path: &Path, base: i64, size: u64) -> io::Result<Option<SegIndexes>> {
+    let (Some(ix), Some(tx)) = (
+        read_if_exists(&seg_path.with_extension("index"))?,
+        read_if_exists(&seg_path.with_extension("timeindex"))?,
+    ) else {
+        return Ok(None);
+    };
+    let (Some(index), Some(time_index)) = (OffsetIndex::decode(&ix, size), TimeIndex::decode(&tx))
+    else {
+        return Ok(None);
+    };
+    // A sealed segment's time index always ends with the segment's maximum.
+    let max_ts = time_index.last().map(|(t, rel)| (t, base + i64::from(rel)));
+    if max_ts.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(SegIndexes { index, time_index, bytes_since_index: 0, max_ts }))
+}
+
+fn open_sealed(dir: &Path, base: i64, next_base: i64, interval: u32) -> Result<Segment, StorageError> {
+    let path = segment_path(dir, base, "log");
+    let file = OpenOptions::new().read(true).write(true).open(&path)?;
+    let len = file.metadata()?.len();
+    let mut seg = Segment::new_empty(dir, base, now_ms());
+    let idx = match load_indexes(&path, base, len)? {
+        Some(idx) if len > 0 => idx,
+        _ => {
+            let out = scan_segment(&file, len, base, interval)?;
+            let corrupt = |reason: String| StorageError::Corrupt { file: path.clone(), reason };
+            if !out.rest_is_zero {
+                let why = out.stop_reason.unwrap_or_default();
+                return Err(corrupt(format!("invalid batch inside a sealed segment: {why}")));
+            }
+            if out.next_offset != next_base {
+                return Err(corrupt(format!(
+                    "segment ends at offset {} but the next segment starts at {next_base}",
+                    out.next_offset
+                )));
+            }
+            if out.valid_size < len {
+                file.set_len(out.valid_size)?;
+                file.sync_all()?;
+            }
+            seg.size = out.valid_size;
+            seg.written_size = out.valid_size;
+            seg.next_offset = next_base;
+            seg.idx = out.idx;
+            seg.write_index_files()?;
+            seg.sealed = true;
+            seg.reader = Some(Rc::new(File::open(&path)?));
+            return Ok(seg);
+        }
+    };
+    seg.size = len;
+    seg.written_size = len;
+    seg.next_offset = next_base;
+    seg.idx = idx;
+    seg.sealed = true;
+    seg.reader = Some(Rc::new(File::open(&path)?));
+    Ok(seg)
+}
+
+async fn open_tail(dir: &Path, base: i64, interval: u32) -> Result<Segment, StorageError> {
+    let path = segment_path(dir, base, "log");
+    let file = OpenOptions::new().read(true).write(true).open(&path)?;
+    let meta = file.metadata()?;
+    let len = meta.len();
+    let out = scan_segment(&file, len, base, interval)?;
+    if out.valid_size < len {
+        tracing::warn!(
+            file = %path.display(),
+            valid_bytes = out.valid_size,
+            file_bytes = len,
+            reason = out.stop_reason.as_deref().unwrap_or("zero padding"),
+            "truncating log tail"
+        );
+        file.set_len(out.valid_size)?;
+    }
+    // Whatever survived may have sat in the page cache only: make it durable
+    // so the log can report durable_end == log_end after open.
+    file.sync_all()?;
+    // The tail's index files (from an earlier clean close) are stale from now on.
+    remove_if_exists(&path.with_extension("index"))?;
+    remove_if_exists(&path.with_extension("timeindex"))?;
+
+    let dma = glommio::io::OpenOptions::new().read(true).write(true).dma_open(&path).await?;
+    let align = dma.alignment();
+    let aligned = out.valid_size - out.valid_size % align;
+    let tail_block = read_exact(&file, aligned, (out.valid_size - aligned) as usize)?;
+    let created_ms = meta
+        .created()
+        .or_else(|_| meta.modified())
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or_else(now_ms, |d| d.as_millis() as i64);
+
+    let mut seg = Segment::new_empty(dir, base, created_ms);
+    seg.size = out.valid_size;
+    seg.written_size = out.valid_size;
+    seg.next_offset = out.next_offset;
+    seg.idx = out.idx;
+    seg.dma = Some(Rc::new(dma));
+    seg.reader = Some(Rc::new(File::open(&path)?));
+    seg.tail_block = tail_block;
+    Ok(seg)
+}
