@@ -1,0 +1,337 @@
+//! Tests of the whole controller (thread, Raft, storage) on temp dirs,
+//! driven from a plain tokio runtime.
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::Write;
+
+use super::test_dir::TestDir;
+use super::*;
+use crate::metadata::{BrokerMeta, ControllerError, CreateTopicRequest, ReplicaPlacement};
+
+fn config(dir: &TestDir, shard_count: usize) -> ControllerConfig {
+    ControllerConfig {
+        dir: dir.path().join("controller"),
+        node_id: 1,
+        broker: BrokerMeta {
+            node_id: 1,
+            host: "127.0.0.1".into(),
+            port: 9092,
+            rack: None,
+            shard_count,
+        },
+    }
+}
+
+fn topic(name: &str, partitions: i32) -> CreateTopicRequest {
+    CreateTopicRequest {
+        name: name.into(),
+        partitions,
+        replication_factor: 1,
+        configs: BTreeMap::new(),
+        internal: false,
+    }
+}
+
+fn per_shard(meta: &ClusterMetadata) -> BTreeMap<usize, usize> {
+    let mut counts = BTreeMap::new();
+    for t in meta.topics.values() {
+        for p in &t.partitions {
+            *counts.entry(p.leader.shard).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// A fresh dir bootstraps a cluster of one: this broker registered, this
+/// node the controller, a 22-char cluster id, all visible before start returns.
+#[tokio::test]
+async fn fresh_start_bootstraps() {
+    let dir = TestDir::new("ctl-fresh");
+    let c = start(config(&dir, 2)).expect("start");
+    let m = c.current();
+    assert_eq!(m.cluster_id.len(), 22);
+    assert_eq!(m.controller_id, 1);
+    assert_eq!(m.brokers.get(&1).map(|b| b.shard_count), Some(2));
+    assert!(
+        m.version >= 3,
+        "leader, broker and cluster id each bump the version"
+    );
+    c.shutdown();
+    c.shutdown();
+}
+
+/// Create, alter configs, grow, and delete a topic; each answer is already
+/// visible to a subscriber, and the version grows with every change.
+#[tokio::test]
+async fn topic_lifecycle() {
+    let dir = TestDir::new("ctl-life");
+    let c = start(config(&dir, 2)).expect("start");
+    let rx = c.subscribe();
+    let v0 = rx.borrow().version;
+
+    let created = c.create_topics(vec![topic("orders", 3)], false).await;
+    let t = created[0].as_ref().expect("created").clone();
+    assert!(!t.id.is_nil());
+    assert_eq!(t.partitions.len(), 3);
+    let seen = rx.borrow().clone();
+    assert_eq!(seen.topic("orders"), Some(&t));
+    assert_eq!(seen.version, v0 + 1);
+
+    let changes = BTreeMap::from([("retention.ms".to_string(), Some("1000".to_string()))]);
+    c.alter_topic_configs("orders".into(), changes, false)
+        .await
+        .expect("alter");
+    assert_eq!(
+        rx.borrow()
+            .topic("orders")
+            .and_then(|t| t.configs.get("retention.ms").cloned()),
+        Some("1000".to_string())
+    );
+    let removal = BTreeMap::from([("retention.ms".to_string(), None)]);
+    c.alter_topic_configs("orders".into(), removal, false)
+        .await
+        .expect("remove");
+    assert!(rx
+        .borrow()
+        .topic("orders")
+        .is_some_and(|t| t.configs.is_empty()));
+
+    c.create_partitions("orders".into(), 5, false)
+        .await
+        .expect("grow");
+    let grown = rx.borrow().topic("orders").cloned().expect("topic");
+    assert_eq!(grown.partitions.len(), 5);
+    assert_eq!(grown.partitions[..3], t.partitions[..]);
+    assert!(grown
+        .partitions
+        .iter()
+        .enumerate()
+        .all(|(i, p)| p.partition == i as i32));
+
+    let deleted = c.delete_topics(vec!["orders".into()]).await;
+    assert_eq!(deleted, vec![Ok(t.id)]);
+    assert!(rx.borrow().topic("orders").is_none());
+    assert_eq!(rx.borrow().version, v0 + 5);
+    c.shutdown();
+}
+
+/// Invalid requests get the right typed error and change nothing; valid
+/// entries in the same request still succeed; validate_only commits nothing.
+#[tokio::test]
+async fn validation_errors() {
+    let dir = TestDir::new("ctl-valid");
+    let c = start(config(&dir, 1)).expect("start");
+    let v0 = c.current().version;
+    let mut bad_config = topic("badcfg", 1);
+    bad_config
+        .configs
+        .insert("cleanup.policy".into(), "shred".into());
+    let mut unknown_config = topic("unkcfg", 1);
+    unknown_config.configs.insert("no.such".into(), "1".into());
+    let mut rf2 = topic("rf2", 1);
+    rf2.replication_factor = 2;
+    let mut rf0 = topic("rf0", 1);
+    rf0.replication_factor = 0;
+    let results = c
+        .create_topics(
+            vec![
+                topic("bad name", 1),
+                topic("zero", 0),
+                rf2,
+                rf0,
+                bad_config,
+                unknown_config,
+                topic("dup", 1),
+                topic("dup", 2),
+                topic("good", 1),
+            ],
+            false,
+        )
+        .await;
+    assert!(matches!(results[0], Err(ControllerError::InvalidTopic(_))));
+    assert!(matches!(
+        results[1],
+        Err(ControllerError::InvalidPartitions(_))
+    ));
+    assert!(matches!(
+        results[2],
+        Err(ControllerError::InvalidReplicationFactor(_))
+    ));
+    assert!(matches!(
+        results[3],
+        Err(ControllerError::InvalidReplicationFactor(_))
+    ));
+    assert!(matches!(&results[4], Err(ControllerError::InvalidConfig(m)) if m.contains("shred")));
+    assert_eq!(
+        results[5],
+        Err(ControllerError::InvalidConfig(
+            "Unknown topic config name: no.such".into()
+        ))
+    );
+    assert!(matches!(results[6], Err(ControllerError::InvalidConfig(_))));
+    assert!(matches!(results[7], Err(ControllerError::InvalidConfig(_))));
+    assert!(results[8].is_ok());
+    assert_eq!(c.current().version, v0 + 1, "only 'good' was committed");
+    assert_eq!(c.current().topics.len(), 1);
+
+    let again = c.create_topics(vec![topic("good", 1)], false).await;
+    assert!(matches!(
+        again[0],
+        Err(ControllerError::TopicAlreadyExists(_))
+    ));
+
+    let dry = c.create_topics(vec![topic("dry", 4)], true).await;
+    assert_eq!(dry[0].as_ref().map(|t| t.partitions.len()), Ok(4));
+    assert!(c.current().topic("dry").is_none());
+
+    assert!(matches!(
+        c.create_partitions("good".into(), 1, false).await,
+        Err(ControllerError::InvalidPartitions(_))
+    ));
+    assert!(matches!(
+        c.create_partitions("nope".into(), 3, false).await,
+        Err(ControllerError::UnknownTopic(_))
+    ));
+    c.create_partitions("good".into(), 3, true)
+        .await
+        .expect("validate only");
+    assert_eq!(
+        c.current().topic("good").map(|t| t.partitions.len()),
+        Some(1)
+    );
+
+    let bad = BTreeMap::from([("retention.ms".to_string(), Some("soon".to_string()))]);
+    assert!(matches!(
+        c.alter_topic_configs("good".into(), bad, false).await,
+        Err(ControllerError::InvalidConfig(_))
+    ));
+    let unknown = BTreeMap::from([("x".to_string(), None)]);
+    assert!(matches!(
+        c.alter_topic_configs("good".into(), unknown, false).await,
+        Err(ControllerError::InvalidConfig(_))
+    ));
+    assert_eq!(
+        c.delete_topics(vec!["nope".into()])
+            .await
+            .first()
+            .map(|r| r.is_err()),
+        Some(true)
+    );
+    assert!(matches!(
+        c.delete_topics(vec!["nope".into()]).await[0],
+        Err(ControllerError::UnknownTopic(_))
+    ));
+    c.shutdown();
+}
+
+/// 12 partitions over 2 shards go 6/6, and placement keeps balancing across
+/// topics (a second topic fills the emptier shard first).
+#[tokio::test]
+async fn placement_spreads_over_shards() {
+    let dir = TestDir::new("ctl-place");
+    let c = start(config(&dir, 2)).expect("start");
+    c.create_topics(vec![topic("a", 12)], false).await[0]
+        .as_ref()
+        .expect("a");
+    assert_eq!(per_shard(&c.current()), BTreeMap::from([(0, 6), (1, 6)]));
+
+    c.create_topics(vec![topic("b", 1)], false).await[0]
+        .as_ref()
+        .expect("b");
+    let c_topic = c.create_topics(vec![topic("c", 3)], false).await;
+    let c_topic = c_topic[0].as_ref().expect("c");
+    assert_eq!(per_shard(&c.current()), BTreeMap::from([(0, 8), (1, 8)]));
+    assert_eq!(
+        c_topic.partitions[0].leader,
+        ReplicaPlacement {
+            node_id: 1,
+            shard: 1
+        }
+    );
+    for p in &c_topic.partitions {
+        assert_eq!(p.replicas, vec![p.leader]);
+        assert_eq!(p.isr, vec![1]);
+        assert_eq!(p.leader_epoch, 0);
+    }
+    c.shutdown();
+}
+
+/// A restart on the same dir keeps the cluster id, topics, ids, placement and
+/// configs, whether the state comes from the log alone or a snapshot plus
+/// the log after it; the version does not go backwards.
+#[tokio::test]
+async fn restart_keeps_everything() {
+    let dir = TestDir::new("ctl-restart");
+    let c = start(config(&dir, 2)).expect("start");
+    let mut cfg = topic("t1", 4);
+    cfg.configs
+        .insert("cleanup.policy".into(), "compact".into());
+    c.create_topics(vec![cfg, topic("t2", 3)], false).await;
+    let before = c.current();
+    c.shutdown();
+
+    let c = start(config(&dir, 2)).expect("restart from log");
+    let after = c.current();
+    assert_eq!(after.cluster_id, before.cluster_id);
+    assert_eq!(after.topics, before.topics);
+    assert!(after.version >= before.version);
+
+    c.snapshot().await.expect("snapshot");
+    assert!(dir.path().join("controller/snapshot.json").exists());
+    c.delete_topics(vec!["t2".into()]).await[0]
+        .as_ref()
+        .expect("delete");
+    c.create_topics(vec![topic("t3", 2)], false).await[0]
+        .as_ref()
+        .expect("t3");
+    let before = c.current();
+    c.shutdown();
+
+    let c = start(config(&dir, 2)).expect("restart from snapshot + log");
+    let after = c.current();
+    assert_eq!(after.cluster_id, before.cluster_id);
+    assert_eq!(after.topics, before.topics);
+    assert!(after.topic("t2").is_none());
+    assert!(after.version >= before.version);
+    c.shutdown();
+}
+
+/// A torn write at the end of the controller log (kill -9 mid-append) does
+/// not stop the controller from starting; committed topics survive.
+#[tokio::test]
+async fn torn_log_tail_is_tolerated() {
+    let dir = TestDir::new("ctl-torn");
+    let c = start(config(&dir, 1)).expect("start");
+    c.create_topics(vec![topic("kept", 2)], false).await[0]
+        .as_ref()
+        .expect("kept");
+    let before = c.current();
+    c.shutdown();
+    let log_dir = dir.path().join("controller/log");
+    let mut segs: Vec<_> = std::fs::read_dir(&log_dir)
+        .expect("list")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    segs.sort();
+    let last = segs.pop().expect("segment");
+    let mut f = OpenOptions::new().append(true).open(&last).expect("open");
+    f.write_all(&[200, 0, 0, 0, 1, 2, 3, 4, b'{', b'"'])
+        .expect("write garbage");
+    drop(f);
+    let c = start(config(&dir, 1)).expect("start after torn write");
+    assert_eq!(c.current().topics, before.topics);
+    c.shutdown();
+}
+
+/// After shutdown the handle answers Unavailable instead of hanging.
+#[tokio::test]
+async fn calls_after_shutdown_fail() {
+    let dir = TestDir::new("ctl-down");
+    let c = start(config(&dir, 1)).expect("start");
+    c.shutdown();
+    assert!(matches!(
+        c.create_topics(vec![topic("x", 1)], false).await[0],
+        Err(ControllerError::Unavailable(_))
+    ));
+}
