@@ -20,9 +20,9 @@
 //! from disk. The transport (`network`) is a real trait implementation that
 //! answers Unreachable until there are peers to reach.
 //!
-//! On-disk layout of `ControllerConfig::dir`: `log/*.log` (Raft log
-//! segments), `vote.json`, `purged.json`, `committed.json`
-//! (see `log_store`), `snapshot.json` (see `state_machine`).
+//! On-disk layout of `ControllerConfig::dir`: `lock` (flock held while
+//! running), `log/*.log` (Raft log segments), `vote.json`, `purged.json`,
+//! `committed.json` (see `log_store`), `snapshot.json` (see `state_machine`).
 
 pub mod log_store;
 pub mod network;
@@ -32,11 +32,14 @@ pub mod topic_config;
 pub mod types;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use nix::fcntl::{flock, FlockArg};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -134,6 +137,7 @@ pub fn start(config: ControllerConfig) -> Result<ControllerHandle, ControllerErr
     std::fs::create_dir_all(&config.dir).map_err(|e| {
         ControllerError::Unavailable(format!("cannot create {}: {e}", config.dir.display()))
     })?;
+    let dir_lock = lock_dir(&config.dir)?;
     let (publisher, _) = watch::channel(Arc::new(ClusterMetadata::default()));
     let publisher = Arc::new(publisher);
     let (requests, request_rx) = mpsc::channel(REQUEST_QUEUE_DEPTH);
@@ -142,7 +146,11 @@ pub fn start(config: ControllerConfig) -> Result<ControllerHandle, ControllerErr
     let thread_publisher = publisher.clone();
     let thread = std::thread::Builder::new()
         .name("fjord-controller".into())
-        .spawn(move || run_thread(config, thread_publisher, request_rx, stop_rx, ready_tx))
+        .spawn(move || {
+            run_thread(config, thread_publisher, request_rx, stop_rx, ready_tx);
+            // Released only once the Raft node has stopped writing.
+            drop(dir_lock);
+        })
         .map_err(|e| {
             ControllerError::Unavailable(format!("cannot spawn controller thread: {e}"))
         })?;
@@ -168,6 +176,25 @@ pub fn start(config: ControllerConfig) -> Result<ControllerHandle, ControllerErr
             ))
         }
     }
+}
+
+/// Takes an exclusive `flock` on `<dir>/lock`, held for the controller's
+/// life, so two processes never write one Raft log.
+fn lock_dir(dir: &Path) -> Result<File, ControllerError> {
+    let path = dir.join("lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| unavailable(&format!("cannot open {}", path.display()), e))?;
+    flock(file.as_raw_fd(), FlockArg::LockExclusiveNonblock).map_err(|e| {
+        ControllerError::Unavailable(format!(
+            "controller dir {} is in use by another controller: {e}",
+            dir.display()
+        ))
+    })?;
+    Ok(file)
 }
 
 fn run_thread(

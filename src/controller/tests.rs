@@ -335,3 +335,23 @@ async fn calls_after_shutdown_fail() {
         Err(ControllerError::Unavailable(_))
     ));
 }
+
+/// The handle can be shared with shard threads; a second controller on the
+/// same dir is refused while the first runs, and allowed after it stops.
+#[tokio::test]
+async fn handle_is_shareable_and_dir_is_exclusive() {
+    fn assert_send_sync_clone<T: Send + Sync + Clone + 'static>() {}
+    assert_send_sync_clone::<ControllerHandle>();
+    assert_send_sync_clone::<MetadataReceiver>();
+    let dir = TestDir::new("ctl-lock");
+    let c = start(config(&dir, 1)).expect("start");
+    match start(config(&dir, 1)) {
+        Err(ControllerError::Unavailable(m)) => assert!(m.contains("in use"), "{m}"),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("two controllers on one dir"),
+    }
+    c.shutdown();
+    start(config(&dir, 1))
+        .expect("start after shutdown")
+        .shutdown();
+}
