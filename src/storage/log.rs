@@ -161,6 +161,9 @@ struct State {
     last_error: Option<(io::ErrorKind, String)>,
     max_ts: Option<(i64, i64)>,
     closed: bool,
+    /// Completed DMA writes and fdatasyncs (metrics, and tests of group commit).
+    writes: u64,
+    syncs: u64,
 }
 
 impl State {
@@ -225,6 +228,9 @@ pub struct Log {
     me: Weak<Log>,
     state: RefCell<State>,
     progress: Notify,
+    /// Test-only fault injection: the next DMA write fails as if the disk were full.
+    #[cfg(test)]
+    fail_next_write: std::cell::Cell<bool>,
 }
 
 fn align_down(v: u64, align: u64) -> u64 {
@@ -266,6 +272,8 @@ impl Log {
             last_error: None,
             max_ts,
             closed: false,
+            writes: 0,
+            syncs: 0,
         };
         Ok(Rc::new_cyclic(|me| Log {
             dir,
@@ -273,6 +281,8 @@ impl Log {
             me: me.clone(),
             state: RefCell::new(state),
             progress: Notify::default(),
+            #[cfg(test)]
+            fail_next_write: std::cell::Cell::new(false),
         }))
     }
 
@@ -302,6 +312,12 @@ impl Log {
     /// Number of segments (for tests and metrics).
     pub fn segment_count(&self) -> usize {
         self.state.borrow().segments.len()
+    }
+
+    /// (completed DMA writes, completed fdatasyncs) since open.
+    pub fn io_counts(&self) -> (u64, u64) {
+        let st = self.state.borrow();
+        (st.writes, st.syncs)
     }
 
     /// Bytes held by the tail cache (for tests and metrics).
@@ -586,6 +602,11 @@ impl Log {
         let new_written = job.position + data_len;
         let tail_from = (align_down(new_written, align) - job.position) as usize;
         let tail_block = dst[tail_from..at].to_vec();
+        #[cfg(test)]
+        if self.fail_next_write.take() {
+            self.fail_pending(io::Error::new(io::ErrorKind::StorageFull, "injected ENOSPC"));
+            return;
+        }
         let res = job.dma.write_at(buf, job.position).await;
         let err = match res {
             Ok(n) if n == buf_len => None,
@@ -606,6 +627,7 @@ impl Log {
         seg.tail_block = tail_block;
         st.written_end = job.end_offset;
         st.pending_bytes -= job.new_bytes as usize;
+        st.writes += 1;
         self.evict(&mut st);
         st.check_invariants();
     }
@@ -625,6 +647,7 @@ impl Log {
         }
         let mut st = self.state.borrow_mut();
         st.durable_end = st.durable_end.max(target);
+        st.syncs += 1;
         st.check_invariants();
     }
 
@@ -1076,3 +1099,7 @@ fn resolve_in_batch(
     let walked = walk_records(h, batch, |r| r.timestamp < ts)?;
     Ok(walked.stopped_at.map(|r| (r.offset, r.timestamp)))
 }
+
+#[cfg(test)]
+#[path = "log_tests.rs"]
+mod tests;

@@ -1,0 +1,440 @@
+//! Tests of `Log` (included from log.rs). Each runs inside its own glommio
+//! LocalExecutor with a small io_memory (the memlock limit here is 8 MiB) and
+//! its own directory under the system temp dir (ext4 here, so O_DIRECT works).
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use bytes::BytesMut;
+use glommio::{LocalExecutorBuilder, Placement};
+
+use super::*;
+use crate::storage::batch::testing::{encode_batch, encode_batch_with};
+use crate::storage::batch::validate_batches;
+
+fn run<F: Future<Output = ()> + 'static>(f: impl FnOnce() -> F) {
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(512 << 10)
+        .make()
+        .expect("glommio executor")
+        .run(f());
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let d = std::env::temp_dir().join(format!("fjord-storage-{name}-{}-{nanos}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn small_config() -> LogConfig {
+    LogConfig { segment_bytes: 1024, segment_ms: i64::MAX, index_interval_bytes: 256, cache_bytes_max: 0 }
+}
+
+/// Appends one request holding `batches` batches of `records` records each.
+async fn append(log: &Log, batches: usize, records: usize, base_ts: i64) -> AppendResult {
+    let mut buf = Vec::new();
+    for i in 0..batches {
+        buf.extend(encode_batch(records, base_ts + i as i64 * 100, 1, 20));
+    }
+    let headers = validate_batches(&buf).expect("valid test batches");
+    log.append(BytesMut::from(&buf[..]), &headers, 7).await.expect("append")
+}
+
+/// Loads a read's bytes and parses them back into batch headers (checking CRCs).
+async fn loaded(r: &ReadResult) -> (Vec<u8>, Vec<BatchHeader>) {
+    let mut all = Vec::new();
+    for c in &r.chunks {
+        all.extend_from_slice(&c.load().await.expect("load chunk"));
+    }
+    assert_eq!(all.len(), r.bytes);
+    if all.is_empty() {
+        return (all, Vec::new());
+    }
+    let hs = validate_batches(&all).expect("read returns whole valid batches");
+    (all, hs)
+}
+
+/// Reads the whole log from offset 0 and checks offsets are contiguous.
+async fn read_all(log: &Log) -> Vec<BatchHeader> {
+    let mut out = Vec::new();
+    let mut next = log.log_start_offset();
+    while next < log.log_end_offset() {
+        let r = log.read(next, 1 << 20, i64::MAX, true).await.expect("read");
+        let (_, hs) = loaded(&r).await;
+        assert!(!hs.is_empty(), "read at {next} returned nothing");
+        for h in hs {
+            assert_eq!(h.base_offset, next, "contiguous offsets");
+            next = h.last_offset() + 1;
+            out.push(h);
+        }
+    }
+    out
+}
+
+#[test]
+fn offsets_assigned_in_order_across_appends_and_rolls() {
+    // Proves offsets continue exactly across appends and segment rolls, epochs are patched, and everything reads back from the files.
+    run(|| async {
+        let dir = temp_dir("order");
+        let cfg = LogConfig { segment_bytes: 1024, ..small_config() };
+        let log = Log::open(dir.clone(), cfg).await.expect("open");
+        let mut expected = 0;
+        for i in 0..40 {
+            let r = append(&log, 1 + i % 3, 3, 1000).await;
+            assert_eq!(r.base_offset, expected);
+            expected = r.last_offset + 1;
+        }
+        assert_eq!(log.log_end_offset(), expected);
+        log.wait_durable(expected).await.expect("durable");
+        assert_eq!(log.durable_end_offset(), expected);
+        assert!(log.segment_count() > 3, "small segment_bytes rolls");
+        let hs = read_all(&log).await;
+        assert!(hs.iter().all(|h| h.partition_leader_epoch == 7));
+        assert_eq!(hs.last().map(|h| h.last_offset() + 1), Some(expected));
+        log.remove().await.expect("remove");
+        assert!(!dir.exists());
+    });
+}
+
+#[test]
+fn read_from_middle_of_batch_returns_that_batch() {
+    // Proves a read at an offset inside a batch starts with that whole batch, from the file and from the cache.
+    for cache in [0usize, 1 << 20] {
+        run(move || async move {
+            let dir = temp_dir("middle");
+            let cfg = LogConfig { cache_bytes_max: cache, ..small_config() };
+            let log = Log::open(dir, cfg).await.expect("open");
+            for _ in 0..3 {
+                append(&log, 1, 5, 0).await;
+            }
+            log.wait_written(15).await.expect("written");
+            let r = log.read(7, 1 << 20, i64::MAX, true).await.expect("read");
+            assert_eq!(r.first_offset, Some(5));
+            assert_eq!(r.last_offset, Some(14));
+            let (_, hs) = loaded(&r).await;
+            assert_eq!(hs.iter().map(|h| h.base_offset).collect::<Vec<_>>(), vec![5, 10]);
+            if cache == 0 {
+                assert!(matches!(r.chunks[0], Chunk::File { .. }));
+            } else {
+                assert!(matches!(r.chunks[0], Chunk::Memory(_)));
+            }
+            // Offset == end: empty; beyond: out of range.
+            let r = log.read(15, 1 << 20, i64::MAX, true).await.expect("read at end");
+            assert!(r.chunks.is_empty() && r.first_offset.is_none());
+            assert!(matches!(
+                log.read(16, 100, i64::MAX, true).await,
+                Err(StorageError::OffsetOutOfRange { requested: 16, start: 0, end: 15 })
+            ));
+            log.remove().await.expect("remove");
+        });
+    }
+}
+
+#[test]
+fn read_respects_high_watermark_max_bytes_and_min_one() {
+    // Proves reads stop before end_offset_exclusive, fit max_bytes with whole batches, and min_one returns one oversized batch.
+    for cache in [0usize, 1 << 20] {
+        run(move || async move {
+            let dir = temp_dir("limits");
+            let cfg = LogConfig { cache_bytes_max: cache, segment_bytes: 1 << 20, ..small_config() };
+            let log = Log::open(dir, cfg).await.expect("open");
+            for _ in 0..10 {
+                append(&log, 1, 4, 0).await; // 4 records per batch
+            }
+            log.wait_written(40).await.expect("written");
+            let one = encode_batch(4, 0, 1, 20).len();
+
+            let r = log.read(0, 1 << 20, 12, true).await.expect("read");
+            assert_eq!((r.first_offset, r.last_offset), (Some(0), Some(11)));
+            assert_eq!(r.bytes, 3 * one);
+            // A batch whose base is below the HW is included whole.
+            let r = log.read(0, 1 << 20, 13, true).await.expect("read");
+            assert_eq!(r.last_offset, Some(15));
+            // At or above the HW: nothing.
+            let r = log.read(12, 1 << 20, 12, true).await.expect("read");
+            assert_eq!(r.bytes, 0);
+
+            let r = log.read(4, 2 * one + one / 2, i64::MAX, true).await.expect("read");
+            assert_eq!((r.first_offset, r.last_offset, r.bytes), (Some(4), Some(11), 2 * one));
+            loaded(&r).await;
+
+            let r = log.read(8, 10, i64::MAX, true).await.expect("read");
+            assert_eq!((r.first_offset, r.bytes), (Some(8), one));
+            let r = log.read(8, 10, i64::MAX, false).await.expect("read");
+            assert_eq!(r.bytes, 0);
+            assert!(r.chunks.is_empty());
+
+            // Long reads across many index entries come back whole and contiguous.
+            let r = log.read(1, 1 << 20, i64::MAX, true).await.expect("read");
+            let (_, hs) = loaded(&r).await;
+            assert_eq!(hs.len(), 10);
+            assert_eq!(r.last_offset, Some(39));
+            log.remove().await.expect("remove");
+        });
+    }
+}
+
+fn tail_file(dir: &std::path::Path) -> PathBuf {
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    logs.sort();
+    logs.pop().expect("a segment")
+}
+
+fn write_at(path: &std::path::Path, pos: u64, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(path).expect("open for damage");
+    f.write_all_at(bytes, pos).expect("damage");
+}
+
+#[test]
+fn recovery_truncates_torn_tail_and_continues() {
+    // Proves that after a crash leaving garbage or half a batch after the last durable batch, reopen truncates there and offsets continue exactly.
+    for damage in ["garbage", "half-batch", "bad-crc"] {
+        run(move || async move {
+            let dir = temp_dir("torn");
+            let cfg = LogConfig { segment_bytes: 1 << 20, ..small_config() };
+            let (end, logical) = {
+                let log = Log::open(dir.clone(), cfg.clone()).await.expect("open");
+                for _ in 0..5 {
+                    append(&log, 2, 3, 0).await;
+                }
+                let end = log.log_end_offset();
+                log.wait_durable(end).await.expect("durable");
+                let logical = log.state.borrow().segments[0].written_size;
+                (end, logical)
+                // dropped without close: like kill -9 after the fdatasync
+            };
+            let path = tail_file(&dir);
+            let mut next = encode_batch(3, 0, 1, 20);
+            next[0..8].copy_from_slice(&end.to_be_bytes());
+            match damage {
+                "garbage" => write_at(&path, logical, &[0xab; 700]),
+                "half-batch" => write_at(&path, logical, &next[..next.len() / 2]),
+                _ => {
+                    let n = next.len();
+                    next[n - 1] ^= 1;
+                    write_at(&path, logical, &next);
+                }
+            }
+            let log = Log::open(dir.clone(), cfg).await.expect("reopen");
+            assert_eq!(log.log_end_offset(), end, "{damage}");
+            assert_eq!(std::fs::metadata(&path).expect("meta").len(), logical);
+            let r = append(&log, 1, 2, 0).await;
+            assert_eq!(r.base_offset, end);
+            log.wait_durable(end + 2).await.expect("durable");
+            let hs = read_all(&log).await;
+            assert_eq!(hs.last().map(|h| h.last_offset()), Some(end + 1));
+            log.close().await.expect("close");
+            let log = Log::open(dir, LogConfig::default()).await.expect("reopen 2");
+            assert_eq!(log.log_end_offset(), end + 2);
+            log.remove().await.expect("remove");
+        });
+    }
+}
+
+#[test]
+fn reopen_after_clean_close_keeps_everything() {
+    // Proves a clean close writes index files and a reopen sees every batch, the same offsets, timestamps and a working append.
+    run(|| async {
+        let dir = temp_dir("reopen");
+        let (end, max_ts) = {
+            let log = Log::open(dir.clone(), small_config()).await.expect("open");
+            for i in 0..30 {
+                append(&log, 1, 3, 1000 + i * 1000).await;
+            }
+            let end = log.log_end_offset();
+            log.close().await.expect("close");
+            assert!(matches!(log.append(BytesMut::new(), &[], 0).await, Err(StorageError::InvalidAppend(_))));
+            (end, log.max_timestamp())
+        };
+        let index_files = std::fs::read_dir(&dir)
+            .expect("dir")
+            .filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "index")))
+            .count();
+        let log = Log::open(dir.clone(), small_config()).await.expect("reopen");
+        assert!(log.segment_count() > 2);
+        assert_eq!(index_files, log.segment_count(), "every segment got an index at close/seal");
+        assert_eq!(log.log_end_offset(), end);
+        assert_eq!(log.durable_end_offset(), end);
+        assert_eq!(log.max_timestamp(), max_ts);
+        assert_eq!(max_ts, Some((30_000 + 2, end - 1)));
+        let hs = read_all(&log).await;
+        assert_eq!(hs.len(), 30);
+        let r = append(&log, 1, 1, 0).await;
+        assert_eq!(r.base_offset, end);
+        assert_eq!(log.offset_for_timestamp(15_001).await.expect("ts"), Some((43, 15_001)));
+        log.remove().await.expect("remove");
+    });
+}
+
+#[test]
+fn corrupt_sealed_segment_is_reported() {
+    // Proves a damaged batch inside a non-tail segment (index missing) fails open with Corrupt naming the file.
+    run(|| async {
+        let dir = temp_dir("corrupt");
+        {
+            let log = Log::open(dir.clone(), small_config()).await.expect("open");
+            for _ in 0..30 {
+                append(&log, 1, 3, 0).await;
+            }
+            log.close().await.expect("close");
+        }
+        let first = crate::storage::segment::segment_path(&dir, 0, "log");
+        std::fs::remove_file(first.with_extension("index")).expect("rm index");
+        write_at(&first, 200, &[0xff; 4]);
+        match Log::open(dir.clone(), small_config()).await {
+            Err(StorageError::Corrupt { file, .. }) => assert_eq!(file, first),
+            Err(e) => panic!("expected Corrupt, got {e}"),
+            Ok(_) => panic!("expected Corrupt, got a log"),
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    });
+}
+
+#[test]
+fn missing_sealed_index_is_rebuilt() {
+    // Proves a sealed segment whose index files are gone is rescanned and serves reads again.
+    run(|| async {
+        let dir = temp_dir("rebuild");
+        {
+            let log = Log::open(dir.clone(), small_config()).await.expect("open");
+            for _ in 0..30 {
+                append(&log, 1, 3, 0).await;
+            }
+            log.close().await.expect("close");
+        }
+        let first = crate::storage::segment::segment_path(&dir, 0, "log");
+        std::fs::remove_file(first.with_extension("timeindex")).expect("rm timeindex");
+        let log = Log::open(dir.clone(), small_config()).await.expect("reopen");
+        assert!(first.with_extension("timeindex").exists());
+        assert_eq!(read_all(&log).await.len(), 30);
+        log.remove().await.expect("remove");
+    });
+}
+
+#[test]
+fn offset_for_timestamp_finds_exact_record() {
+    // Proves timestamp lookup finds the first record >= ts inside uncompressed batches (file and cache), base offset for compressed ones, and None past the max.
+    for cache in [0usize, 1 << 20] {
+        run(move || async move {
+            let dir = temp_dir("ts");
+            let cfg = LogConfig { cache_bytes_max: cache, ..small_config() };
+            let log = Log::open(dir, cfg).await.expect("open");
+            // Batch i (10 records, ts step 10) starts at ts 10_000 * (i + 1).
+            for i in 0..20 {
+                let b = encode_batch(10, 10_000 * (i + 1), 10, 30);
+                let hs = validate_batches(&b).expect("valid");
+                log.append(BytesMut::from(&b[..]), &hs, 0).await.expect("append");
+            }
+            // A "compressed" batch (attribute only: the log never decompresses).
+            let b = encode_batch_with(5, 500_000, 10, 30, 1);
+            let hs = validate_batches(&b).expect("valid");
+            log.append(BytesMut::from(&b[..]), &hs, 0).await.expect("append");
+            log.wait_durable(log.log_end_offset()).await.expect("durable");
+
+            let q = |ts| log.offset_for_timestamp(ts);
+            assert_eq!(q(0).await.expect("q"), Some((0, 10_000)));
+            assert_eq!(q(10_000).await.expect("q"), Some((0, 10_000)));
+            assert_eq!(q(10_001).await.expect("q"), Some((1, 10_010)));
+            assert_eq!(q(70_035).await.expect("q"), Some((64, 70_040)));
+            assert_eq!(q(200_090).await.expect("q"), Some((199, 200_090)));
+            assert_eq!(q(200_091).await.expect("q"), Some((200, 500_040)));
+            assert_eq!(q(500_040).await.expect("q"), Some((200, 500_040)));
+            assert_eq!(q(500_041).await.expect("q"), None);
+            assert_eq!(log.max_timestamp(), Some((500_040, 204)));
+            log.remove().await.expect("remove");
+        });
+    }
+}
+
+#[test]
+fn wait_durable_group_commits_concurrent_waiters() {
+    // Proves many concurrent producers waiting for durability share writes and fdatasyncs, and all get their data durable.
+    run(|| async {
+        let dir = temp_dir("group");
+        let cfg = LogConfig { segment_bytes: 1 << 30, cache_bytes_max: 1 << 20, ..small_config() };
+        let log = Log::open(dir, cfg).await.expect("open");
+        let producers = 200;
+        let mut tasks = Vec::new();
+        for _ in 0..producers {
+            let log = Rc::clone(&log);
+            tasks.push(glommio::spawn_local(async move {
+                let r = append(&log, 1, 2, 0).await;
+                log.wait_durable(r.last_offset + 1).await.expect("durable");
+                assert!(log.durable_end_offset() > r.last_offset);
+                r.base_offset
+            }));
+        }
+        let mut bases = Vec::new();
+        for t in tasks {
+            bases.push(t.await);
+        }
+        bases.sort_unstable();
+        assert_eq!(bases, (0..producers).map(|i| i * 2).collect::<Vec<i64>>());
+        let (writes, syncs) = log.io_counts();
+        assert!(syncs >= 1 && syncs < producers as u64 / 4, "group commit: {syncs} syncs");
+        assert!(writes < producers as u64 / 4, "grouped writes: {writes} writes");
+        assert_eq!(read_all(&log).await.len(), producers as usize);
+        log.remove().await.expect("remove");
+    });
+}
+
+#[test]
+fn failed_write_rolls_back_and_offsets_are_reused() {
+    // Proves a failed write fails its waiters, rolls log_end back to the written end, drops the data, and the next append reuses those offsets.
+    run(|| async {
+        let dir = temp_dir("enospc");
+        let cfg = LogConfig { cache_bytes_max: 1 << 20, ..small_config() };
+        let log = Log::open(dir.clone(), cfg.clone()).await.expect("open");
+        append(&log, 1, 3, 0).await;
+        log.wait_written(3).await.expect("written");
+        log.fail_next_write.set(true);
+        let r = append(&log, 1, 4, 0).await;
+        assert_eq!((r.base_offset, r.last_offset), (3, 6));
+        let err = log.wait_durable(7).await;
+        assert!(matches!(err, Err(StorageError::Io(ref e)) if e.kind() == std::io::ErrorKind::StorageFull));
+        assert_eq!(log.log_end_offset(), 3);
+        assert_eq!(log.written_end_offset(), 3);
+        assert_eq!(log.read(3, 100, i64::MAX, true).await.expect("read").bytes, 0);
+        let r = append(&log, 1, 2, 0).await;
+        assert_eq!((r.base_offset, r.last_offset), (3, 4));
+        log.wait_durable(5).await.expect("retry succeeds");
+        drop(log);
+        let log = Log::open(dir, cfg).await.expect("reopen");
+        let hs = read_all(&log).await;
+        assert_eq!(hs.iter().map(|h| h.record_count).collect::<Vec<_>>(), vec![3, 2]);
+        log.remove().await.expect("remove");
+    });
+}
+
+#[test]
+fn append_back_pressure_bounds_pending_bytes() {
+    // Proves that appends without waiters never let pending (unwritten) bytes exceed the bound, and the cache stays bounded.
+    run(|| async {
+        let dir = temp_dir("pressure");
+        let cfg = LogConfig { cache_bytes_max: 4096, segment_bytes: 1 << 20, ..small_config() };
+        let log = Log::open(dir, cfg).await.expect("open");
+        let one = encode_batch(3, 0, 1, 20).len();
+        for _ in 0..200 {
+            append(&log, 1, 3, 0).await;
+            let pending = log.state.borrow().pending_bytes;
+            assert!(pending <= 4096 + one, "pending {pending}");
+            assert!(log.cache_bytes() <= 4096 + one, "cache {}", log.cache_bytes());
+        }
+        // acks=0 style: nobody waits, yet the writer drains everything.
+        let end = log.log_end_offset();
+        while log.written_end_offset() < end {
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert_eq!(read_all(&log).await.len(), 200);
+        log.remove().await.expect("remove");
+    });
+}
