@@ -28,19 +28,34 @@ def admin(bootstrap):
 
 def create_topic(bootstrap, name, partitions=1, config=None, timeout_s=20):
     """Create a topic through the admin API and wait for the result (raises on error)."""
-    futures = admin(bootstrap).create_topics(
+    a = admin(bootstrap)  # must outlive the future: a destroyed handle fails it with _DESTROY
+    futures = a.create_topics(
         [NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})],
         operation_timeout=timeout_s, request_timeout=timeout_s)
     futures[name].result(timeout=timeout_s)
 
 
-def topic_error(future, timeout_s=20):
-    """The KafkaError a create/delete future fails with, or None on success."""
-    try:
-        future.result(timeout=timeout_s)
-    except KafkaException as e:
-        return e.args[0]
-    return None
+def admin_results(bootstrap, method, arg, timeout_s=20):
+    """Call AdminClient.<method>(arg) and wait for every future while the client
+    is alive. Returns {key: (KafkaError or None, result or None)}."""
+    a = admin(bootstrap)
+    futures = getattr(a, method)(arg, request_timeout=timeout_s)
+    out = {}
+    for key, fut in futures.items():
+        try:
+            out[key] = (None, fut.result(timeout=timeout_s))
+        except KafkaException as e:
+            out[key] = (e.args[0], None)
+    return out
+
+
+def admin_error(bootstrap, method, arg, timeout_s=20):
+    """The single KafkaError (or None) of a one-item admin call."""
+    results = admin_results(bootstrap, method, arg, timeout_s)
+    assert len(results) == 1, results
+    return next(iter(results.values()))[0]
+
+
 
 
 def producer(bootstrap, **conf):

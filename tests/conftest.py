@@ -7,6 +7,7 @@ test. Binary: env FJORD_BIN, default <repo>/target/release/fjord (built by
 """
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -22,6 +23,7 @@ FJORD_BIN = Path(os.environ.get("FJORD_BIN", REPO_ROOT / "target" / "release" / 
 HEALTH_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 20.0
 LOG_TAIL_BYTES = 20_000
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def free_port() -> int:
@@ -94,6 +96,7 @@ class Broker:
         log = open(log_path, "wb")
         env = dict(os.environ)
         env.setdefault("RUST_BACKTRACE", "1")
+        env.setdefault("NO_COLOR", "1")
         env.update(self.extra_env)
         self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=env, cwd=self.log_dir)
@@ -176,7 +179,8 @@ class Broker:
                 continue
             if len(data) > limit:
                 data = b"...[cut]...\n" + data[-limit:]
-            parts.append(f"----- {p.name} -----\n" + data.decode(errors="replace"))
+            text = ANSI_ESCAPE.sub("", data.decode(errors="replace"))
+            parts.append(f"----- {p.name} -----\n" + text)
         return "\n".join(parts)
 
 

@@ -7,7 +7,7 @@ from confluent_kafka.admin import ConfigResource, NewPartitions, NewTopic, Resou
 
 import clients
 import kafkawire
-from clients import admin, create_topic, js, js_ok, kcat, topic_error, topic_metadata
+from clients import admin_error, admin_results, create_topic, js, js_ok, kcat, topic_metadata
 
 
 def wait_for(predicate, timeout_s=10.0, interval_s=0.2):
@@ -72,8 +72,9 @@ def test_kafkajs_describe_cluster_and_fetch_topic_metadata(broker, topic_name):
 
 def describe_topic_configs(bootstrap, topic):
     res = ConfigResource(ResourceType.TOPIC, topic)
-    fut = admin(bootstrap).describe_configs([res], request_timeout=20)[res]
-    return {name: entry.value for name, entry in fut.result(timeout=20).items()}
+    err, entries = admin_results(bootstrap, "describe_configs", [res])[res]
+    assert err is None, err
+    return {name: entry.value for name, entry in entries.items()}
 
 
 def test_confluent_create_topic_with_partitions_and_configs(any_broker, topic_name):
@@ -107,8 +108,7 @@ def test_kafkajs_create_topics_with_configs_then_describe_configs(broker, topic_
 def test_duplicate_create_gives_topic_already_exists(broker, topic_name):
     """Creating an existing topic fails with TOPIC_ALREADY_EXISTS (confluent) and kafkajs createTopics resolves false."""
     create_topic(broker.bootstrap, topic_name, partitions=1)
-    fut = admin(broker.bootstrap).create_topics([NewTopic(topic_name, 2, 1)], request_timeout=20)[topic_name]
-    err = topic_error(fut)
+    err = admin_error(broker.bootstrap, "create_topics", [NewTopic(topic_name, 2, 1)])
     assert err is not None and err.code() == KafkaError.TOPIC_ALREADY_EXISTS, err
     assert js_ok("createTopics", broker.bootstrap, topics=[{"topic": topic_name, "numPartitions": 1}]) is False
     # the original topic is untouched
@@ -120,12 +120,10 @@ INVALID_NAMES = ["has space", "slash/inside", "x" * 250, ".", "..", "star*", ""]
 
 def test_invalid_topic_names_give_invalid_topic_exception(broker):
     """CreateTopics with invalid names (spaces, slash, 250 chars, '.', '..', '*', empty) fails each with INVALID_TOPIC_EXCEPTION."""
-    a = admin(broker.bootstrap)
     for name in INVALID_NAMES:
         if name == "":
             continue  # librdkafka refuses an empty name client-side; covered by kafkajs below
-        fut = a.create_topics([NewTopic(name, 1, 1)], request_timeout=20)[name]
-        err = topic_error(fut)
+        err = admin_error(broker.bootstrap, "create_topics", [NewTopic(name, 1, 1)])
         assert err is not None and err.code() == KafkaError.TOPIC_EXCEPTION, (name, err)
     reply = js("createTopics", broker.bootstrap, topics=[{"topic": "bad name!", "numPartitions": 1}])
     assert not reply["ok"], reply
@@ -136,11 +134,11 @@ def test_invalid_topic_names_give_invalid_topic_exception(broker):
 def test_delete_topic_removes_it_and_delete_unknown_gives_unknown_topic(broker, topic_name):
     """DeleteTopics removes a topic from metadata; deleting an unknown topic fails with UNKNOWN_TOPIC_OR_PARTITION."""
     create_topic(broker.bootstrap, topic_name, partitions=2)
-    err = topic_error(admin(broker.bootstrap).delete_topics([topic_name], request_timeout=20)[topic_name])
+    err = admin_error(broker.bootstrap, "delete_topics", [topic_name])
     assert err is None, err
     gone = wait_for(lambda: topic_name not in topic_metadata(broker.bootstrap).topics)
     assert gone, "deleted topic still listed in metadata"
-    err = topic_error(admin(broker.bootstrap).delete_topics([topic_name + "-never"], request_timeout=20)[topic_name + "-never"])
+    err = admin_error(broker.bootstrap, "delete_topics", [topic_name + "-never"])
     assert err is not None and err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART, err
 
 
@@ -159,7 +157,7 @@ def test_deleted_topic_can_be_recreated_empty(broker, topic_name):
     """A topic deleted and created again under the same name starts empty at offset 0."""
     create_topic(broker.bootstrap, topic_name)
     clients.produce_all(broker.bootstrap, topic_name, [{"value": b"old-%d" % i} for i in range(5)])
-    assert topic_error(admin(broker.bootstrap).delete_topics([topic_name], request_timeout=20)[topic_name]) is None
+    assert admin_error(broker.bootstrap, "delete_topics", [topic_name]) is None
     assert wait_for(lambda: topic_name not in topic_metadata(broker.bootstrap).topics)
     create_topic(broker.bootstrap, topic_name)
     assert clients.watermarks(broker.bootstrap, topic_name) == (0, 0)
@@ -170,8 +168,7 @@ def test_deleted_topic_can_be_recreated_empty(broker, topic_name):
 def test_create_partitions_adds_partitions_that_accept_records(any_broker, topic_name):
     """CreatePartitions (confluent and kafkajs) grows a topic; each new partition accepts and serves records."""
     create_topic(any_broker.bootstrap, topic_name, partitions=1)
-    fut = admin(any_broker.bootstrap).create_partitions([NewPartitions(topic_name, 3)], request_timeout=20)[topic_name]
-    assert topic_error(fut) is None
+    assert admin_error(any_broker.bootstrap, "create_partitions", [NewPartitions(topic_name, 3)]) is None
     assert wait_for(lambda: sorted(topic_metadata(any_broker.bootstrap, topic_name).topics[topic_name].partitions) == [0, 1, 2])
     js_ok("createPartitions", any_broker.bootstrap, topicPartitions=[{"topic": topic_name, "count": 5}])
     assert wait_for(lambda: sorted(topic_metadata(any_broker.bootstrap, topic_name).topics[topic_name].partitions) == [0, 1, 2, 3, 4])
@@ -185,8 +182,7 @@ def test_create_partitions_adds_partitions_that_accept_records(any_broker, topic
 def test_create_partitions_cannot_shrink(broker, topic_name):
     """CreatePartitions to fewer partitions than exist fails with INVALID_PARTITIONS."""
     create_topic(broker.bootstrap, topic_name, partitions=3)
-    fut = admin(broker.bootstrap).create_partitions([NewPartitions(topic_name, 2)], request_timeout=20)[topic_name]
-    err = topic_error(fut)
+    err = admin_error(broker.bootstrap, "create_partitions", [NewPartitions(topic_name, 2)])
     assert err is not None and err.code() == KafkaError.INVALID_PARTITIONS, err
 
 

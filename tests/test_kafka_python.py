@@ -16,6 +16,7 @@ def test_kafka_python_admin_produce_and_assign_consume(broker, topic_name):
     finally:
         adm.close()
     prod = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", compression_type="gzip",
+                         enable_idempotence=False,  # idempotent producers (InitProducerId) come later
                          request_timeout_ms=15000)
     futures = [prod.send(topic_name, key=b"k%d" % i, value=b"v%d" % i, partition=i % 2,
                          headers=[("n", b"%d" % i)], timestamp_ms=1_700_000_000_000 + i) for i in range(20)]

@@ -28,8 +28,10 @@ function readStdin() {
 }
 
 // The reply line carries a marker so that log lines on stdout cannot be mistaken for it.
+// Resolves once the line is flushed: stdout to a pipe is asynchronous, so
+// exiting right after write() can cut a long reply.
 function reply(obj) {
-  process.stdout.write('FJORD-REPLY ' + JSON.stringify(obj) + '\n')
+  return new Promise(resolve => process.stdout.write('FJORD-REPLY ' + JSON.stringify(obj) + '\n', resolve))
 }
 
 const b64 = buf => (buf == null ? null : Buffer.from(buf).toString('base64'))
@@ -188,26 +190,25 @@ async function main() {
   try {
     req = JSON.parse(await readStdin())
   } catch (e) {
-    reply({ ok: false, error: { name: 'BadRequest', message: String(e) } })
+    await reply({ ok: false, error: { name: 'BadRequest', message: String(e) } })
     return
   }
   const op = OPS[req.op]
   if (!op) {
-    reply({ ok: false, error: { name: 'UnknownOp', message: req.op } })
+    await reply({ ok: false, error: { name: 'UnknownOp', message: req.op } })
     return
   }
   try {
     const result = await op(req)
-    reply({ ok: true, result: result === undefined ? null : result })
+    await reply({ ok: true, result: result === undefined ? null : result })
   } catch (e) {
-    reply({ ok: false, error: errorToJson(e) })
+    await reply({ ok: false, error: errorToJson(e) })
   }
 }
 
 // A hung kafkajs call must not hang the test: pytest also has its own timeout.
 setTimeout(() => {
-  reply({ ok: false, error: { name: 'DriverTimeout', message: 'driver timed out after 50 s' } })
-  process.exit(0)
+  reply({ ok: false, error: { name: 'DriverTimeout', message: 'driver timed out after 50 s' } }).then(() => process.exit(0))
 }, 50000).unref()
 
 main().then(() => process.exit(0))
