@@ -61,7 +61,10 @@ pub enum BatchError {
     CrcMismatch { expected: u32, computed: u32 },
     /// `recordCount` < 1, `lastOffsetDelta` != `recordCount − 1`, or the number
     /// of records actually encoded differs from `recordCount`.
-    RecordCountMismatch { record_count: i32, last_offset_delta: i32 },
+    RecordCountMismatch {
+        record_count: i32,
+        last_offset_delta: i32,
+    },
     /// An encoded record is malformed (bad varint, negative length…).
     InvalidRecord(&'static str),
     /// No bytes at all.
@@ -174,7 +177,10 @@ impl BatchHeader {
         debug_assert_eq!(batch.len(), self.total_size());
         let computed = crc32c::crc32c(&batch[ATTRIBUTES_POS..]);
         if computed != self.crc {
-            return Err(BatchError::CrcMismatch { expected: self.crc, computed });
+            return Err(BatchError::CrcMismatch {
+                expected: self.crc,
+                computed,
+            });
         }
         Ok(())
     }
@@ -186,7 +192,10 @@ pub(crate) fn checked_total_size(h: &BatchHeader, available: usize) -> Result<us
     let declared = i64::from(h.batch_length);
     let min = (BatchHeader::SIZE - LOG_OVERHEAD) as i64;
     if declared < min || declared as u64 + LOG_OVERHEAD as u64 > available as u64 {
-        return Err(BatchError::LengthMismatch { declared, available });
+        return Err(BatchError::LengthMismatch {
+            declared,
+            available,
+        });
     }
     Ok(h.total_size())
 }
@@ -280,10 +289,18 @@ pub(crate) fn walk_records(
         count += 1;
         pos = body_end;
         if !visit(info) {
-            return Ok(Walked { count, consumed: pos, stopped_at: Some(info) });
+            return Ok(Walked {
+                count,
+                consumed: pos,
+                stopped_at: Some(info),
+            });
         }
     }
-    Ok(Walked { count, consumed: pos, stopped_at: None })
+    Ok(Walked {
+        count,
+        consumed: pos,
+        stopped_at: None,
+    })
 }
 
 fn read_uvarint64(buf: &[u8], max_bytes: usize) -> Result<(u64, usize), BatchError> {
@@ -403,7 +420,10 @@ mod tests {
         let mut buf = encode_batch(2, 0, 1, 8);
         let last = buf.len() - 2;
         buf[last] ^= 0xff;
-        assert!(matches!(validate_batches(&buf), Err(BatchError::CrcMismatch { .. })));
+        assert!(matches!(
+            validate_batches(&buf),
+            Err(BatchError::CrcMismatch { .. })
+        ));
     }
 
     #[test]
@@ -425,10 +445,16 @@ mod tests {
         ));
         let mut small = buf.clone();
         small[8..12].copy_from_slice(&10i32.to_be_bytes());
-        assert!(matches!(validate_batches(&small), Err(BatchError::LengthMismatch { .. })));
+        assert!(matches!(
+            validate_batches(&small),
+            Err(BatchError::LengthMismatch { .. })
+        ));
         let mut neg = buf.clone();
         neg[8..12].copy_from_slice(&(-5i32).to_be_bytes());
-        assert!(matches!(validate_batches(&neg), Err(BatchError::LengthMismatch { .. })));
+        assert!(matches!(
+            validate_batches(&neg),
+            Err(BatchError::LengthMismatch { .. })
+        ));
         assert_eq!(validate_batches(&[]), Err(BatchError::Empty));
     }
 

@@ -53,7 +53,9 @@ impl OffsetIndex {
     /// and whose relative offset <= `rel_offset`; both fields are monotonic,
     /// so the predicate is a prefix.
     pub fn last_within(&self, position: u32, rel_offset: u32) -> Option<usize> {
-        let i = self.entries.partition_point(|&(o, p)| p <= position && o <= rel_offset);
+        let i = self
+            .entries
+            .partition_point(|&(o, p)| p <= position && o <= rel_offset);
         i.checked_sub(1)
     }
 

@@ -99,7 +99,11 @@ pub enum Chunk {
     /// From the tail cache.
     Memory(Bytes),
     /// A range of a segment, opened WITHOUT O_DIRECT so it can be sendfile()d.
-    File { file: Rc<File>, position: u64, len: u64 },
+    File {
+        file: Rc<File>,
+        position: u64,
+        len: u64,
+    },
 }
 
 impl Chunk {
@@ -119,7 +123,11 @@ impl Chunk {
     pub async fn load(&self) -> io::Result<Bytes> {
         match self {
             Chunk::Memory(b) => Ok(b.clone()),
-            Chunk::File { file, position, len } => {
+            Chunk::File {
+                file,
+                position,
+                len,
+            } => {
                 let len = usize::try_from(*len)
                     .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "chunk too large"))?;
                 let mut buf = vec![0u8; len];
@@ -156,8 +164,12 @@ struct State {
     /// Largest end offset a `wait_durable` caller is waiting for.
     durable_wanted: i64,
     writer_running: bool,
-    /// Bumped on every write/sync failure; waiters compare it.
-    error_gen: u64,
+    /// Bumped when a failed write/create/seal rolled unwritten data back;
+    /// every waiter compares it.
+    rollback_gen: u64,
+    /// Bumped when an fdatasync failed; only durability waiters compare it
+    /// (their data stays written and may become durable on a later sync).
+    sync_error_gen: u64,
     last_error: Option<(io::ErrorKind, String)>,
     max_ts: Option<(i64, i64)>,
     closed: bool,
@@ -179,24 +191,39 @@ impl State {
     }
 
     fn first_pending(&self) -> Option<usize> {
-        let i = self.cache.partition_point(|e| e.end_offset <= self.written_end);
+        let i = self
+            .cache
+            .partition_point(|e| e.end_offset <= self.written_end);
         (i < self.cache.len()).then_some(i)
     }
 
     fn segment_index(&self, base: i64) -> Option<usize> {
-        self.segments.binary_search_by_key(&base, |s| s.base_offset).ok()
+        self.segments
+            .binary_search_by_key(&base, |s| s.base_offset)
+            .ok()
     }
 
     /// Index of the segment containing `offset` (the last one whose base <= offset).
     fn segment_for(&self, offset: i64) -> Option<usize> {
-        self.segments.partition_point(|s| s.base_offset <= offset).checked_sub(1)
+        self.segments
+            .partition_point(|s| s.base_offset <= offset)
+            .checked_sub(1)
     }
 
     fn check_invariants(&self) {
-        debug_assert!(self.log_start <= self.durable_end, "log_start <= durable_end");
-        debug_assert!(self.durable_end <= self.written_end, "durable_end <= written_end");
+        debug_assert!(
+            self.log_start <= self.durable_end,
+            "log_start <= durable_end"
+        );
+        debug_assert!(
+            self.durable_end <= self.written_end,
+            "durable_end <= written_end"
+        );
         debug_assert!(self.written_end <= self.log_end, "written_end <= log_end");
-        debug_assert!(self.cache_start() <= self.written_end, "cache holds all unwritten batches");
+        debug_assert!(
+            self.cache_start() <= self.written_end,
+            "cache holds all unwritten batches"
+        );
     }
 }
 
@@ -250,13 +277,13 @@ impl Log {
         let segments = recover(&dir, &config).await?;
         let log_start = segments[0].base_offset;
         let log_end = segments[segments.len() - 1].next_offset;
-        let max_ts = segments
-            .iter()
-            .filter_map(|s| s.idx.max_ts)
-            .fold(None, |acc: Option<(i64, i64)>, m| match acc {
+        let max_ts = segments.iter().filter_map(|s| s.idx.max_ts).fold(
+            None,
+            |acc: Option<(i64, i64)>, m| match acc {
                 Some(a) if a.0 >= m.0 => Some(a),
                 _ => Some(m),
-            });
+            },
+        );
         let state = State {
             segments,
             cache: VecDeque::new(),
@@ -268,7 +295,8 @@ impl Log {
             durable_end: log_end,
             durable_wanted: log_end,
             writer_running: false,
-            error_gen: 0,
+            rollback_gen: 0,
+            sync_error_gen: 0,
             last_error: None,
             max_ts,
             closed: false,
@@ -399,7 +427,8 @@ impl Log {
         let mark = seg.mark();
         let file_pos = seg.size;
         for (p, h) in &patched {
-            seg.idx.on_batch(seg.base_offset, file_pos + *p as u64, h, interval);
+            seg.idx
+                .on_batch(seg.base_offset, file_pos + *p as u64, h, interval);
         }
         seg.size += len as u64;
         seg.next_offset = next;
@@ -424,7 +453,10 @@ impl Log {
         st.log_end = next;
         self.evict(&mut st);
         st.check_invariants();
-        Ok(AppendResult { base_offset, last_offset })
+        Ok(AppendResult {
+            base_offset,
+            last_offset,
+        })
     }
 
     /// Starts a new (in-memory; the writer creates the file) segment if the
@@ -469,16 +501,26 @@ impl Log {
     }
 
     async fn wait_until(&self, end_offset: i64, durable: bool) -> Result<(), StorageError> {
-        let error_gen = self.state.borrow().error_gen;
+        let gens = {
+            let st = self.state.borrow();
+            (st.rollback_gen, st.sync_error_gen)
+        };
         loop {
             let notified = self.progress.notified();
             {
                 let mut st = self.state.borrow_mut();
-                let reached = if durable { st.durable_end } else { st.written_end };
+                let reached = if durable {
+                    st.durable_end
+                } else {
+                    st.written_end
+                };
                 if reached >= end_offset {
                     return Ok(());
                 }
-                if st.error_gen != error_gen {
+                // A rollback fails only waiters whose data it dropped.
+                let dropped = st.rollback_gen != gens.0 && end_offset > st.written_end;
+                let failed = dropped || (durable && st.sync_error_gen != gens.1);
+                if failed {
                     return Err(st.error());
                 }
                 if end_offset > st.log_end {
@@ -559,10 +601,16 @@ impl Log {
             return Action::Idle;
         };
         let target = st.cache[first].segment_base;
-        if let Some(old) = st.segments.iter().find(|s| !s.sealed && s.base_offset < target) {
+        if let Some(old) = st
+            .segments
+            .iter()
+            .find(|s| !s.sealed && s.base_offset < target)
+        {
             return Action::Seal(old.base_offset);
         }
-        let si = st.segment_index(target).expect("cache entries point at live segments");
+        let si = st
+            .segment_index(target)
+            .expect("cache entries point at live segments");
         let seg = &st.segments[si];
         let Some(dma) = seg.dma.clone() else {
             return Action::Create(target);
@@ -583,7 +631,15 @@ impl Log {
             end_offset = e.end_offset;
             pieces.push(e.bytes.clone());
         }
-        Action::Write(WriteJob { segment_base: target, dma, position, prefix, pieces, new_bytes, end_offset })
+        Action::Write(WriteJob {
+            segment_base: target,
+            dma,
+            position,
+            prefix,
+            pieces,
+            new_bytes,
+            end_offset,
+        })
     }
 
     async fn write(&self, job: WriteJob) {
@@ -604,7 +660,10 @@ impl Log {
         let tail_block = dst[tail_from..at].to_vec();
         #[cfg(test)]
         if self.fail_next_write.take() {
-            self.fail_pending(io::Error::new(io::ErrorKind::StorageFull, "injected ENOSPC"));
+            self.fail_pending(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "injected ENOSPC",
+            ));
             return;
         }
         let res = job.dma.write_at(buf, job.position).await;
@@ -621,7 +680,9 @@ impl Log {
             return;
         }
         let mut st = self.state.borrow_mut();
-        let si = st.segment_index(job.segment_base).expect("written segment exists");
+        let si = st
+            .segment_index(job.segment_base)
+            .expect("written segment exists");
         let seg = &mut st.segments[si];
         seg.written_size = new_written;
         seg.tail_block = tail_block;
@@ -638,7 +699,7 @@ impl Log {
                 let mut st = self.state.borrow_mut();
                 let e: io::Error = e.into();
                 tracing::error!(dir = %self.dir.display(), error = %e, "fdatasync failed");
-                st.error_gen += 1;
+                st.sync_error_gen += 1;
                 st.last_error = Some((e.kind(), e.to_string()));
                 // Waiters fail now; later ones ask again.
                 st.durable_wanted = st.durable_end;
@@ -720,9 +781,11 @@ impl Log {
     fn fail_pending(&self, e: io::Error) {
         let mut st = self.state.borrow_mut();
         tracing::error!(dir = %self.dir.display(), error = %e, "log write failed; rolling back");
-        st.error_gen += 1;
+        st.rollback_gen += 1;
         st.last_error = Some((e.kind(), e.to_string()));
-        let Some(first) = st.first_pending() else { return };
+        let Some(first) = st.first_pending() else {
+            return;
+        };
         let (seg_base, mark, max_before) = {
             let e = &st.cache[first];
             (e.segment_base, e.mark, e.log_max_ts_before)
@@ -733,7 +796,10 @@ impl Log {
         st.pending_bytes = 0;
         let si = st.segment_index(seg_base).expect("pending segment exists");
         for later in st.segments.drain(si + 1..) {
-            assert!(later.dma.is_none() && later.written_size == 0, "later segments hold no data");
+            assert!(
+                later.dma.is_none() && later.written_size == 0,
+                "later segments hold no data"
+            );
         }
         st.segments[si].restore(&mark);
         st.log_end = st.written_end;
@@ -770,11 +836,17 @@ impl Log {
         if offset == st.log_end || offset >= end_offset_exclusive {
             return Ok(ReadResult::default());
         }
-        let limits = ReadLimits { max_bytes, end_offset: end_offset_exclusive, min_one };
+        let limits = ReadLimits {
+            max_bytes,
+            end_offset: end_offset_exclusive,
+            min_one,
+        };
         if offset >= st.cache_start() {
             return Ok(read_cache(&st, offset, &limits));
         }
-        let si = st.segment_for(offset).expect("offset >= log_start has a segment");
+        let si = st
+            .segment_for(offset)
+            .expect("offset >= log_start has a segment");
         read_segment(&st.segments[si], offset, &limits)
     }
 
@@ -796,7 +868,10 @@ impl Log {
             return Ok(None);
         }
         let cache_start = st.cache_start();
-        let first_seg = st.segments.iter().position(|s| s.idx.max_ts.is_some_and(|(m, _)| m >= ts));
+        let first_seg = st
+            .segments
+            .iter()
+            .position(|s| s.idx.max_ts.is_some_and(|(m, _)| m >= ts));
         if let Some(first_seg) = first_seg {
             for (i, seg) in st.segments.iter().enumerate().skip(first_seg) {
                 if seg.base_offset >= cache_start {
@@ -821,7 +896,9 @@ impl Log {
                     continue;
                 }
                 let bytes = &e.bytes[*start..*start + h.total_size()];
-                if let Some(found) = resolve_in_batch(h, bytes, ts).map_err(|r| corrupt(&self.dir, r))? {
+                if let Some(found) =
+                    resolve_in_batch(h, bytes, ts).map_err(|r| corrupt(&self.dir, r))?
+                {
                     return Ok(Some(found));
                 }
             }
@@ -900,7 +977,10 @@ async fn finish_file(dma: &DmaFile, logical_size: u64) -> io::Result<()> {
 }
 
 fn corrupt(path: &Path, reason: impl std::fmt::Display) -> StorageError {
-    StorageError::Corrupt { file: path.to_path_buf(), reason: reason.to_string() }
+    StorageError::Corrupt {
+        file: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
 }
 
 fn check_headers_tile(batches: &[u8], headers: &[BatchHeader]) -> Result<(), StorageError> {
@@ -914,12 +994,16 @@ fn check_headers_tile(batches: &[u8], headers: &[BatchHeader]) -> Result<(), Sto
             return Err(StorageError::InvalidAppend("headers do not tile the bytes"));
         }
         if batches[pos + 8..pos + LOG_OVERHEAD] != h.batch_length.to_be_bytes() {
-            return Err(StorageError::InvalidAppend("header does not match its bytes"));
+            return Err(StorageError::InvalidAppend(
+                "header does not match its bytes",
+            ));
         }
         pos += total;
     }
     if pos != batches.len() {
-        return Err(StorageError::InvalidAppend("headers do not cover all bytes"));
+        return Err(StorageError::InvalidAppend(
+            "headers do not cover all bytes",
+        ));
     }
     Ok(())
 }
@@ -969,9 +1053,16 @@ fn read_cache(st: &State, offset: i64, limits: &ReadLimits) -> ReadResult {
 
 /// A file range of whole batches of one segment, starting with the batch
 /// containing `offset`, bounded by the segment's WRITTEN logical size.
-fn read_segment(seg: &Segment, offset: i64, limits: &ReadLimits) -> Result<ReadResult, StorageError> {
+fn read_segment(
+    seg: &Segment,
+    offset: i64,
+    limits: &ReadLimits,
+) -> Result<ReadResult, StorageError> {
     let Some(file) = seg.reader.clone() else {
-        return Err(corrupt(&seg.log_path, "segment below the cache has no file"));
+        return Err(corrupt(
+            &seg.log_path,
+            "segment below the cache has no file",
+        ));
     };
     let path = &seg.log_path;
     let limit = seg.written_size;
@@ -979,7 +1070,10 @@ fn read_segment(seg: &Segment, offset: i64, limits: &ReadLimits) -> Result<ReadR
     // Walk to the batch containing `offset` (at most ~one index interval).
     let first = loop {
         if pos >= limit {
-            return Err(corrupt(path, format!("offset {offset} not found before the written end")));
+            return Err(corrupt(
+                path,
+                format!("offset {offset} not found before the written end"),
+            ));
         }
         let h = read_header_at(&file, path, pos)?;
         if h.last_offset() >= offset {
@@ -990,18 +1084,27 @@ fn read_segment(seg: &Segment, offset: i64, limits: &ReadLimits) -> Result<ReadR
     let start = pos;
     let first_len = first.total_size();
     if start + first_len as u64 > limit {
-        return Err(corrupt(path, format!("batch at {start} runs past the written end")));
+        return Err(corrupt(
+            path,
+            format!("batch at {start} runs past the written end"),
+        ));
     }
     if !limits.admits(0, first.base_offset, first_len) {
         return Ok(ReadResult::default());
     }
-    let budget_end = (start + limits.max_bytes as u64).max(start + first_len as u64).min(limit);
+    let budget_end = (start + limits.max_bytes as u64)
+        .max(start + first_len as u64)
+        .min(limit);
     let mut end = start + first_len as u64;
     let mut last = first.last_offset();
     // Jump over whole batches using the index, then walk the rest.
     let mut walk_from = end;
     let rel_end = (limits.end_offset - seg.base_offset).clamp(0, i64::from(u32::MAX)) as u32;
-    if let Some(k) = seg.idx.index.last_within(budget_end.min(u64::from(u32::MAX)) as u32, rel_end) {
+    if let Some(k) = seg
+        .idx
+        .index
+        .last_within(budget_end.min(u64::from(u32::MAX)) as u32, rel_end)
+    {
         // Start one entry early so at least one batch is walked and `last` is known.
         let k = k.saturating_sub(1);
         let (_, p) = seg.idx.index.get(k);
@@ -1009,7 +1112,8 @@ fn read_segment(seg: &Segment, offset: i64, limits: &ReadLimits) -> Result<ReadR
             walk_from = u64::from(p);
         }
     }
-    let (walk_end, walk_last) = walk_forward(&file, path, walk_from, budget_end, limits.end_offset)?;
+    let (walk_end, walk_last) =
+        walk_forward(&file, path, walk_from, budget_end, limits.end_offset)?;
     match walk_last {
         Some(l) => {
             end = walk_end;
@@ -1027,7 +1131,11 @@ fn read_segment(seg: &Segment, offset: i64, limits: &ReadLimits) -> Result<ReadR
     }
     let len = end - start;
     Ok(ReadResult {
-        chunks: vec![Chunk::File { file, position: start, len }],
+        chunks: vec![Chunk::File {
+            file,
+            position: start,
+            len,
+        }],
         bytes: len as usize,
         first_offset: Some(first.base_offset),
         last_offset: Some(last),
@@ -1064,7 +1172,9 @@ fn find_ts_in_segment(
     cache_start: i64,
     ts: i64,
 ) -> Result<Option<(i64, i64)>, StorageError> {
-    let Some(file) = seg.reader.as_ref() else { return Ok(None) };
+    let Some(file) = seg.reader.as_ref() else {
+        return Ok(None);
+    };
     let path = &seg.log_path;
     while pos < seg.written_size {
         let h = read_header_at(file, path, pos)?;

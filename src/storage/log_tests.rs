@@ -25,13 +25,21 @@ fn temp_dir(name: &str) -> PathBuf {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    let d = std::env::temp_dir().join(format!("fjord-storage-{name}-{}-{nanos}", std::process::id()));
+    let d = std::env::temp_dir().join(format!(
+        "fjord-storage-{name}-{}-{nanos}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&d);
     d
 }
 
 fn small_config() -> LogConfig {
-    LogConfig { segment_bytes: 1024, segment_ms: i64::MAX, index_interval_bytes: 256, cache_bytes_max: 0 }
+    LogConfig {
+        segment_bytes: 1024,
+        segment_ms: i64::MAX,
+        index_interval_bytes: 256,
+        cache_bytes_max: 0,
+    }
 }
 
 /// Appends one request holding `batches` batches of `records` records each.
@@ -41,7 +49,9 @@ async fn append(log: &Log, batches: usize, records: usize, base_ts: i64) -> Appe
         buf.extend(encode_batch(records, base_ts + i as i64 * 100, 1, 20));
     }
     let headers = validate_batches(&buf).expect("valid test batches");
-    log.append(BytesMut::from(&buf[..]), &headers, 7).await.expect("append")
+    log.append(BytesMut::from(&buf[..]), &headers, 7)
+        .await
+        .expect("append")
 }
 
 /// Loads a read's bytes and parses them back into batch headers (checking CRCs).
@@ -80,7 +90,10 @@ fn offsets_assigned_in_order_across_appends_and_rolls() {
     // Proves offsets continue exactly across appends and segment rolls, epochs are patched, and everything reads back from the files.
     run(|| async {
         let dir = temp_dir("order");
-        let cfg = LogConfig { segment_bytes: 1024, ..small_config() };
+        let cfg = LogConfig {
+            segment_bytes: 1024,
+            ..small_config()
+        };
         let log = Log::open(dir.clone(), cfg).await.expect("open");
         let mut expected = 0;
         for i in 0..40 {
@@ -106,7 +119,10 @@ fn read_from_middle_of_batch_returns_that_batch() {
     for cache in [0usize, 1 << 20] {
         run(move || async move {
             let dir = temp_dir("middle");
-            let cfg = LogConfig { cache_bytes_max: cache, ..small_config() };
+            let cfg = LogConfig {
+                cache_bytes_max: cache,
+                ..small_config()
+            };
             let log = Log::open(dir, cfg).await.expect("open");
             for _ in 0..3 {
                 append(&log, 1, 5, 0).await;
@@ -116,18 +132,28 @@ fn read_from_middle_of_batch_returns_that_batch() {
             assert_eq!(r.first_offset, Some(5));
             assert_eq!(r.last_offset, Some(14));
             let (_, hs) = loaded(&r).await;
-            assert_eq!(hs.iter().map(|h| h.base_offset).collect::<Vec<_>>(), vec![5, 10]);
+            assert_eq!(
+                hs.iter().map(|h| h.base_offset).collect::<Vec<_>>(),
+                vec![5, 10]
+            );
             if cache == 0 {
                 assert!(matches!(r.chunks[0], Chunk::File { .. }));
             } else {
                 assert!(matches!(r.chunks[0], Chunk::Memory(_)));
             }
             // Offset == end: empty; beyond: out of range.
-            let r = log.read(15, 1 << 20, i64::MAX, true).await.expect("read at end");
+            let r = log
+                .read(15, 1 << 20, i64::MAX, true)
+                .await
+                .expect("read at end");
             assert!(r.chunks.is_empty() && r.first_offset.is_none());
             assert!(matches!(
                 log.read(16, 100, i64::MAX, true).await,
-                Err(StorageError::OffsetOutOfRange { requested: 16, start: 0, end: 15 })
+                Err(StorageError::OffsetOutOfRange {
+                    requested: 16,
+                    start: 0,
+                    end: 15
+                })
             ));
             log.remove().await.expect("remove");
         });
@@ -140,7 +166,11 @@ fn read_respects_high_watermark_max_bytes_and_min_one() {
     for cache in [0usize, 1 << 20] {
         run(move || async move {
             let dir = temp_dir("limits");
-            let cfg = LogConfig { cache_bytes_max: cache, segment_bytes: 1 << 20, ..small_config() };
+            let cfg = LogConfig {
+                cache_bytes_max: cache,
+                segment_bytes: 1 << 20,
+                ..small_config()
+            };
             let log = Log::open(dir, cfg).await.expect("open");
             for _ in 0..10 {
                 append(&log, 1, 4, 0).await; // 4 records per batch
@@ -158,8 +188,14 @@ fn read_respects_high_watermark_max_bytes_and_min_one() {
             let r = log.read(12, 1 << 20, 12, true).await.expect("read");
             assert_eq!(r.bytes, 0);
 
-            let r = log.read(4, 2 * one + one / 2, i64::MAX, true).await.expect("read");
-            assert_eq!((r.first_offset, r.last_offset, r.bytes), (Some(4), Some(11), 2 * one));
+            let r = log
+                .read(4, 2 * one + one / 2, i64::MAX, true)
+                .await
+                .expect("read");
+            assert_eq!(
+                (r.first_offset, r.last_offset, r.bytes),
+                (Some(4), Some(11), 2 * one)
+            );
             loaded(&r).await;
 
             let r = log.read(8, 10, i64::MAX, true).await.expect("read");
@@ -190,7 +226,10 @@ fn tail_file(dir: &std::path::Path) -> PathBuf {
 
 fn write_at(path: &std::path::Path, pos: u64, bytes: &[u8]) {
     use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new().write(true).open(path).expect("open for damage");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open for damage");
     f.write_all_at(bytes, pos).expect("damage");
 }
 
@@ -200,7 +239,10 @@ fn recovery_truncates_torn_tail_and_continues() {
     for damage in ["garbage", "half-batch", "bad-crc"] {
         run(move || async move {
             let dir = temp_dir("torn");
-            let cfg = LogConfig { segment_bytes: 1 << 20, ..small_config() };
+            let cfg = LogConfig {
+                segment_bytes: 1 << 20,
+                ..small_config()
+            };
             let (end, logical) = {
                 let log = Log::open(dir.clone(), cfg.clone()).await.expect("open");
                 for _ in 0..5 {
@@ -233,7 +275,9 @@ fn recovery_truncates_torn_tail_and_continues() {
             let hs = read_all(&log).await;
             assert_eq!(hs.last().map(|h| h.last_offset()), Some(end + 1));
             log.close().await.expect("close");
-            let log = Log::open(dir, LogConfig::default()).await.expect("reopen 2");
+            let log = Log::open(dir, LogConfig::default())
+                .await
+                .expect("reopen 2");
             assert_eq!(log.log_end_offset(), end + 2);
             log.remove().await.expect("remove");
         });
@@ -252,16 +296,28 @@ fn reopen_after_clean_close_keeps_everything() {
             }
             let end = log.log_end_offset();
             log.close().await.expect("close");
-            assert!(matches!(log.append(BytesMut::new(), &[], 0).await, Err(StorageError::InvalidAppend(_))));
+            assert!(matches!(
+                log.append(BytesMut::new(), &[], 0).await,
+                Err(StorageError::InvalidAppend(_))
+            ));
             (end, log.max_timestamp())
         };
         let index_files = std::fs::read_dir(&dir)
             .expect("dir")
-            .filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "index")))
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "index"))
+            })
             .count();
-        let log = Log::open(dir.clone(), small_config()).await.expect("reopen");
+        let log = Log::open(dir.clone(), small_config())
+            .await
+            .expect("reopen");
         assert!(log.segment_count() > 2);
-        assert_eq!(index_files, log.segment_count(), "every segment got an index at close/seal");
+        assert_eq!(
+            index_files,
+            log.segment_count(),
+            "every segment got an index at close/seal"
+        );
         assert_eq!(log.log_end_offset(), end);
         assert_eq!(log.durable_end_offset(), end);
         assert_eq!(log.max_timestamp(), max_ts);
@@ -270,7 +326,10 @@ fn reopen_after_clean_close_keeps_everything() {
         assert_eq!(hs.len(), 30);
         let r = append(&log, 1, 1, 0).await;
         assert_eq!(r.base_offset, end);
-        assert_eq!(log.offset_for_timestamp(15_001).await.expect("ts"), Some((43, 15_001)));
+        assert_eq!(
+            log.offset_for_timestamp(15_001).await.expect("ts"),
+            Some((43, 15_001))
+        );
         log.remove().await.expect("remove");
     });
 }
@@ -313,7 +372,9 @@ fn missing_sealed_index_is_rebuilt() {
         }
         let first = crate::storage::segment::segment_path(&dir, 0, "log");
         std::fs::remove_file(first.with_extension("timeindex")).expect("rm timeindex");
-        let log = Log::open(dir.clone(), small_config()).await.expect("reopen");
+        let log = Log::open(dir.clone(), small_config())
+            .await
+            .expect("reopen");
         assert!(first.with_extension("timeindex").exists());
         assert_eq!(read_all(&log).await.len(), 30);
         log.remove().await.expect("remove");
@@ -326,19 +387,28 @@ fn offset_for_timestamp_finds_exact_record() {
     for cache in [0usize, 1 << 20] {
         run(move || async move {
             let dir = temp_dir("ts");
-            let cfg = LogConfig { cache_bytes_max: cache, ..small_config() };
+            let cfg = LogConfig {
+                cache_bytes_max: cache,
+                ..small_config()
+            };
             let log = Log::open(dir, cfg).await.expect("open");
             // Batch i (10 records, ts step 10) starts at ts 10_000 * (i + 1).
             for i in 0..20 {
                 let b = encode_batch(10, 10_000 * (i + 1), 10, 30);
                 let hs = validate_batches(&b).expect("valid");
-                log.append(BytesMut::from(&b[..]), &hs, 0).await.expect("append");
+                log.append(BytesMut::from(&b[..]), &hs, 0)
+                    .await
+                    .expect("append");
             }
             // A "compressed" batch (attribute only: the log never decompresses).
             let b = encode_batch_with(5, 500_000, 10, 30, 1);
             let hs = validate_batches(&b).expect("valid");
-            log.append(BytesMut::from(&b[..]), &hs, 0).await.expect("append");
-            log.wait_durable(log.log_end_offset()).await.expect("durable");
+            log.append(BytesMut::from(&b[..]), &hs, 0)
+                .await
+                .expect("append");
+            log.wait_durable(log.log_end_offset())
+                .await
+                .expect("durable");
 
             let q = |ts| log.offset_for_timestamp(ts);
             assert_eq!(q(0).await.expect("q"), Some((0, 10_000)));
@@ -360,7 +430,11 @@ fn wait_durable_group_commits_concurrent_waiters() {
     // Proves many concurrent producers waiting for durability share writes and fdatasyncs, and all get their data durable.
     run(|| async {
         let dir = temp_dir("group");
-        let cfg = LogConfig { segment_bytes: 1 << 30, cache_bytes_max: 1 << 20, ..small_config() };
+        let cfg = LogConfig {
+            segment_bytes: 1 << 30,
+            cache_bytes_max: 1 << 20,
+            ..small_config()
+        };
         let log = Log::open(dir, cfg).await.expect("open");
         let producers = 200;
         let mut tasks = Vec::new();
@@ -380,8 +454,14 @@ fn wait_durable_group_commits_concurrent_waiters() {
         bases.sort_unstable();
         assert_eq!(bases, (0..producers).map(|i| i * 2).collect::<Vec<i64>>());
         let (writes, syncs) = log.io_counts();
-        assert!(syncs >= 1 && syncs < producers as u64 / 4, "group commit: {syncs} syncs");
-        assert!(writes < producers as u64 / 4, "grouped writes: {writes} writes");
+        assert!(
+            syncs >= 1 && syncs < producers as u64 / 4,
+            "group commit: {syncs} syncs"
+        );
+        assert!(
+            writes < producers as u64 / 4,
+            "grouped writes: {writes} writes"
+        );
         assert_eq!(read_all(&log).await.len(), producers as usize);
         log.remove().await.expect("remove");
     });
@@ -392,7 +472,10 @@ fn failed_write_rolls_back_and_offsets_are_reused() {
     // Proves a failed write fails its waiters, rolls log_end back to the written end, drops the data, and the next append reuses those offsets.
     run(|| async {
         let dir = temp_dir("enospc");
-        let cfg = LogConfig { cache_bytes_max: 1 << 20, ..small_config() };
+        let cfg = LogConfig {
+            cache_bytes_max: 1 << 20,
+            ..small_config()
+        };
         let log = Log::open(dir.clone(), cfg.clone()).await.expect("open");
         append(&log, 1, 3, 0).await;
         log.wait_written(3).await.expect("written");
@@ -400,17 +483,25 @@ fn failed_write_rolls_back_and_offsets_are_reused() {
         let r = append(&log, 1, 4, 0).await;
         assert_eq!((r.base_offset, r.last_offset), (3, 6));
         let err = log.wait_durable(7).await;
-        assert!(matches!(err, Err(StorageError::Io(ref e)) if e.kind() == std::io::ErrorKind::StorageFull));
+        assert!(
+            matches!(err, Err(StorageError::Io(ref e)) if e.kind() == std::io::ErrorKind::StorageFull)
+        );
         assert_eq!(log.log_end_offset(), 3);
         assert_eq!(log.written_end_offset(), 3);
-        assert_eq!(log.read(3, 100, i64::MAX, true).await.expect("read").bytes, 0);
+        assert_eq!(
+            log.read(3, 100, i64::MAX, true).await.expect("read").bytes,
+            0
+        );
         let r = append(&log, 1, 2, 0).await;
         assert_eq!((r.base_offset, r.last_offset), (3, 4));
         log.wait_durable(5).await.expect("retry succeeds");
         drop(log);
         let log = Log::open(dir, cfg).await.expect("reopen");
         let hs = read_all(&log).await;
-        assert_eq!(hs.iter().map(|h| h.record_count).collect::<Vec<_>>(), vec![3, 2]);
+        assert_eq!(
+            hs.iter().map(|h| h.record_count).collect::<Vec<_>>(),
+            vec![3, 2]
+        );
         log.remove().await.expect("remove");
     });
 }
@@ -420,14 +511,22 @@ fn append_back_pressure_bounds_pending_bytes() {
     // Proves that appends without waiters never let pending (unwritten) bytes exceed the bound, and the cache stays bounded.
     run(|| async {
         let dir = temp_dir("pressure");
-        let cfg = LogConfig { cache_bytes_max: 4096, segment_bytes: 1 << 20, ..small_config() };
+        let cfg = LogConfig {
+            cache_bytes_max: 4096,
+            segment_bytes: 1 << 20,
+            ..small_config()
+        };
         let log = Log::open(dir, cfg).await.expect("open");
         let one = encode_batch(3, 0, 1, 20).len();
         for _ in 0..200 {
             append(&log, 1, 3, 0).await;
             let pending = log.state.borrow().pending_bytes;
             assert!(pending <= 4096 + one, "pending {pending}");
-            assert!(log.cache_bytes() <= 4096 + one, "cache {}", log.cache_bytes());
+            assert!(
+                log.cache_bytes() <= 4096 + one,
+                "cache {}",
+                log.cache_bytes()
+            );
         }
         // acks=0 style: nobody waits, yet the writer drains everything.
         let end = log.log_end_offset();
@@ -435,6 +534,56 @@ fn append_back_pressure_bounds_pending_bytes() {
             glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
         }
         assert_eq!(read_all(&log).await.len(), 200);
+        log.remove().await.expect("remove");
+    });
+}
+
+#[test]
+fn segment_ms_rolls_by_age() {
+    // Proves a segment older than segment_ms is rolled on the next append (segment_ms 0: every non-empty segment is too old).
+    run(|| async {
+        let dir = temp_dir("age");
+        let cfg = LogConfig {
+            segment_ms: 0,
+            segment_bytes: 1 << 20,
+            ..small_config()
+        };
+        let log = Log::open(dir, cfg).await.expect("open");
+        for _ in 0..5 {
+            append(&log, 1, 1, 0).await;
+        }
+        assert_eq!(log.segment_count(), 5);
+        log.wait_durable(5).await.expect("durable");
+        assert_eq!(read_all(&log).await.len(), 5);
+        log.remove().await.expect("remove");
+    });
+}
+
+#[test]
+fn sealed_segment_with_zero_padding_and_no_index_is_accepted() {
+    // Proves a crash between a roll's last write and its truncation (zero padding, no index) is recovered, not reported as corruption.
+    run(|| async {
+        let dir = temp_dir("padding");
+        {
+            let log = Log::open(dir.clone(), small_config()).await.expect("open");
+            for _ in 0..30 {
+                append(&log, 1, 3, 0).await;
+            }
+            log.close().await.expect("close");
+        }
+        let first = crate::storage::segment::segment_path(&dir, 0, "log");
+        let len = std::fs::metadata(&first).expect("meta").len();
+        write_at(&first, len, &[0u8; 300]);
+        std::fs::remove_file(first.with_extension("index")).expect("rm index");
+        let log = Log::open(dir.clone(), small_config())
+            .await
+            .expect("reopen");
+        assert_eq!(
+            std::fs::metadata(&first).expect("meta").len(),
+            len,
+            "padding cut"
+        );
+        assert_eq!(read_all(&log).await.len(), 30);
         log.remove().await.expect("remove");
     });
 }

@@ -41,7 +41,11 @@ pub enum StorageError {
     /// On-disk data that cannot be trusted, outside a torn tail.
     Corrupt { file: PathBuf, reason: String },
     /// The requested offset lies outside `[start, end]`.
-    OffsetOutOfRange { requested: i64, start: i64, end: i64 },
+    OffsetOutOfRange {
+        requested: i64,
+        start: i64,
+        end: i64,
+    },
     /// The log was closed or removed.
     Closed,
     /// `append` was called with headers that do not describe the bytes given.
@@ -55,7 +59,11 @@ impl fmt::Display for StorageError {
             StorageError::Corrupt { file, reason } => {
                 write!(f, "corrupt log file {}: {reason}", file.display())
             }
-            StorageError::OffsetOutOfRange { requested, start, end } => {
+            StorageError::OffsetOutOfRange {
+                requested,
+                start,
+                end,
+            } => {
                 write!(f, "offset {requested} out of range [{start}, {end}]")
             }
             StorageError::Closed => write!(f, "log is closed"),

@@ -26,7 +26,10 @@ impl Notify {
 
     /// A ticket: resolves at the first `notify_all` after this call.
     pub fn notified(&self) -> Notified<'_> {
-        Notified { notify: self, generation: self.generation.get() }
+        Notified {
+            notify: self,
+            generation: self.generation.get(),
+        }
     }
 }
 

@@ -30,7 +30,9 @@ use super::segment::{
 use super::StorageError;
 
 pub(crate) fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Segments found in `dir`, oldest first; the last one is open for appends.
@@ -55,7 +57,12 @@ pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> Result<Vec<Segmen
     let mut segments = Vec::with_capacity(bases.len());
     for (i, &base) in sealed.iter().enumerate() {
         let next_base = bases[i + 1];
-        segments.push(open_sealed(dir, base, next_base, config.index_interval_bytes)?);
+        segments.push(open_sealed(
+            dir,
+            base,
+            next_base,
+            config.index_interval_bytes,
+        )?);
     }
     segments.push(open_tail(dir, tail_base, config.index_interval_bytes).await?);
     Ok(segments)
@@ -93,10 +100,20 @@ fn load_indexes(seg_path: &Path, base: i64, size: u64) -> io::Result<Option<SegI
     if max_ts.is_none() {
         return Ok(None);
     }
-    Ok(Some(SegIndexes { index, time_index, bytes_since_index: 0, max_ts }))
+    Ok(Some(SegIndexes {
+        index,
+        time_index,
+        bytes_since_index: 0,
+        max_ts,
+    }))
 }
 
-fn open_sealed(dir: &Path, base: i64, next_base: i64, interval: u32) -> Result<Segment, StorageError> {
+fn open_sealed(
+    dir: &Path,
+    base: i64,
+    next_base: i64,
+    interval: u32,
+) -> Result<Segment, StorageError> {
     let path = segment_path(dir, base, "log");
     let file = OpenOptions::new().read(true).write(true).open(&path)?;
     let len = file.metadata()?.len();
@@ -105,10 +122,15 @@ fn open_sealed(dir: &Path, base: i64, next_base: i64, interval: u32) -> Result<S
         Some(idx) if len > 0 => idx,
         _ => {
             let out = scan_segment(&file, len, base, interval)?;
-            let corrupt = |reason: String| StorageError::Corrupt { file: path.clone(), reason };
+            let corrupt = |reason: String| StorageError::Corrupt {
+                file: path.clone(),
+                reason,
+            };
             if !out.rest_is_zero {
                 let why = out.stop_reason.unwrap_or_default();
-                return Err(corrupt(format!("invalid batch inside a sealed segment: {why}")));
+                return Err(corrupt(format!(
+                    "invalid batch inside a sealed segment: {why}"
+                )));
             }
             if out.next_offset != next_base {
                 return Err(corrupt(format!(
@@ -162,7 +184,11 @@ async fn open_tail(dir: &Path, base: i64, interval: u32) -> Result<Segment, Stor
     remove_if_exists(&path.with_extension("index"))?;
     remove_if_exists(&path.with_extension("timeindex"))?;
 
-    let dma = glommio::io::OpenOptions::new().read(true).write(true).dma_open(&path).await?;
+    let dma = glommio::io::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .dma_open(&path)
+        .await?;
     let align = dma.alignment();
     let aligned = out.valid_size - out.valid_size % align;
     let tail_block = read_exact(&file, aligned, (out.valid_size - aligned) as usize)?;

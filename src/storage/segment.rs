@@ -89,7 +89,10 @@ impl SegIndexes {
 
 pub fn rel_offset(base: i64, offset: i64) -> u32 {
     let rel = offset - base;
-    assert!((0..=i64::from(u32::MAX)).contains(&rel), "relative offset out of range");
+    assert!(
+        (0..=i64::from(u32::MAX)).contains(&rel),
+        "relative offset out of range"
+    );
     rel as u32
 }
 
@@ -180,7 +183,8 @@ impl Segment {
 /// Reads and parses the batch header at `pos` (blocking pread).
 pub fn read_header_at(file: &File, path: &Path, pos: u64) -> Result<BatchHeader, StorageError> {
     let mut buf = [0u8; BatchHeader::SIZE];
-    file.read_exact_at(&mut buf, pos).map_err(StorageError::Io)?;
+    file.read_exact_at(&mut buf, pos)
+        .map_err(StorageError::Io)?;
     BatchHeader::parse(&buf).map_err(|e| StorageError::Corrupt {
         file: path.to_path_buf(),
         reason: format!("batch header at position {pos}: {e}"),
@@ -241,7 +245,10 @@ pub fn scan_segment(
     base_offset: i64,
     index_interval_bytes: u32,
 ) -> io::Result<ScanOutcome> {
-    let mut win = Window { buf: Vec::new(), start: 0 };
+    let mut win = Window {
+        buf: Vec::new(),
+        start: 0,
+    };
     let mut idx = SegIndexes::default();
     let mut pos = 0u64;
     let mut next_offset = base_offset;
@@ -249,7 +256,9 @@ pub fn scan_segment(
     while pos < file_len {
         let avail = file_len - pos;
         if avail < BatchHeader::SIZE as u64 {
-            stop_reason = Some(format!("{avail} trailing bytes at {pos}, less than a header"));
+            stop_reason = Some(format!(
+                "{avail} trailing bytes at {pos}, less than a header"
+            ));
             break;
         }
         let h = match BatchHeader::parse(win.get(file, file_len, pos, BatchHeader::SIZE)?) {
@@ -281,8 +290,18 @@ pub fn scan_segment(
         next_offset = h.last_offset() + 1;
         pos += total as u64;
     }
-    let rest_is_zero = if pos < file_len { all_zero(file, pos, file_len)? } else { true };
-    Ok(ScanOutcome { valid_size: pos, next_offset, idx, stop_reason, rest_is_zero })
+    let rest_is_zero = if pos < file_len {
+        all_zero(file, pos, file_len)?
+    } else {
+        true
+    };
+    Ok(ScanOutcome {
+        valid_size: pos,
+        next_offset,
+        idx,
+        stop_reason,
+        rest_is_zero,
+    })
 }
 
 fn all_zero(file: &File, mut pos: u64, end: u64) -> io::Result<bool> {
