@@ -72,7 +72,8 @@ pub async fn run(kind: Kind, bootstrap: &str, w: &Workload, broker_pid: Option<u
     let (stop_tx, stop_rx) = watch::channel(false);
     let progress = tokio::spawn(progress_loop(live.clone(), kind.name(), stop_rx.clone()));
 
-    let start_us = now_us() + START_DELAY_US;
+    // Consumers alone start measuring at once; producers get a moment to connect.
+    let start_us = now_us() + if kind == Kind::Consume { 0 } else { START_DELAY_US };
     let warmup_end_us = start_us + (w.warmup_sec * 1e6) as u64;
     let consumers = if kind == Kind::Produce {
         Vec::new()
