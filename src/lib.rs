@@ -9,4 +9,5 @@ pub mod metadata;
 pub mod partition;
 pub mod protocol;
 pub mod server;
+pub mod shard;
 pub mod storage;

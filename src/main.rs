@@ -1,1 +1,66 @@
-fn main() {}
+//! The `fjord` command line. `fjord` alone is `fjord serve` with defaults.
+
+use std::process::ExitCode;
+
+use fjord::config::{Config, SETTINGS};
+
+fn usage() -> String {
+    let mut s = String::from(
+        "fjord: a Kafka-compatible streaming broker\n\nUSAGE:\n  fjord [serve] [--setting value ...]\n  fjord --help | --version\n\nSETTINGS (flag --name, env FJORD_NAME, or in the --config TOML file):\n",
+    );
+    for (name, help) in SETTINGS {
+        s.push_str(&format!("  --{:<34} {}\n", name.replace('_', "-"), help));
+    }
+    s
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_max_level(log_level())
+        .with_writer(std::io::stderr)
+        .init();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("--help") | Some("-h") | Some("help") => {
+            print!("{}", usage());
+            return ExitCode::SUCCESS;
+        }
+        Some("--version") | Some("-V") => {
+            println!("fjord {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Some("serve") => {
+            args.remove(0);
+        }
+        Some(a) if !a.starts_with("--") => {
+            eprintln!("fjord: unknown command '{a}'\n\n{}", usage());
+            return ExitCode::from(2);
+        }
+        _ => {}
+    }
+    let config = match Config::from_args_and_env(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("fjord: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match fjord::server::serve(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fjord: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `FJORD_LOG=debug|info|warn|error` (default info).
+fn log_level() -> tracing::Level {
+    match std::env::var("FJORD_LOG").unwrap_or_default().to_ascii_lowercase().as_str() {
+        "trace" => tracing::Level::TRACE,
+        "debug" => tracing::Level::DEBUG,
+        "warn" => tracing::Level::WARN,
+        "error" => tracing::Level::ERROR,
+        _ => tracing::Level::INFO,
+    }
+}

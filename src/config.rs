@@ -1,0 +1,442 @@
+//! One typed configuration for `fjord serve`.
+//!
+//! Precedence: defaults < file (`--config fjord.toml`) < environment
+//! (`FJORD_<NAME>`) < command-line flags. Every setting has one canonical
+//! name: Fjord's own use underscores (`data_dir`, flag `--data-dir`), broker
+//! settings borrowed from Kafka keep Kafka's dotted names
+//! (`log.segment.bytes`, flag `--log.segment.bytes`). The environment name is
+//! the canonical name upper-cased with dots and dashes as underscores
+//! (`FJORD_LOG_SEGMENT_BYTES`), the convention of Kafka's container images.
+//! In the TOML file both `data_dir = "…"` and dotted keys
+//! (`log.segment.bytes = 1024`, which TOML reads as nested tables) work.
+//!
+//! A bad value is refused with a message naming the setting; nothing falls
+//! back silently. Parsed once in `main`, then read-only and cloned to shards.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+/// Kafka's default `socket.request.max.bytes`.
+const SOCKET_REQUEST_MAX_BYTES_DEFAULT: u64 = 100 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub kafka_addr: SocketAddr,
+    /// Host and port clients are told to connect to (Metadata responses).
+    pub advertised_kafka_host: String,
+    pub advertised_kafka_port: u16,
+    pub admin_addr: SocketAddr,
+    pub shards: usize,
+    pub node_id: i32,
+    pub auto_create_topics_enable: bool,
+    pub num_partitions: i32,
+    pub default_replication_factor: i16,
+    pub log_segment_bytes: u64,
+    pub log_roll_ms: i64,
+    pub log_retention_ms: i64,
+    pub log_retention_bytes: i64,
+    pub log_retention_check_interval_ms: u64,
+    pub log_cleaner_backoff_ms: u64,
+    pub log_index_interval_bytes: u32,
+    pub socket_request_max_bytes: u64,
+    pub message_max_bytes: i32,
+    /// Per-shard bound of the cache of recent batches served to fetches.
+    pub batch_cache_bytes: usize,
+    /// Bound on connections per shard; more are refused (closed at accept).
+    pub max_connections_per_shard: usize,
+}
+
+/// Where a value came from, for error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    File,
+    Env,
+    Flag,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    UnknownSetting { name: String, source: Source },
+    InvalidValue { name: String, value: String, expected: String, source: Source },
+    MissingValue { flag: String },
+    File { path: PathBuf, reason: String },
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigError::UnknownSetting { name, source } => {
+                write!(f, "unknown setting '{name}' ({})", source_text(*source))
+            }
+            ConfigError::InvalidValue { name, value, expected, source } => write!(
+                f,
+                "invalid value '{value}' for setting {name} (flag --{}, env {}, {}): expected {expected}",
+                name.replace('_', "-"),
+                env_name(name),
+                source_text(*source)
+            ),
+            ConfigError::MissingValue { flag } => write!(f, "flag {flag} needs a value"),
+            ConfigError::File { path, reason } => {
+                write!(f, "config file {}: {reason}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn source_text(s: Source) -> &'static str {
+    match s {
+        Source::File => "from the config file",
+        Source::Env => "from the environment",
+        Source::Flag => "from the command line",
+    }
+}
+
+/// Every setting's canonical name, in help order.
+pub const SETTINGS: &[(&str, &str)] = &[
+    ("config", "path of a TOML config file"),
+    ("data_dir", "directory for logs and controller state [./data]"),
+    ("kafka_addr", "Kafka listener address [127.0.0.1:9092]"),
+    ("advertised_kafka_addr", "address given to clients in metadata [kafka_addr]"),
+    ("admin_addr", "admin HTTP address (/health, /metrics) [127.0.0.1:9644]"),
+    ("shards", "number of shards, one per core [all allowed cores]"),
+    ("node_id", "this broker's node id [0]"),
+    ("auto.create.topics.enable", "create topics on first produce/metadata [true]"),
+    ("num.partitions", "partitions of auto-created topics [1]"),
+    ("default.replication.factor", "replication factor when a client asks for the default [1]"),
+    ("log.segment.bytes", "segment size before rolling [1073741824]"),
+    ("log.roll.ms", "segment age before rolling [604800000]"),
+    ("log.retention.ms", "retention by age, -1 for none [604800000]"),
+    ("log.retention.bytes", "retention by size per partition, -1 for none [-1]"),
+    ("log.retention.check.interval.ms", "how often retention runs [300000]"),
+    ("log.cleaner.backoff.ms", "compaction idle backoff [15000]"),
+    ("log.index.interval.bytes", "bytes between offset index entries [4096]"),
+    ("socket.request.max.bytes", "largest request frame accepted [104857600]"),
+    ("message.max.bytes", "largest record batch accepted [1048588]"),
+    ("fjord.batch.cache.bytes", "per-shard cache of recent batches for fetch [67108864]"),
+    ("fjord.max.connections.per.shard", "connections accepted per shard [10000]"),
+];
+
+/// `FJORD_` + name upper-cased, dots and dashes as underscores.
+pub fn env_name(name: &str) -> String {
+    format!("FJORD_{}", name.to_ascii_uppercase().replace(['.', '-'], "_"))
+}
+
+/// Flags and file keys: lower-case, dashes as underscores (`--data-dir` = `data_dir`).
+fn canonical(name: &str) -> String {
+    name.trim().to_ascii_lowercase().replace('-', "_")
+}
+
+fn known(name: &str) -> bool {
+    SETTINGS.iter().any(|(n, _)| *n == name)
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let kafka_addr: SocketAddr = ([127, 0, 0, 1], 9092).into();
+        Config {
+            data_dir: PathBuf::from("data"),
+            kafka_addr,
+            advertised_kafka_host: "127.0.0.1".into(),
+            advertised_kafka_port: 9092,
+            admin_addr: ([127, 0, 0, 1], 9644).into(),
+            shards: shards::allowed_cpus().len().max(1),
+            node_id: 0,
+            auto_create_topics_enable: true,
+            num_partitions: 1,
+            default_replication_factor: 1,
+            log_segment_bytes: 1 << 30,
+            log_roll_ms: 7 * 24 * 3600 * 1000,
+            log_retention_ms: 7 * 24 * 3600 * 1000,
+            log_retention_bytes: -1,
+            log_retention_check_interval_ms: 300_000,
+            log_cleaner_backoff_ms: 15_000,
+            log_index_interval_bytes: 4096,
+            socket_request_max_bytes: SOCKET_REQUEST_MAX_BYTES_DEFAULT,
+            message_max_bytes: 1_048_588,
+            batch_cache_bytes: 64 << 20,
+            max_connections_per_shard: 10_000,
+        }
+    }
+}
+
+impl Config {
+    /// Builds the config from `serve`'s arguments and the process environment.
+    pub fn from_args_and_env(args: &[String]) -> Result<Config, ConfigError> {
+        let flags = parse_flags(args)?;
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Config::resolve(&flags, &env)
+    }
+
+    /// Applies file, then env, then flags over the defaults.
+    pub fn resolve(flags: &[(String, String)], env: &[(String, String)]) -> Result<Config, ConfigError> {
+        let env_settings = settings_from_env(env);
+        // The config file path itself may come from env or flags.
+        let file_path = flags
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "config")
+            .map(|(_, v)| v.clone())
+            .or_else(|| env_settings.iter().rev().find(|(k, _)| k == "config").map(|(_, v)| v.clone()));
+        let mut config = Config::default();
+        let mut advertised_set = false;
+        if let Some(path) = file_path {
+            for (name, value) in read_file(&PathBuf::from(path))? {
+                advertised_set |= name == "advertised_kafka_addr";
+                config.set(&name, &value, Source::File)?;
+            }
+        }
+        for (name, value) in &env_settings {
+            advertised_set |= name == "advertised_kafka_addr";
+            config.set(name, value, Source::Env)?;
+        }
+        for (name, value) in flags {
+            advertised_set |= name == "advertised_kafka_addr";
+            config.set(name, value, Source::Flag)?;
+        }
+        if !advertised_set {
+            if config.kafka_addr.ip().is_unspecified() {
+                return Err(ConfigError::InvalidValue {
+                    name: "advertised_kafka_addr".into(),
+                    value: String::new(),
+                    expected: format!(
+                        "an address clients can reach, because kafka_addr {} listens on all interfaces",
+                        config.kafka_addr
+                    ),
+                    source: Source::Flag,
+                });
+            }
+            config.advertised_kafka_host = config.kafka_addr.ip().to_string();
+            config.advertised_kafka_port = config.kafka_addr.port();
+        }
+        Ok(config)
+    }
+
+    fn set(&mut self, name: &str, value: &str, source: Source) -> Result<(), ConfigError> {
+        let bad = |expected: &str| ConfigError::InvalidValue {
+            name: name.to_string(),
+            value: value.to_string(),
+            expected: expected.to_string(),
+            source,
+        };
+        let v = value.trim();
+        match name {
+            "config" => {}
+            "data_dir" => {
+                if v.is_empty() {
+                    return Err(bad("a directory path"));
+                }
+                self.data_dir = PathBuf::from(v);
+            }
+            "kafka_addr" => self.kafka_addr = parse_addr(v).ok_or_else(|| bad("HOST:PORT"))?,
+            "admin_addr" => self.admin_addr = parse_addr(v).ok_or_else(|| bad("HOST:PORT"))?,
+            "advertised_kafka_addr" => {
+                let (host, port) = v.rsplit_once(':').ok_or_else(|| bad("HOST:PORT"))?;
+                let port: u16 = port.parse().map_err(|_| bad("HOST:PORT with a port 1-65535"))?;
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                if host.is_empty() || port == 0 {
+                    return Err(bad("HOST:PORT with a port 1-65535"));
+                }
+                self.advertised_kafka_host = host.to_string();
+                self.advertised_kafka_port = port;
+            }
+            "shards" => {
+                let n: usize = v.parse().map_err(|_| bad("a positive integer"))?;
+                if n == 0 {
+                    return Err(bad("a positive integer"));
+                }
+                self.shards = n;
+            }
+            "node_id" => {
+                let n: i32 = v.parse().map_err(|_| bad("an integer 0..2147483647"))?;
+                if n < 0 {
+                    return Err(bad("an integer 0..2147483647"));
+                }
+                self.node_id = n;
+            }
+            "auto.create.topics.enable" => self.auto_create_topics_enable = parse_bool(v).ok_or_else(|| bad("true or false"))?,
+            "num.partitions" => self.num_partitions = parse_range(v, 1, 1_000_000).ok_or_else(|| bad("an integer >= 1"))? as i32,
+            "default.replication.factor" => {
+                self.default_replication_factor = parse_range(v, 1, i16::MAX as i64).ok_or_else(|| bad("an integer >= 1"))? as i16
+            }
+            "log.segment.bytes" => {
+                self.log_segment_bytes = parse_range(v, 14, i32::MAX as i64).ok_or_else(|| bad("an integer 14..2147483647"))? as u64
+            }
+            "log.roll.ms" => self.log_roll_ms = parse_range(v, 1, i64::MAX).ok_or_else(|| bad("an integer >= 1"))?,
+            "log.retention.ms" => self.log_retention_ms = parse_range(v, -1, i64::MAX).ok_or_else(|| bad("an integer >= -1"))?,
+            "log.retention.bytes" => self.log_retention_bytes = parse_range(v, -1, i64::MAX).ok_or_else(|| bad("an integer >= -1"))?,
+            "log.retention.check.interval.ms" => {
+                self.log_retention_check_interval_ms = parse_range(v, 1, i64::MAX).ok_or_else(|| bad("an integer >= 1"))? as u64
+            }
+            "log.cleaner.backoff.ms" => {
+                self.log_cleaner_backoff_ms = parse_range(v, 0, i64::MAX).ok_or_else(|| bad("an integer >= 0"))? as u64
+            }
+            "log.index.interval.bytes" => {
+                self.log_index_interval_bytes = parse_range(v, 0, i32::MAX as i64).ok_or_else(|| bad("an integer >= 0"))? as u32
+            }
+            "socket.request.max.bytes" => {
+                self.socket_request_max_bytes = parse_range(v, 1, i32::MAX as i64).ok_or_else(|| bad("an integer 1..2147483647"))? as u64
+            }
+            "message.max.bytes" => self.message_max_bytes = parse_range(v, 0, i32::MAX as i64).ok_or_else(|| bad("an integer >= 0"))? as i32,
+            "fjord.batch.cache.bytes" => {
+                self.batch_cache_bytes = parse_range(v, 0, i64::MAX).ok_or_else(|| bad("an integer >= 0"))? as usize
+            }
+            "fjord.max.connections.per.shard" => {
+                self.max_connections_per_shard = parse_range(v, 1, i32::MAX as i64).ok_or_else(|| bad("an integer >= 1"))? as usize
+            }
+            _ => return Err(ConfigError::UnknownSetting { name: name.to_string(), source }),
+        }
+        Ok(())
+    }
+}
+
+fn parse_addr(v: &str) -> Option<SocketAddr> {
+    if let Ok(a) = v.parse::<SocketAddr>() {
+        return Some(a);
+    }
+    // Host names (e.g. localhost:9092) resolve once, at start.
+    if !v.contains(':') {
+        return None;
+    }
+    v.to_socket_addrs().ok()?.next()
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_range(v: &str, min: i64, max: i64) -> Option<i64> {
+    let n: i64 = v.parse().ok()?;
+    (min..=max).contains(&n).then_some(n)
+}
+
+/// `--name value` and `--name=value`; names canonicalised.
+fn parse_flags(args: &[String]) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        let Some(stripped) = arg.strip_prefix("--") else {
+            return Err(ConfigError::UnknownSetting { name: arg.clone(), source: Source::Flag });
+        };
+        let (name, value) = match stripped.split_once('=') {
+            Some((n, v)) => (canonical(n), v.to_string()),
+            None => {
+                let v = args.get(i + 1).ok_or_else(|| ConfigError::MissingValue { flag: arg.clone() })?;
+                i += 1;
+                (canonical(stripped), v.clone())
+            }
+        };
+        if !known(&name) {
+            return Err(ConfigError::UnknownSetting { name: arg.clone(), source: Source::Flag });
+        }
+        out.push((name, value));
+        i += 1;
+    }
+    Ok(out)
+}
+
+fn settings_from_env(env: &[(String, String)]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (name, _) in SETTINGS {
+        let key = env_name(name);
+        if let Some((_, v)) = env.iter().find(|(k, _)| *k == key) {
+            out.push((name.to_string(), v.clone()));
+        }
+    }
+    out
+}
+
+fn read_file(path: &PathBuf) -> Result<Vec<(String, String)>, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::File { path: path.clone(), reason: e.to_string() })?;
+    let table: toml::Table =
+        text.parse().map_err(|e: toml::de::Error| ConfigError::File { path: path.clone(), reason: e.to_string() })?;
+    let mut out = Vec::new();
+    flatten("", &table, &mut out);
+    for (name, _) in &out {
+        if !known(name) || name == "config" {
+            return Err(ConfigError::UnknownSetting { name: name.clone(), source: Source::File });
+        }
+    }
+    Ok(out)
+}
+
+fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) {
+    for (k, v) in table {
+        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        match v {
+            toml::Value::Table(t) => flatten(&key, t, out),
+            toml::Value::String(s) => out.push((canonical_file_key(&key), s.clone())),
+            other => out.push((canonical_file_key(&key), other.to_string())),
+        }
+    }
+}
+
+/// File keys keep dots (Kafka names) but accept dashes for Fjord's own names.
+fn canonical_file_key(key: &str) -> String {
+    if key.contains('.') {
+        key.to_ascii_lowercase()
+    } else {
+        canonical(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    /// Flags beat the environment, which beats defaults; the advertised address follows kafka_addr.
+    #[test]
+    fn precedence_and_advertised_default() {
+        let flags = parse_flags(&["--kafka-addr".into(), "127.0.0.1:19092".into(), "--shards=1".into()]).unwrap();
+        let env = s(&[("FJORD_KAFKA_ADDR", "127.0.0.1:1"), ("FJORD_NUM_PARTITIONS", "3"), ("FJORD_BIN", "x")]);
+        let c = Config::resolve(&flags, &env).unwrap();
+        assert_eq!(c.kafka_addr.port(), 19092);
+        assert_eq!(c.advertised_kafka_port, 19092);
+        assert_eq!(c.num_partitions, 3);
+        assert_eq!(c.shards, 1);
+    }
+
+    /// A bad value is refused with a message naming the setting.
+    #[test]
+    fn bad_values_name_the_setting() {
+        let flags = parse_flags(&["--shards".into(), "abc".into()]).unwrap();
+        let err = Config::resolve(&flags, &[]).unwrap_err().to_string();
+        assert!(err.contains("shards"), "{err}");
+        let err = Config::resolve(&[], &s(&[("FJORD_KAFKA_ADDR", "nonsense")])).unwrap_err().to_string();
+        assert!(err.contains("kafka_addr") && err.contains("FJORD_KAFKA_ADDR"), "{err}");
+        assert!(parse_flags(&["--no-such-flag".into(), "1".into()]).is_err());
+        assert!(parse_flags(&["--data-dir".into()]).is_err());
+        let err = Config::resolve(&[], &s(&[("FJORD_AUTO_CREATE_TOPICS_ENABLE", "maybe")])).unwrap_err();
+        assert!(err.to_string().contains("auto.create.topics.enable"));
+    }
+
+    /// The TOML file takes both Fjord names and Kafka's dotted names.
+    #[test]
+    fn file_with_dotted_kafka_names() {
+        let dir = std::env::temp_dir().join(format!("fjord-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("fjord.toml");
+        std::fs::write(&path, "data-dir = \"/tmp/x\"\nnode_id = 7\nlog.segment.bytes = 4096\n\"num.partitions\" = 2\n").unwrap();
+        let flags = vec![("config".to_string(), path.display().to_string())];
+        let c = Config::resolve(&flags, &[]).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.node_id, 7);
+        assert_eq!(c.log_segment_bytes, 4096);
+        assert_eq!(c.num_partitions, 2);
+        std::fs::write(&path, "bogus = 1\n").unwrap();
+        assert!(Config::resolve(&flags, &[]).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

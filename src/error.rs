@@ -1,0 +1,51 @@
+//! The one place where Fjord's typed errors become Kafka error codes.
+
+pub use kafka_protocol::error::ResponseError;
+
+use crate::metadata::ControllerError;
+use crate::partition::PartitionError;
+use crate::storage::{BatchError, StorageError};
+
+pub const NONE: i16 = 0;
+
+pub fn code(e: ResponseError) -> i16 {
+    e.code()
+}
+
+pub fn controller_error_code(e: &ControllerError) -> i16 {
+    match e {
+        ControllerError::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists.code(),
+        ControllerError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition.code(),
+        ControllerError::InvalidTopic(_) => ResponseError::InvalidTopicException.code(),
+        ControllerError::InvalidPartitions(_) => ResponseError::InvalidPartitions.code(),
+        ControllerError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor.code(),
+        ControllerError::InvalidConfig(_) => ResponseError::InvalidConfig.code(),
+        ControllerError::NotController => ResponseError::NotController.code(),
+        ControllerError::Unavailable(_) => ResponseError::RequestTimedOut.code(),
+    }
+}
+
+/// A batch that fails validation: a bad CRC is CORRUPT_MESSAGE, an old
+/// message format is UNSUPPORTED_FOR_MESSAGE_FORMAT, anything else about its
+/// framing is CORRUPT_MESSAGE too (what Kafka answers for lying lengths).
+pub fn batch_error_code(e: &BatchError) -> i16 {
+    match e {
+        BatchError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat.code(),
+        _ => ResponseError::CorruptMessage.code(),
+    }
+}
+
+pub fn storage_error_code(e: &StorageError) -> i16 {
+    match e {
+        StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
+        StorageError::Closed => ResponseError::NotLeaderOrFollower.code(),
+        _ => ResponseError::KafkaStorageError.code(),
+    }
+}
+
+pub fn partition_error_code(e: &PartitionError) -> i16 {
+    match e {
+        PartitionError::NotHere => ResponseError::NotLeaderOrFollower.code(),
+        PartitionError::Storage(s) => storage_error_code(s),
+    }
+}

@@ -1,0 +1,155 @@
+//! The partitions one shard owns, kept in step with metadata snapshots.
+//!
+//! Per shard. When a snapshot arrives (or a request names a partition this
+//! shard should own but has not opened yet), `sync_with` opens the logs of
+//! replicas newly placed here and closes and deletes those whose topic was
+//! deleted. Syncs are serialized so two of them never open the same log.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use crate::config::Config;
+use crate::metadata::{ClusterMetadata, NodeId, ShardId, TopicMeta};
+use crate::partition::Partition;
+use crate::storage::{Log, LogConfig, StorageError};
+
+type Key = (String, i32);
+
+pub struct PartitionManager {
+    node_id: NodeId,
+    shard_id: ShardId,
+    kafka_dir: PathBuf,
+    config: Config,
+    partitions: RefCell<HashMap<Key, Rc<Partition>>>,
+    applied_version: Cell<u64>,
+    sync_lock: async_lock::Mutex<()>,
+}
+
+/// `<data>/kafka/<topic>/<partition>-<topic id>`: the id keeps a re-created
+/// topic from ever meeting the files of the deleted one.
+pub fn partition_dir(kafka_dir: &Path, topic: &TopicMeta, partition: i32) -> PathBuf {
+    kafka_dir.join(&topic.name).join(format!("{partition}-{}", topic.id.simple()))
+}
+
+impl PartitionManager {
+    pub fn new(config: &Config, shard_id: ShardId) -> Self {
+        PartitionManager {
+            node_id: config.node_id,
+            shard_id,
+            kafka_dir: config.data_dir.join("kafka"),
+            config: config.clone(),
+            partitions: RefCell::new(HashMap::new()),
+            applied_version: Cell::new(0),
+            sync_lock: async_lock::Mutex::new(()),
+        }
+    }
+
+    pub fn get(&self, topic: &str, partition: i32) -> Option<Rc<Partition>> {
+        self.partitions.borrow().get(&(topic.to_string(), partition)).cloned()
+    }
+
+    pub fn applied_version(&self) -> u64 {
+        self.applied_version.get()
+    }
+
+    pub fn count(&self) -> usize {
+        self.partitions.borrow().len()
+    }
+
+    fn log_config(&self, topic: &TopicMeta) -> LogConfig {
+        let get = |k: &str| topic.configs.get(k).and_then(|v| v.parse::<i64>().ok());
+        LogConfig {
+            segment_bytes: get("segment.bytes").map(|v| v as u64).unwrap_or(self.config.log_segment_bytes),
+            segment_ms: get("segment.ms").unwrap_or(self.config.log_roll_ms),
+            index_interval_bytes: get("index.interval.bytes")
+                .map(|v| v as u32)
+                .unwrap_or(self.config.log_index_interval_bytes),
+            // The shard's cache budget is shared by its partitions; each log gets a slice of it.
+            cache_bytes_max: (self.config.batch_cache_bytes / 8).max(1 << 20),
+        }
+    }
+
+    /// Opens replicas placed on this shard and removes deleted ones.
+    pub async fn sync_with(&self, md: &ClusterMetadata) {
+        let _guard = self.sync_lock.lock().await;
+        if md.version <= self.applied_version.get() && md.version != 0 {
+            return;
+        }
+        // Open what is newly ours.
+        for topic in md.topics.values() {
+            for p in &topic.partitions {
+                let ours = p.replicas.iter().any(|r| r.node_id == self.node_id && r.shard == self.shard_id);
+                if !ours {
+                    continue;
+                }
+                let key = (topic.name.clone(), p.partition);
+                let existing = self.partitions.borrow().get(&key).cloned();
+                if let Some(existing) = existing {
+                    if existing.topic_id == topic.id {
+                        continue;
+                    }
+                    // Same name, new topic: the old one was deleted and re-created.
+                    self.partitions.borrow_mut().remove(&key);
+                    if let Err(e) = existing.remove().await {
+                        tracing::warn!(topic = %topic.name, partition = p.partition, error = %e, "removing old log failed");
+                    }
+                }
+                let dir = partition_dir(&self.kafka_dir, topic, p.partition);
+                match Log::open(dir.clone(), self.log_config(topic)).await {
+                    Ok(log) => {
+                        let part = Rc::new(Partition::new(topic.name.clone(), p.partition, topic.id, p.leader_epoch, log));
+                        self.partitions.borrow_mut().insert(key, part);
+                    }
+                    Err(e) => {
+                        tracing::error!(dir = %dir.display(), error = %e, "cannot open partition log");
+                    }
+                }
+            }
+        }
+        // Remove what is no longer ours (topic deleted or moved).
+        let stale: Vec<(Key, Rc<Partition>)> = self
+            .partitions
+            .borrow()
+            .iter()
+            .filter(|((name, idx), part)| match md.topics.get(name) {
+                None => true,
+                Some(t) => {
+                    t.id != part.topic_id
+                        || t.partitions.get(*idx as usize).map_or(true, |p| {
+                            !p.replicas.iter().any(|r| r.node_id == self.node_id && r.shard == self.shard_id)
+                        })
+                }
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (key, part) in stale {
+            self.partitions.borrow_mut().remove(&key);
+            let deleted = md.topics.get(&key.0).map_or(true, |t| t.id != part.topic_id);
+            let result = if deleted { part.remove().await } else { part.close().await };
+            if let Err(e) = result {
+                tracing::warn!(topic = %key.0, partition = key.1, error = %e, "closing partition failed");
+            }
+            if deleted {
+                // The topic's folder goes when its last partition does (another shard may still hold one).
+                let _ = std::fs::remove_dir(self.kafka_dir.join(&key.0));
+            }
+        }
+        self.applied_version.set(md.version);
+    }
+
+    /// Clean shutdown: sync and close every log.
+    pub async fn close_all(&self) -> Result<(), StorageError> {
+        let _guard = self.sync_lock.lock().await;
+        let all: Vec<Rc<Partition>> = self.partitions.borrow_mut().drain().map(|(_, p)| p).collect();
+        let mut first_error = None;
+        for p in all {
+            if let Err(e) = p.close().await {
+                tracing::error!(topic = %p.topic, partition = p.partition, error = %e, "close failed");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}

@@ -1,0 +1,151 @@
+//! A partition replica on its shard: the log plus what the broker knows about
+//! it beyond the bytes (high watermark, waiters for new data).
+//!
+//! Lives on exactly one shard (the owner named by placement); never `Send`.
+//! `manager` opens and removes replicas as metadata snapshots arrive.
+
+pub mod manager;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use futures_channel::oneshot;
+use futures_lite::FutureExt;
+
+use crate::storage::{AppendResult, BatchHeader, Log, ReadResult, StorageError};
+
+pub use manager::PartitionManager;
+
+#[derive(Debug)]
+pub enum PartitionError {
+    /// This shard does not own the replica (metadata moved on).
+    NotHere,
+    Storage(StorageError),
+}
+
+impl From<StorageError> for PartitionError {
+    fn from(e: StorageError) -> Self {
+        PartitionError::Storage(e)
+    }
+}
+
+/// How long a produce waits before it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// acks=0 and acks=1: the write reached the kernel (survives kill -9).
+    Written,
+    /// acks=all: written and fdatasync'ed.
+    Synced,
+}
+
+/// Bound on fetches waiting on one partition; more waiters simply poll at their deadline.
+const WAITERS_MAX: usize = 10_000;
+
+pub struct Partition {
+    pub topic: String,
+    pub partition: i32,
+    pub topic_id: uuid::Uuid,
+    pub leader_epoch: i32,
+    log: Rc<Log>,
+    /// Fetches waiting for the high watermark to move.
+    waiters: RefCell<Vec<oneshot::Sender<()>>>,
+}
+
+impl Partition {
+    pub fn new(topic: String, partition: i32, topic_id: uuid::Uuid, leader_epoch: i32, log: Rc<Log>) -> Self {
+        Partition { topic, partition, topic_id, leader_epoch, log, waiters: RefCell::new(Vec::new()) }
+    }
+
+    pub fn log(&self) -> &Rc<Log> {
+        &self.log
+    }
+
+    /// Single replica: everything written to the kernel is committed.
+    pub fn high_watermark(&self) -> i64 {
+        self.log.written_end_offset()
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log.log_start_offset()
+    }
+
+    /// Appends validated batches and waits until they are as durable as `durability` asks.
+    pub async fn append(
+        &self,
+        batches: BytesMut,
+        headers: &[BatchHeader],
+        durability: Durability,
+    ) -> Result<AppendResult, PartitionError> {
+        let result = self.log.append(batches, headers, self.leader_epoch).await?;
+        let end = result.last_offset + 1;
+        let waited = match durability {
+            Durability::Written => self.log.wait_written(end).await,
+            Durability::Synced => self.log.wait_durable(end).await,
+        };
+        // Whatever happened to this append, the high watermark may have moved for others.
+        self.wake_waiters();
+        waited?;
+        debug_assert!(self.high_watermark() >= end);
+        Ok(result)
+    }
+
+    /// Batches from `offset`, never past the high watermark.
+    pub async fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadResult, PartitionError> {
+        let hw = self.high_watermark();
+        Ok(self.log.read(offset, max_bytes, hw, min_one).await?)
+    }
+
+    /// Resolves when the high watermark is above `offset` or at `deadline`.
+    pub async fn wait_for_data(&self, offset: i64, deadline: Instant) {
+        if self.high_watermark() > offset {
+            return;
+        }
+        let rx = {
+            let mut waiters = self.waiters.borrow_mut();
+            waiters.retain(|w| !w.is_canceled());
+            if waiters.len() >= WAITERS_MAX {
+                None
+            } else {
+                let (tx, rx) = oneshot::channel();
+                waiters.push(tx);
+                Some(rx)
+            }
+        };
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let timer = async move {
+            glommio::timer::sleep(remaining).await;
+        };
+        match rx {
+            Some(rx) => {
+                async move {
+                    let _ = rx.await;
+                }
+                .or(timer)
+                .await
+            }
+            None => timer.await,
+        }
+    }
+
+    fn wake_waiters(&self) {
+        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
+        for w in waiters {
+            let _ = w.send(());
+        }
+    }
+
+    pub async fn close(&self) -> Result<(), StorageError> {
+        self.wake_waiters();
+        self.log.close().await
+    }
+
+    pub async fn remove(&self) -> Result<(), StorageError> {
+        self.wake_waiters();
+        self.log.remove().await
+    }
+}
+
+/// Poll interval bound used by callers that wait on several partitions.
+pub const WAIT_SLICE: Duration = Duration::from_millis(500);

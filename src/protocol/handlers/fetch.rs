@@ -1,0 +1,263 @@
+//! Fetch (key 1): read from the owning shards, long-poll until `min_bytes`
+//! or `max_wait_ms`, never past the high watermark.
+//!
+//! Each owner shard reads its partitions in one mesh call. When the first
+//! round has less than `min_bytes`, the owners are asked to wait until any
+//! of their partitions' high watermark moves (woken by appends) or the
+//! deadline passes, then the read is repeated.
+//!
+//! Budget: each owner shard gets the request's whole `max_bytes`, so a
+//! response may exceed it by the number of shards involved; clients size
+//! buffers from the response length, and Kafka itself may exceed it (KIP-74).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::error::{partition_error_code, ResponseError};
+use crate::metadata::ShardId;
+use crate::partition::PartitionError;
+use crate::protocol::RequestContext;
+use crate::shard::ShardState;
+use crate::storage::{Chunk, ReadResult};
+
+pub const MIN_VERSION: i16 = 4;
+pub const MAX_VERSION: i16 = 16;
+/// Topic ids replace names from this version on.
+const TOPIC_ID_VERSION: i16 = 13;
+/// A client cannot make us hold a request longer than this.
+const MAX_WAIT_MS_CAP: i32 = 60_000;
+
+#[derive(Clone)]
+struct ReadPart {
+    slot: (usize, usize),
+    topic: String,
+    partition: i32,
+    offset: i64,
+    max_bytes: usize,
+}
+
+struct ReadOut {
+    slot: (usize, usize),
+    error_code: i16,
+    high_watermark: i64,
+    log_start_offset: i64,
+    records: Bytes,
+}
+
+pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
+    let version = ctx.api_version;
+    let md = ctx.shard.metadata();
+    let node_id = ctx.shard.config.node_id;
+    let mut topics = Vec::with_capacity(req.topics.len());
+    let mut by_shard: BTreeMap<ShardId, Vec<ReadPart>> = BTreeMap::new();
+    for (ti, t) in req.topics.iter().enumerate() {
+        let meta = if version >= TOPIC_ID_VERSION { md.topic_by_id(t.topic_id) } else { md.topic(&t.topic.0) };
+        let name = meta.map(|m| m.name.clone()).unwrap_or_else(|| t.topic.0.to_string());
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for (pi, p) in t.partitions.iter().enumerate() {
+            let mut data = PartitionData::default()
+                .with_partition_index(p.partition)
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_log_start_offset(-1)
+                .with_preferred_read_replica(BrokerId(-1))
+                .with_records(Some(Bytes::new()));
+            let pmeta = meta.and_then(|m| usize::try_from(p.partition).ok().and_then(|i| m.partitions.get(i)));
+            match pmeta {
+                None => {
+                    data.error_code = if meta.is_none() && version >= TOPIC_ID_VERSION {
+                        ResponseError::UnknownTopicId.code()
+                    } else {
+                        ResponseError::UnknownTopicOrPartition.code()
+                    };
+                }
+                Some(pm) if pm.leader.node_id != node_id => {
+                    data.error_code = ResponseError::NotLeaderOrFollower.code();
+                }
+                Some(pm) => by_shard.entry(pm.leader.shard).or_default().push(ReadPart {
+                    slot: (ti, pi),
+                    topic: name.clone(),
+                    partition: p.partition,
+                    offset: p.fetch_offset,
+                    max_bytes: p.partition_max_bytes.max(0) as usize,
+                }),
+            }
+            partitions.push(data);
+        }
+        topics.push(
+            FetchableTopicResponse::default()
+                .with_topic(TopicName(StrBytes::from_string(name)))
+                .with_topic_id(t.topic_id)
+                .with_partitions(partitions),
+        );
+    }
+    let max_bytes = if req.max_bytes <= 0 { usize::MAX } else { req.max_bytes as usize };
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let max_wait = Duration::from_millis(req.max_wait_ms.clamp(0, MAX_WAIT_MS_CAP) as u64);
+    let deadline = Instant::now() + max_wait;
+    loop {
+        let outs = read_all(ctx, &by_shard, max_bytes).await;
+        let bytes: usize = outs.iter().map(|o| o.records.len()).sum();
+        let has_error = outs.iter().any(|o| o.error_code != 0);
+        let done = bytes >= min_bytes.max(1) || has_error || Instant::now() >= deadline || by_shard.is_empty();
+        if done || ctx.shard.shutdown.is_triggered() {
+            for o in outs {
+                let p = &mut topics[o.slot.0].partitions[o.slot.1];
+                p.error_code = o.error_code;
+                p.high_watermark = o.high_watermark;
+                p.last_stable_offset = o.high_watermark;
+                p.log_start_offset = o.log_start_offset;
+                p.records = Some(o.records);
+                // v4+: an empty list, not null, says "no aborted transactions".
+                p.aborted_transactions = Some(Vec::new());
+            }
+            break;
+        }
+        wait_any(ctx, &by_shard, deadline).await;
+    }
+    FetchResponse::default().with_error_code(0).with_session_id(0).with_responses(topics)
+}
+
+async fn read_all(ctx: &RequestContext, by_shard: &BTreeMap<ShardId, Vec<ReadPart>>, max_bytes: usize) -> Vec<ReadOut> {
+    let mut calls = Vec::with_capacity(by_shard.len());
+    for (&shard, parts) in by_shard {
+        let parts = parts.clone();
+        let mesh = ctx.shard.mesh.clone();
+        calls.push(glommio::spawn_local(async move {
+            let slots: Vec<(usize, usize)> = parts.iter().map(|p| p.slot).collect();
+            match mesh.call(shard, move |s: Rc<ShardState>| read_local(s, parts, max_bytes)).await {
+                Ok(outs) => outs,
+                Err(_) => slots
+                    .into_iter()
+                    .map(|slot| ReadOut {
+                        slot,
+                        error_code: ResponseError::NotLeaderOrFollower.code(),
+                        high_watermark: -1,
+                        log_start_offset: -1,
+                        records: Bytes::new(),
+                    })
+                    .collect(),
+            }
+        }));
+    }
+    let mut outs = Vec::new();
+    for c in calls {
+        outs.extend(c.await);
+    }
+    outs
+}
+
+/// On the owner shard: reads each partition in turn within the byte budget.
+async fn read_local(shard: Rc<ShardState>, parts: Vec<ReadPart>, max_bytes: usize) -> Vec<ReadOut> {
+    let mut budget = max_bytes;
+    let mut out = Vec::with_capacity(parts.len());
+    let mut any_data = false;
+    for p in parts {
+        let Some(partition) = shard.local_partition(&p.topic, p.partition).await else {
+            out.push(ReadOut {
+                slot: p.slot,
+                error_code: ResponseError::NotLeaderOrFollower.code(),
+                high_watermark: -1,
+                log_start_offset: -1,
+                records: Bytes::new(),
+            });
+            continue;
+        };
+        let high_watermark = partition.high_watermark();
+        let log_start_offset = partition.log_start_offset();
+        let limit = p.max_bytes.min(budget);
+        let result = if limit == 0 && any_data {
+            Ok(Bytes::new())
+        } else {
+            match partition.read(p.offset, limit, !any_data).await {
+                Ok(r) => into_bytes(r).await.map_err(|e| PartitionError::Storage(crate::storage::StorageError::Io(e))),
+                Err(e) => Err(e),
+            }
+        };
+        match result {
+            Ok(records) => {
+                any_data |= !records.is_empty();
+                budget = budget.saturating_sub(records.len());
+                out.push(ReadOut { slot: p.slot, error_code: 0, high_watermark, log_start_offset, records });
+            }
+            Err(e) => out.push(ReadOut {
+                slot: p.slot,
+                error_code: partition_error_code(&e),
+                high_watermark,
+                log_start_offset,
+                records: Bytes::new(),
+            }),
+        }
+    }
+    out
+}
+
+/// The copying path: one contiguous buffer of the read's batches.
+async fn into_bytes(r: ReadResult) -> std::io::Result<Bytes> {
+    if r.chunks.len() == 1 {
+        if let Chunk::Memory(b) = &r.chunks[0] {
+            return Ok(b.clone());
+        }
+    }
+    let mut buf = BytesMut::with_capacity(r.bytes);
+    for c in &r.chunks {
+        match c {
+            Chunk::Memory(b) => buf.extend_from_slice(b),
+            other => buf.extend_from_slice(&other.load().await?),
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// Waits until any owner reports new data on one of its partitions, or the deadline.
+async fn wait_any(ctx: &RequestContext, by_shard: &BTreeMap<ShardId, Vec<ReadPart>>, deadline: Instant) {
+    let mut waits: Vec<std::pin::Pin<Box<dyn Future<Output = ()>>>> = Vec::new();
+    for (&shard, parts) in by_shard {
+        let offsets: Vec<(String, i32, i64)> = parts.iter().map(|p| (p.topic.clone(), p.partition, p.offset)).collect();
+        let mesh = ctx.shard.mesh.clone();
+        waits.push(Box::pin(async move {
+            let _ = mesh.call(shard, move |s: Rc<ShardState>| wait_local(s, offsets, deadline)).await;
+        }));
+    }
+    let stop = ctx.shard.shutdown.clone();
+    waits.push(Box::pin(async move { stop.wait().await }));
+    first_of(waits).await;
+}
+
+async fn wait_local(shard: Rc<ShardState>, offsets: Vec<(String, i32, i64)>, deadline: Instant) {
+    let mut waits = Vec::with_capacity(offsets.len());
+    for (topic, partition, offset) in offsets {
+        if let Some(p) = shard.local_partition(&topic, partition).await {
+            waits.push(async move { p.wait_for_data(offset, deadline).await });
+        }
+    }
+    if waits.is_empty() {
+        glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
+        return;
+    }
+    first_of(waits).await;
+}
+
+/// Resolves when the first of `futures` does; the rest run on to their own end
+/// (each is bounded by a deadline) and are then dropped.
+async fn first_of<F: Future<Output = ()> + 'static>(futures: Vec<F>) {
+    let (tx, rx) = glommio::channels::local_channel::new_bounded::<()>(futures.len().max(1));
+    let tx = Rc::new(tx);
+    for f in futures {
+        let tx = tx.clone();
+        glommio::spawn_local(async move {
+            f.await;
+            let _ = tx.try_send(());
+        })
+        .detach();
+    }
+    drop(tx);
+    let _ = rx.recv().await;
+}

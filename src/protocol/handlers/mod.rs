@@ -1,0 +1,148 @@
+//! The table of Kafka API handlers, and dispatch.
+//!
+//! Each handler file declares its API's version range (`MIN_VERSION`,
+//! `MAX_VERSION`); `HANDLERS` lists them, and that list is the single source
+//! of what ApiVersions advertises and what dispatch accepts.
+
+pub mod api_versions;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+
+use std::rc::Rc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{self as m, ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+use crate::protocol::RequestContext;
+use crate::shard::ShardState;
+
+/// One handled API: key and the versions Fjord serves.
+#[derive(Debug, Clone, Copy)]
+pub struct HandlerDef {
+    pub key: ApiKey,
+    pub min_version: i16,
+    pub max_version: i16,
+}
+
+macro_rules! handler_def {
+    ($key:expr, $module:ident) => {
+        HandlerDef { key: $key, min_version: $module::MIN_VERSION, max_version: $module::MAX_VERSION }
+    };
+}
+
+pub const HANDLERS: &[HandlerDef] = &[
+    handler_def!(ApiKey::Produce, produce),
+    handler_def!(ApiKey::Fetch, fetch),
+    handler_def!(ApiKey::ListOffsets, list_offsets),
+    handler_def!(ApiKey::Metadata, metadata),
+    handler_def!(ApiKey::ApiVersions, api_versions),
+    handler_def!(ApiKey::CreateTopics, create_topics),
+    handler_def!(ApiKey::DeleteTopics, delete_topics),
+    handler_def!(ApiKey::DescribeConfigs, describe_configs),
+    handler_def!(ApiKey::CreatePartitions, create_partitions),
+    handler_def!(ApiKey::DescribeCluster, describe_cluster),
+];
+
+pub fn handler_for(key: ApiKey) -> Option<&'static HandlerDef> {
+    HANDLERS.iter().find(|h| h.key == key)
+}
+
+pub enum Dispatch {
+    /// A complete response frame, length prefix included.
+    Respond(BytesMut),
+    /// acks=0 produce.
+    NoResponse,
+    Close(String),
+}
+
+/// Decodes the frame's header, routes to the handler, encodes its answer.
+pub async fn dispatch(shard: &Rc<ShardState>, frame: Bytes) -> Dispatch {
+    let api_key_raw = i16::from_be_bytes([frame[0], frame[1]]);
+    let api_version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let Ok(key) = ApiKey::try_from(api_key_raw) else {
+        return Dispatch::Close(format!("unknown API key {api_key_raw}"));
+    };
+    let Some(def) = handler_for(key) else {
+        return Dispatch::Close(format!("API {key:?} is not served"));
+    };
+    if api_version < def.min_version || api_version > def.max_version {
+        if key == ApiKey::ApiVersions {
+            return Dispatch::Respond(api_versions::unsupported_version_response(correlation_id));
+        }
+        return Dispatch::Close(format!("{key:?} v{api_version} is not supported"));
+    }
+    let mut buf = frame;
+    let header = match RequestHeader::decode(&mut buf, key.request_header_version(api_version)) {
+        Ok(h) => h,
+        Err(e) => return Dispatch::Close(format!("bad {key:?} request header: {e}")),
+    };
+    let ctx = RequestContext {
+        shard: shard.clone(),
+        api_version,
+        correlation_id,
+        client_id: header.client_id.as_ref().map(|s| s.to_string()),
+    };
+    macro_rules! route {
+        ($req:ty, $handler:path) => {{
+            let req = match <$req>::decode(&mut buf, api_version) {
+                Ok(r) => r,
+                Err(e) => return Dispatch::Close(format!("bad {key:?} v{api_version} body: {e}")),
+            };
+            let resp = $handler(&ctx, req).await;
+            encode_response(key, api_version, correlation_id, &resp)
+        }};
+    }
+    match key {
+        ApiKey::Produce => {
+            let req = match m::ProduceRequest::decode(&mut buf, api_version) {
+                Ok(r) => r,
+                Err(e) => return Dispatch::Close(format!("bad Produce v{api_version} body: {e}")),
+            };
+            match produce::handle(&ctx, req).await {
+                Some(resp) => encode_response(key, api_version, correlation_id, &resp),
+                None => Dispatch::NoResponse,
+            }
+        }
+        ApiKey::Fetch => route!(m::FetchRequest, fetch::handle),
+        ApiKey::ListOffsets => route!(m::ListOffsetsRequest, list_offsets::handle),
+        ApiKey::Metadata => route!(m::MetadataRequest, metadata::handle),
+        ApiKey::ApiVersions => route!(m::ApiVersionsRequest, api_versions::handle),
+        ApiKey::CreateTopics => route!(m::CreateTopicsRequest, create_topics::handle),
+        ApiKey::DeleteTopics => route!(m::DeleteTopicsRequest, delete_topics::handle),
+        ApiKey::DescribeConfigs => route!(m::DescribeConfigsRequest, describe_configs::handle),
+        ApiKey::CreatePartitions => route!(m::CreatePartitionsRequest, create_partitions::handle),
+        ApiKey::DescribeCluster => route!(m::DescribeClusterRequest, describe_cluster::handle),
+        other => Dispatch::Close(format!("API {other:?} has no route")),
+    }
+}
+
+/// Length prefix, response header (its version follows the API version), body.
+pub fn encode_response<R: Encodable>(key: ApiKey, api_version: i16, correlation_id: i32, body: &R) -> Dispatch {
+    let header_version = key.response_header_version(api_version);
+    encode_frame(header_version, api_version, correlation_id, body)
+}
+
+pub fn encode_frame<R: Encodable>(header_version: i16, body_version: i16, correlation_id: i32, body: &R) -> Dispatch {
+    let mut buf = BytesMut::with_capacity(128);
+    buf.put_i32(0);
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    if let Err(e) = header.encode(&mut buf, header_version) {
+        return Dispatch::Close(format!("encoding response header: {e}"));
+    }
+    if let Err(e) = body.encode(&mut buf, body_version) {
+        tracing::error!(error = %e, "encoding response failed");
+        return Dispatch::Close(format!("encoding response: {e}"));
+    }
+    let len = (buf.len() - 4) as i32;
+    buf[0..4].copy_from_slice(&len.to_be_bytes());
+    Dispatch::Respond(buf)
+}

@@ -1,0 +1,22 @@
+//! The Kafka wire: framing, request dispatch, and one file per API handler.
+//!
+//! Runs on every shard: each shard accepts its own connections and serves
+//! them here. A connection handles one request at a time, in order, as Kafka
+//! does (clients pipeline by queueing on the socket), so responses always
+//! leave in request order. Handlers split work by owning shard through the
+//! mesh and merge the answers.
+
+pub mod connection;
+pub mod handlers;
+
+use std::rc::Rc;
+
+use crate::shard::ShardState;
+
+/// What a handler sees of the request it serves.
+pub struct RequestContext {
+    pub shard: Rc<ShardState>,
+    pub api_version: i16,
+    pub correlation_id: i32,
+    pub client_id: Option<String>,
+}

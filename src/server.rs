@@ -1,0 +1,199 @@
+//! `fjord serve`: start everything in order, stop it in reverse.
+//!
+//! Order matters: signals are blocked before any thread exists (every thread
+//! inherits the mask; one thread waits for them); the data dir is locked and
+//! the ports checked before anything is written; the controller thread
+//! (tokio) starts before the shard pool so it is not pinned to a shard's CPU.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use glommio::net::TcpListener;
+use shards::{RuntimeConfig, Shard, Shutdown};
+
+use crate::admin::BrokerStatus;
+use crate::config::Config;
+use crate::controller::{self, ControllerConfig, ControllerHandle};
+use crate::metadata::BrokerMeta;
+use crate::shard::ShardState;
+
+/// How long shutdown waits for in-flight requests before closing logs anyway.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound of each shard's inbox of cross-shard calls.
+const MESH_INBOX_CAPACITY: usize = 1024;
+
+#[derive(Debug)]
+pub enum ServeError {
+    DataDir(String),
+    AddressInUse { setting: &'static str, addr: std::net::SocketAddr, reason: String },
+    Controller(String),
+    Runtime(String),
+    Signals(std::io::Error),
+}
+
+impl std::fmt::Display for ServeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServeError::DataDir(m) => write!(f, "{m}"),
+            ServeError::AddressInUse { setting, addr, reason } => {
+                write!(f, "cannot listen on {addr} ({setting}): {reason}; is another broker running?")
+            }
+            ServeError::Controller(m) => write!(f, "controller: {m}"),
+            ServeError::Runtime(m) => write!(f, "{m}"),
+            ServeError::Signals(e) => write!(f, "installing signal handling: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ServeError {}
+
+pub fn serve(config: Config) -> Result<(), ServeError> {
+    let (trigger, shutdown) = Shutdown::new();
+    shards::install_signal_handler(trigger).map_err(ServeError::Signals)?;
+    let _lock = lock_data_dir(&config)?;
+    for (setting, addr) in [("kafka_addr", config.kafka_addr), ("admin_addr", config.admin_addr)] {
+        shards::check_address_free(addr).map_err(|e| ServeError::AddressInUse {
+            setting,
+            addr,
+            reason: e.to_string(),
+        })?;
+    }
+    let memlock = shards::memlock_limit_bytes();
+    let io_memory = shards::io_memory_for_limit(memlock, config.shards);
+    tracing::info!(
+        shards = config.shards,
+        io_memory_bytes = io_memory.io_memory_bytes,
+        memlock_limit_bytes = ?memlock,
+        "glommio io_memory per shard sized to fit the memlock limit (3 registrations per shard, 3/4 of the limit); raise the limit (systemd LimitMEMLOCK=infinity) for glommio's 10 MiB default"
+    );
+    if io_memory.below_minimum {
+        tracing::warn!("memlock limit too small for registered buffers: I/O will be slower");
+    }
+    let controller = controller::start(ControllerConfig {
+        dir: config.data_dir.join("controller"),
+        node_id: config.node_id,
+        broker: BrokerMeta {
+            node_id: config.node_id,
+            host: config.advertised_kafka_host.clone(),
+            port: config.advertised_kafka_port as i32,
+            rack: None,
+            shard_count: config.shards,
+        },
+    })
+    .map_err(|e| ServeError::Controller(e.to_string()))?;
+    let status = Arc::new(BrokerStatus::default());
+    status.shard_count.store(config.shards, Ordering::Release);
+    let admin = crate::admin::start(config.admin_addr, status.clone(), shutdown.clone()).map_err(|e| {
+        ServeError::AddressInUse { setting: "admin_addr", addr: config.admin_addr, reason: e.to_string() }
+    })?;
+    let runtime = RuntimeConfig {
+        shard_count: config.shards,
+        io_memory_bytes: io_memory.io_memory_bytes,
+        spin_before_park: None,
+        inbox_capacity: MESH_INBOX_CAPACITY,
+        name: "shard".into(),
+    };
+    tracing::info!(
+        kafka = %config.kafka_addr,
+        admin = %config.admin_addr,
+        data_dir = %config.data_dir.display(),
+        node_id = config.node_id,
+        "starting fjord"
+    );
+    let shard_config = config.clone();
+    let shard_controller = controller.clone();
+    let shard_status = status.clone();
+    let result = shards::start(runtime, shutdown.clone(), move |shard: Shard<ShardState>| {
+        shard_main(shard, shard_config.clone(), shard_controller.clone(), shard_status.clone())
+    });
+    controller.shutdown();
+    let _ = admin.join();
+    result.map_err(|e| ServeError::Runtime(e.to_string()))?;
+    tracing::info!("fjord stopped");
+    Ok(())
+}
+
+async fn shard_main(mut shard: Shard<ShardState>, config: Config, controller: ControllerHandle, status: Arc<BrokerStatus>) {
+    let state = Rc::new(ShardState::new(shard.id, shard.mesh.clone(), config.clone(), controller, shard.shutdown.clone()));
+    shard.serve_calls(state.clone());
+    state.partitions.sync_with(&state.metadata()).await;
+    glommio::spawn_local(state.clone().follow_metadata()).detach();
+    let listener = match TcpListener::bind(config.kafka_addr) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(shard = shard.id, error = %e, "cannot listen");
+            return;
+        }
+    };
+    status.shards_serving.fetch_add(1, Ordering::AcqRel);
+    tracing::info!(shard = shard.id, partitions = state.partitions.count(), "shard serving");
+    let open_connections = Rc::new(std::cell::Cell::new(0usize));
+    loop {
+        let accept = async { Some(listener.accept().await) };
+        let stop = async {
+            shard.shutdown.wait().await;
+            None
+        };
+        match futures_lite::future::or(accept, stop).await {
+            None => break,
+            Some(Ok(stream)) => {
+                if open_connections.get() >= config.max_connections_per_shard {
+                    tracing::warn!(shard = shard.id, "connection limit reached; refusing a connection");
+                    drop(stream);
+                    continue;
+                }
+                open_connections.set(open_connections.get() + 1);
+                let state = state.clone();
+                let open = open_connections.clone();
+                glommio::spawn_local(async move {
+                    crate::protocol::connection::serve(state, stream).await;
+                    open.set(open.get() - 1);
+                })
+                .detach();
+            }
+            Some(Err(e)) => {
+                tracing::warn!(shard = shard.id, error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    drop(listener);
+    status.shards_serving.fetch_sub(1, Ordering::AcqRel);
+    // Connections notice shutdown between requests; wait for in-flight ones.
+    let started = Instant::now();
+    while open_connections.get() > 0 && started.elapsed() < DRAIN_TIMEOUT {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    if let Err(e) = state.partitions.close_all().await {
+        tracing::error!(shard = shard.id, error = %e, "closing logs failed");
+    }
+    tracing::info!(shard = shard.id, "shard stopped");
+}
+
+/// An exclusive, non-blocking flock on `<data_dir>/.lock`, held for the life
+/// of the process: a second broker on the same data dir is refused.
+fn lock_data_dir(config: &Config) -> Result<File, ServeError> {
+    let dir = &config.data_dir;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| ServeError::DataDir(format!("cannot create data dir {}: {e}", dir.display())))?;
+    let path = dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| ServeError::DataDir(format!("cannot open {}: {e}", path.display())))?;
+    #[allow(deprecated)]
+    nix::fcntl::flock(file.as_raw_fd(), nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|e| {
+        ServeError::DataDir(format!(
+            "data dir {} is in use by another process (lock {} held: {e})",
+            dir.display(),
+            path.display()
+        ))
+    })?;
+    Ok(file)
+}
