@@ -11,6 +11,7 @@
 //!   an empty assignment list counts as none,
 //! - an unknown topic: UNKNOWN_TOPIC_OR_PARTITION,
 //! - a count not above the current one: INVALID_PARTITIONS.
+//!
 //! `validate_only` is passed to the controller; `timeout_ms` is ignored.
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -14,6 +14,7 @@
 //! - manual replica assignments: INVALID_REQUEST (Fjord places replicas
 //!   itself, on (broker, shard) pairs),
 //! - a config with a null value or named twice: INVALID_CONFIG.
+//!
 //! `num_partitions` / `replication_factor` of -1 become the broker's
 //! `num.partitions` / `default.replication.factor`. `timeout_ms` is ignored:
 //! the answer comes when the controller has committed.

@@ -10,6 +10,7 @@
 //! - v6 entry with both a name and an id: INVALID_REQUEST,
 //! - an unknown id: UNKNOWN_TOPIC_ID; an unknown name:
 //!   UNKNOWN_TOPIC_OR_PARTITION (from the controller).
+//!
 //! `timeout_ms` is ignored: the answer comes when the controller has committed.
 
 use std::collections::{BTreeMap, BTreeSet};
