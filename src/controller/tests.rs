@@ -355,3 +355,30 @@ async fn handle_is_shareable_and_dir_is_exclusive() {
         .expect("start after shutdown")
         .shutdown();
 }
+
+/// The handle works from a glommio task (no tokio runtime, no tokio timers
+/// on that thread): a create answers, and a subscriber there sees the new
+/// version through `changed()`.
+#[test]
+fn works_from_a_glommio_thread() {
+    let dir = TestDir::new("ctl-glommio");
+    let c = start(config(&dir, 1)).expect("start");
+    let shard_handle = c.clone();
+    let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .io_memory(256 * 1024)
+        .name("test-shard")
+        .spawn(move || async move {
+            let mut rx = shard_handle.subscribe();
+            let v0 = rx.borrow_and_update().version;
+            let r = shard_handle.create_topics(vec![topic("from-shard", 2)], false).await;
+            assert!(r[0].is_ok(), "{r:?}");
+            rx.changed().await.expect("publisher alive");
+            let seen = rx.borrow_and_update().clone();
+            assert!(seen.version > v0);
+            assert!(seen.topic("from-shard").is_some());
+        })
+        .expect("spawn glommio executor");
+    ex.join().expect("glommio executor");
+    assert!(c.current().topic("from-shard").is_some());
+    c.shutdown();
+}
