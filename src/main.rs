@@ -15,10 +15,7 @@ fn usage() -> String {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_max_level(log_level())
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging();
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("--help") | Some("-h") | Some("help") => {
@@ -52,6 +49,21 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Logs to stderr; openraft's own chatter only from warnings up unless
+/// FJORD_LOG is debug or trace. Colours only on a terminal.
+fn init_logging() {
+    use std::io::IsTerminal;
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    let level = log_level();
+    let openraft_level = if level >= tracing::Level::DEBUG { level } else { tracing::Level::WARN };
+    let targets = Targets::new().with_default(level).with_target("openraft", openraft_level);
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    tracing_subscriber::registry().with(fmt).with(targets).init();
 }
 
 /// `FJORD_LOG=debug|info|warn|error` (default info).

@@ -23,6 +23,8 @@ use crate::shard::ShardState;
 
 /// How long shutdown waits for in-flight requests before closing logs anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long start-up waits for a listening address to be released.
+const ADDRESS_WAIT: Duration = Duration::from_secs(5);
 /// Bound of each shard's inbox of cross-shard calls.
 const MESH_INBOX_CAPACITY: usize = 1024;
 
@@ -56,11 +58,7 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
     shards::install_signal_handler(trigger).map_err(ServeError::Signals)?;
     let _lock = lock_data_dir(&config)?;
     for (setting, addr) in [("kafka_addr", config.kafka_addr), ("admin_addr", config.admin_addr)] {
-        shards::check_address_free(addr).map_err(|e| ServeError::AddressInUse {
-            setting,
-            addr,
-            reason: e.to_string(),
-        })?;
+        wait_address_free(addr).map_err(|e| ServeError::AddressInUse { setting, addr, reason: e.to_string() })?;
     }
     let memlock = shards::memlock_limit_bytes();
     let io_memory = shards::io_memory_for_limit(memlock, config.shards);
@@ -172,6 +170,23 @@ async fn shard_main(mut shard: Shard<ShardState>, config: Config, controller: Co
         tracing::error!(shard = shard.id, error = %e, "closing logs failed");
     }
     tracing::info!(shard = shard.id, "shard stopped");
+}
+
+/// A broker killed with -9 can leave its listening socket open for a moment
+/// after the process is gone (io_uring releases pending requests' files from
+/// a kernel work queue), so a restart waits briefly for the address before
+/// deciding that another broker holds it.
+fn wait_address_free(addr: std::net::SocketAddr) -> std::io::Result<()> {
+    let started = Instant::now();
+    loop {
+        match shards::check_address_free(addr) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && started.elapsed() < ADDRESS_WAIT => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// An exclusive, non-blocking flock on `<data_dir>/.lock`, held for the life
