@@ -57,7 +57,9 @@ pub enum BatchError {
 }
 
 /// Compression codec, the low three bits of the batch attributes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     None,
@@ -272,7 +274,10 @@ fn be_i32(d: &[u8], at: usize) -> i32 {
 /// partial batch; that is `Truncated`, which callers treat as "stop here".
 pub fn parse_header(data: &[u8]) -> Result<BatchHeader, BatchError> {
     if data.len() < layout::RECORDS {
-        return Err(BatchError::Truncated { need: layout::RECORDS, have: data.len() });
+        return Err(BatchError::Truncated {
+            need: layout::RECORDS,
+            have: data.len(),
+        });
     }
     let magic = data[layout::MAGIC] as i8;
     if magic != 2 {
@@ -293,7 +298,10 @@ pub fn parse_header(data: &[u8]) -> Result<BatchHeader, BatchError> {
         return Err(BatchError::Record("batchLength shorter than the header"));
     }
     if data.len() < header.total_len() {
-        return Err(BatchError::Truncated { need: header.total_len(), have: data.len() });
+        return Err(BatchError::Truncated {
+            need: header.total_len(),
+            have: data.len(),
+        });
     }
     Ok(header)
 }
@@ -302,7 +310,10 @@ pub fn parse_header(data: &[u8]) -> Result<BatchHeader, BatchError> {
 pub fn verify_crc(batch: &[u8], header: &BatchHeader) -> Result<(), BatchError> {
     let actual = crc32c::crc32c(&batch[layout::ATTRIBUTES..header.total_len()]);
     if actual != header.crc {
-        return Err(BatchError::Crc { expected: header.crc, actual });
+        return Err(BatchError::Crc {
+            expected: header.crc,
+            actual,
+        });
     }
     Ok(())
 }
@@ -317,7 +328,10 @@ pub struct RecordView<'a> {
 }
 
 /// Returns the (decompressed) records section of a complete batch.
-pub fn records_section<'a>(batch: &'a [u8], header: &BatchHeader) -> Result<std::borrow::Cow<'a, [u8]>, BatchError> {
+pub fn records_section<'a>(
+    batch: &'a [u8],
+    header: &BatchHeader,
+) -> Result<std::borrow::Cow<'a, [u8]>, BatchError> {
     let raw = &batch[layout::RECORDS..header.total_len()];
     match header.codec() {
         0 => Ok(std::borrow::Cow::Borrowed(raw)),
@@ -346,7 +360,9 @@ fn snappy_decompress(raw: &[u8]) -> Result<Vec<u8>, BatchError> {
         }
         let len = be_i32(raw, pos).max(0) as usize;
         pos += 4;
-        let block = raw.get(pos..pos + len).ok_or(BatchError::Record("xerial block truncated"))?;
+        let block = raw
+            .get(pos..pos + len)
+            .ok_or(BatchError::Record("xerial block truncated"))?;
         out.extend_from_slice(&snap::raw::Decoder::new().decompress_vec(block)?);
         pos += len;
     }
@@ -363,7 +379,10 @@ pub fn for_each_record<'a>(
     for _ in 0..count.max(0) {
         let len = get_varlong(records, &mut pos)?;
         let len = usize::try_from(len).map_err(|_| BatchError::Record("negative record length"))?;
-        let end = pos.checked_add(len).filter(|e| *e <= records.len()).ok_or(BatchError::Record("record overruns batch"))?;
+        let end = pos
+            .checked_add(len)
+            .filter(|e| *e <= records.len())
+            .ok_or(BatchError::Record("record overruns batch"))?;
         let body = &records[..end];
         pos += 1; // record attributes
         let timestamp_delta_ms = get_varlong(body, &mut pos)?;
@@ -372,7 +391,12 @@ pub fn for_each_record<'a>(
         let value = read_bytes(body, &mut pos)?;
         // Headers are skipped by jumping to the record's end.
         pos = end;
-        f(RecordView { offset_delta, timestamp_delta_ms, key, value });
+        f(RecordView {
+            offset_delta,
+            timestamp_delta_ms,
+            key,
+            value,
+        });
     }
     Ok(())
 }
@@ -382,7 +406,10 @@ fn read_bytes<'a>(body: &'a [u8], pos: &mut usize) -> Result<Option<&'a [u8]>, B
     if len < 0 {
         return Ok(None);
     }
-    let end = pos.checked_add(len as usize).filter(|e| *e <= body.len()).ok_or(BatchError::Record("field overruns record"))?;
+    let end = pos
+        .checked_add(len as usize)
+        .filter(|e| *e <= body.len())
+        .ok_or(BatchError::Record("field overruns record"))?;
     let out = &body[*pos..end];
     *pos = end;
     Ok(Some(out))
@@ -397,7 +424,11 @@ mod tests {
         for i in 0..n {
             let value = format!("value-{i:05}-padding-padding");
             let key = format!("k{i}");
-            b.push(Some(key.as_bytes()), value.as_bytes(), 1_700_000_000_000 + i as i64);
+            b.push(
+                Some(key.as_bytes()),
+                value.as_bytes(),
+                1_700_000_000_000 + i as i64,
+            );
         }
         b.finish().expect("finish")
     }
@@ -414,7 +445,8 @@ mod tests {
         assert_eq!(h.max_timestamp_ms, 1_700_000_000_009);
         verify_crc(&batch, &h).expect("crc");
         // CRC32C over the same range by an independent implementation (kafka-protocol's crc dep).
-        let independent = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).checksum(&batch[layout::ATTRIBUTES..]);
+        let independent =
+            crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).checksum(&batch[layout::ATTRIBUTES..]);
         assert_eq!(independent, h.crc);
     }
 
@@ -439,13 +471,24 @@ mod tests {
             assert_eq!(h.codec() as i16, codec.attribute_bits());
             let section = records_section(&batch, &h).expect("decompress");
             let mut seen = Vec::new();
-            for_each_record(&section, h.record_count, |r| seen.push((r.offset_delta, r.timestamp_delta_ms, r.key.map(<[u8]>::to_vec), r.value.map(<[u8]>::to_vec)))).expect("records");
+            for_each_record(&section, h.record_count, |r| {
+                seen.push((
+                    r.offset_delta,
+                    r.timestamp_delta_ms,
+                    r.key.map(<[u8]>::to_vec),
+                    r.value.map(<[u8]>::to_vec),
+                ))
+            })
+            .expect("records");
             assert_eq!(seen.len(), 50);
             for (i, (od, td, k, v)) in seen.into_iter().enumerate() {
                 assert_eq!(od, i as i64);
                 assert_eq!(td, i as i64);
                 assert_eq!(k.as_deref(), Some(format!("k{i}").as_bytes()));
-                assert_eq!(v.as_deref(), Some(format!("value-{i:05}-padding-padding").as_bytes()));
+                assert_eq!(
+                    v.as_deref(),
+                    Some(format!("value-{i:05}-padding-padding").as_bytes())
+                );
             }
         }
     }
@@ -458,14 +501,29 @@ mod tests {
         let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).expect("decode");
         assert_eq!(set.records.len(), 7);
         assert_eq!(set.records[3].offset, 3);
-        assert_eq!(set.records[3].value.as_deref(), Some(&b"value-00003-padding-padding"[..]));
+        assert_eq!(
+            set.records[3].value.as_deref(),
+            Some(&b"value-00003-padding-padding"[..])
+        );
         assert_eq!(set.records[3].key.as_deref(), Some(&b"k3"[..]));
     }
 
     // Proves the zigzag varint codec matches Kafka's encoding at the edges.
     #[test]
     fn varlong_round_trip() {
-        for v in [0i64, 1, -1, 63, -64, 64, 300, -300, i32::MAX as i64, i64::MIN, i64::MAX] {
+        for v in [
+            0i64,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            300,
+            -300,
+            i32::MAX as i64,
+            i64::MIN,
+            i64::MAX,
+        ] {
             let mut buf = Vec::new();
             put_varlong(&mut buf, v);
             let mut pos = 0;
@@ -484,7 +542,13 @@ mod tests {
     #[test]
     fn truncated_batch_is_reported() {
         let batch = build(Compression::None, 5);
-        assert!(matches!(parse_header(&batch[..batch.len() - 1]), Err(BatchError::Truncated { .. })));
-        assert!(matches!(parse_header(&batch[..20]), Err(BatchError::Truncated { .. })));
+        assert!(matches!(
+            parse_header(&batch[..batch.len() - 1]),
+            Err(BatchError::Truncated { .. })
+        ));
+        assert!(matches!(
+            parse_header(&batch[..20]),
+            Err(BatchError::Truncated { .. })
+        ));
     }
 }

@@ -46,7 +46,11 @@ pub fn nice_axis(max: f64) -> (f64, f64) {
     }
     let raw = max / 5.0;
     let pow = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * pow).find(|s| *s >= raw).unwrap_or(10.0 * pow);
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * pow)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * pow);
     ((max / step).ceil() * step, step)
 }
 
@@ -67,18 +71,35 @@ pub fn throughput_bars(path: &Path, bars: &[Bar]) -> Result<(f64, f64), BenchErr
     let (w, h) = (WIDTH as i32, HEIGHT as i32);
     let (x0, x1, y0, y1) = (MARGIN, w - MARGIN, h - MARGIN, MARGIN);
     let y_of = |v: f64| y0 - ((v / axis_max) * f64::from(y0 - y1)) as i32;
-    draw_grid_h(&root, x0, x1, (0..=((axis_max / step).round() as i32)).map(|i| y_of(f64::from(i) * step)))?;
+    draw_grid_h(
+        &root,
+        x0,
+        x1,
+        (0..=((axis_max / step).round() as i32)).map(|i| y_of(f64::from(i) * step)),
+    )?;
     let n = bars.len().max(1) as i32;
     let slot = (x1 - x0) / n;
     for (i, b) in bars.iter().enumerate() {
         let left = x0 + slot * i as i32 + slot / 5;
         let right = x0 + slot * (i as i32 + 1) - slot / 5;
-        root.draw(&Rectangle::new([(left, y_of(b.median)), (right, y0)], colour(i).filled())).map_err(chart_err)?;
+        root.draw(&Rectangle::new(
+            [(left, y_of(b.median)), (right, y0)],
+            colour(i).filled(),
+        ))
+        .map_err(chart_err)?;
         let mid = (left + right) / 2;
         let whisker = ShapeStyle::from(&BLACK).stroke_width(2);
-        root.draw(&PathElement::new(vec![(mid, y_of(b.min)), (mid, y_of(b.max))], whisker)).map_err(chart_err)?;
+        root.draw(&PathElement::new(
+            vec![(mid, y_of(b.min)), (mid, y_of(b.max))],
+            whisker,
+        ))
+        .map_err(chart_err)?;
         for v in [b.min, b.max] {
-            root.draw(&PathElement::new(vec![(mid - 8, y_of(v)), (mid + 8, y_of(v))], whisker)).map_err(chart_err)?;
+            root.draw(&PathElement::new(
+                vec![(mid - 8, y_of(v)), (mid + 8, y_of(v))],
+                whisker,
+            ))
+            .map_err(chart_err)?;
         }
     }
     draw_axes(&root, x0, x1, y0, y1)?;
@@ -106,31 +127,62 @@ pub struct LatencyAxes {
 
 /// Draws one latency-vs-percentile curve per target.
 pub fn latency_curves(path: &Path, curves: &[Vec<(f64, f64)>]) -> Result<LatencyAxes, BenchError> {
-    let values = curves.iter().flatten().map(|(_, ms)| *ms).filter(|v| *v > 0.0);
+    let values = curves
+        .iter()
+        .flatten()
+        .map(|(_, ms)| *ms)
+        .filter(|v| *v > 0.0);
     let (lo, hi) = values.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
-    let (decade_min, decade_max) = if lo <= hi { (lo.log10().floor() as i32, (hi.log10().ceil() as i32).max(lo.log10().floor() as i32 + 1)) } else { (-1, 1) };
+    let (decade_min, decade_max) = if lo <= hi {
+        (
+            lo.log10().floor() as i32,
+            (hi.log10().ceil() as i32).max(lo.log10().floor() as i32 + 1),
+        )
+    } else {
+        (-1, 1)
+    };
     let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
     root.fill(&WHITE).map_err(chart_err)?;
     let (w, h) = (WIDTH as i32, HEIGHT as i32);
     let (x0, x1, y0, y1) = (MARGIN, w - MARGIN, h - MARGIN, MARGIN);
     let span = f64::from(decade_max - decade_min);
-    let y_of = |ms: f64| y0 - (((ms.max(1e-9).log10() - f64::from(decade_min)) / span) * f64::from(y0 - y1)) as i32;
+    let y_of = |ms: f64| {
+        y0 - (((ms.max(1e-9).log10() - f64::from(decade_min)) / span) * f64::from(y0 - y1)) as i32
+    };
     let x_of = |p: f64| x0 + ((nines(p) / 5.0) * f64::from(x1 - x0)) as i32;
-    draw_grid_h(&root, x0, x1, (decade_min..=decade_max).map(|d| y_of(10f64.powi(d))))?;
+    draw_grid_h(
+        &root,
+        x0,
+        x1,
+        (decade_min..=decade_max).map(|d| y_of(10f64.powi(d))),
+    )?;
     let grey = RGBColor(220, 220, 220);
     for p in [90.0, 99.0, 99.9, 99.99, 100.0] {
-        root.draw(&PathElement::new(vec![(x_of(p), y0), (x_of(p), y1)], grey)).map_err(chart_err)?;
+        root.draw(&PathElement::new(vec![(x_of(p), y0), (x_of(p), y1)], grey))
+            .map_err(chart_err)?;
     }
     for (i, c) in curves.iter().enumerate() {
-        let pts: Vec<(i32, i32)> = c.iter().filter(|(_, ms)| *ms > 0.0).map(|(p, ms)| (x_of(*p), y_of(*ms))).collect();
-        root.draw(&PathElement::new(pts.clone(), ShapeStyle::from(&colour(i)).stroke_width(3))).map_err(chart_err)?;
+        let pts: Vec<(i32, i32)> = c
+            .iter()
+            .filter(|(_, ms)| *ms > 0.0)
+            .map(|(p, ms)| (x_of(*p), y_of(*ms)))
+            .collect();
+        root.draw(&PathElement::new(
+            pts.clone(),
+            ShapeStyle::from(&colour(i)).stroke_width(3),
+        ))
+        .map_err(chart_err)?;
         for pt in pts {
-            root.draw(&Circle::new(pt, 4, colour(i).filled())).map_err(chart_err)?;
+            root.draw(&Circle::new(pt, 4, colour(i).filled()))
+                .map_err(chart_err)?;
         }
     }
     draw_axes(&root, x0, x1, y0, y1)?;
     root.present().map_err(chart_err)?;
-    Ok(LatencyAxes { decade_min, decade_max })
+    Ok(LatencyAxes {
+        decade_min,
+        decade_max,
+    })
 }
 
 fn draw_grid_h<DB: DrawingBackend>(
@@ -141,14 +193,22 @@ fn draw_grid_h<DB: DrawingBackend>(
 ) -> Result<(), BenchError> {
     let grey = RGBColor(220, 220, 220);
     for y in ys {
-        root.draw(&PathElement::new(vec![(x0, y), (x1, y)], grey)).map_err(chart_err)?;
+        root.draw(&PathElement::new(vec![(x0, y), (x1, y)], grey))
+            .map_err(chart_err)?;
     }
     Ok(())
 }
 
-fn draw_axes<DB: DrawingBackend>(root: &DrawingArea<DB, plotters::coord::Shift>, x0: i32, x1: i32, y0: i32, y1: i32) -> Result<(), BenchError> {
+fn draw_axes<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    x0: i32,
+    x1: i32,
+    y0: i32,
+    y1: i32,
+) -> Result<(), BenchError> {
     let axis = ShapeStyle::from(&BLACK).stroke_width(2);
-    root.draw(&PathElement::new(vec![(x0, y1), (x0, y0), (x1, y0)], axis)).map_err(chart_err)?;
+    root.draw(&PathElement::new(vec![(x0, y1), (x0, y0), (x1, y0)], axis))
+        .map_err(chart_err)?;
     Ok(())
 }
 
@@ -180,12 +240,32 @@ mod tests {
     fn charts_render_png() {
         let dir = std::env::temp_dir().join(format!("fjord-bench-charts-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
-        let bars = [Bar { min: 10.0, median: 12.0, max: 13.0 }, Bar { min: 30.0, median: 31.0, max: 35.0 }];
+        let bars = [
+            Bar {
+                min: 10.0,
+                median: 12.0,
+                max: 13.0,
+            },
+            Bar {
+                min: 30.0,
+                median: 31.0,
+                max: 35.0,
+            },
+        ];
         let (m, _) = throughput_bars(&dir.join("t.png"), &bars).expect("bars");
         assert!(m >= 35.0);
-        let curves = vec![vec![(0.0, 0.1), (50.0, 0.5), (99.0, 2.0), (100.0, 9.0)], vec![(0.0, 0.2), (50.0, 1.0), (100.0, 30.0)]];
+        let curves = vec![
+            vec![(0.0, 0.1), (50.0, 0.5), (99.0, 2.0), (100.0, 9.0)],
+            vec![(0.0, 0.2), (50.0, 1.0), (100.0, 30.0)],
+        ];
         let axes = latency_curves(&dir.join("l.png"), &curves).expect("curves");
-        assert_eq!(axes, LatencyAxes { decade_min: -1, decade_max: 2 });
+        assert_eq!(
+            axes,
+            LatencyAxes {
+                decade_min: -1,
+                decade_max: 2
+            }
+        );
         for f in ["t.png", "l.png"] {
             let bytes = std::fs::read(dir.join(f)).expect("png");
             assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");

@@ -12,14 +12,18 @@
 //! ListOffsets. Runs on the tokio runtime of the bench process; no globals.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreateTopicsRequest, ListOffsetsRequest, MetadataRequest,
-    MetadataResponse, RequestHeader, ResponseHeader, TopicName,
-};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{FetchRequest, FetchResponse, ProduceRequest, ProduceResponse, CreateTopicsResponse, ListOffsetsResponse};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreateTopicsRequest,
+    ListOffsetsRequest, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader,
+    TopicName,
+};
+use kafka_protocol::messages::{
+    CreateTopicsResponse, FetchRequest, FetchResponse, ListOffsetsResponse, ProduceRequest,
+    ProduceResponse,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,23 +55,42 @@ pub const CREATE_TOPICS_VERSIONS: (i16, i16) = (2, 7);
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("connect to {addr}: {source}")]
-    Connect { addr: String, source: std::io::Error },
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
     #[error("connection closed with requests outstanding")]
     Closed,
     #[error("encode {api:?} v{version}: {message}")]
-    Encode { api: ApiKey, version: i16, message: String },
+    Encode {
+        api: ApiKey,
+        version: i16,
+        message: String,
+    },
     #[error("decode {api:?} v{version}: {message}")]
-    Decode { api: ApiKey, version: i16, message: String },
+    Decode {
+        api: ApiKey,
+        version: i16,
+        message: String,
+    },
     #[error("response frame of {0} bytes exceeds the limit")]
     FrameTooLarge(usize),
     #[error("correlation id mismatch: expected {expected}, got {got}")]
     Correlation { expected: i32, got: i32 },
     #[error("broker does not support {api:?} in our range {ours:?} (broker: {broker:?})")]
-    Unsupported { api: ApiKey, ours: (i16, i16), broker: Option<(i16, i16)> },
+    Unsupported {
+        api: ApiKey,
+        ours: (i16, i16),
+        broker: Option<(i16, i16)>,
+    },
     #[error("{api:?} failed with error code {code}{}", context.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
-    Kafka { api: ApiKey, code: i16, context: Option<String> },
+    Kafka {
+        api: ApiKey,
+        code: i16,
+        context: Option<String>,
+    },
     #[error("timed out after {0:?}")]
     Timeout(Duration),
     #[error("metadata: {0}")]
@@ -130,7 +153,10 @@ impl Connection {
     pub async fn connect(addr: &str) -> Result<Arc<Connection>, ClientError> {
         let stream = TcpStream::connect(addr)
             .await
-            .map_err(|source| ClientError::Connect { addr: addr.to_string(), source })?;
+            .map_err(|source| ClientError::Connect {
+                addr: addr.to_string(),
+                source,
+            })?;
         stream.set_nodelay(true)?;
         let (read, write) = stream.into_split();
         let pending = Arc::new(Mutex::new(VecDeque::with_capacity(MAX_IN_FLIGHT)));
@@ -151,9 +177,17 @@ impl Connection {
         let fut = conn.submit(&ApiVersionsRequest::default(), 0, true).await?;
         let (resp, _) = timeout(fut.wait()).await?;
         if resp.error_code != 0 {
-            return Err(ClientError::Kafka { api: ApiKey::ApiVersions, code: resp.error_code, context: None });
+            return Err(ClientError::Kafka {
+                api: ApiKey::ApiVersions,
+                code: resp.error_code,
+                context: None,
+            });
         }
-        conn.versions = resp.api_keys.iter().map(|k| (k.api_key, (k.min_version, k.max_version))).collect();
+        conn.versions = resp
+            .api_keys
+            .iter()
+            .map(|k| (k.api_key, (k.min_version, k.max_version)))
+            .collect();
         Ok(Arc::new(conn))
     }
 
@@ -180,7 +214,12 @@ impl Connection {
         expect_response: bool,
     ) -> Result<ResponseFuture<R::Response>, ClientError> {
         let api = R::KEY;
-        let permit = self.slots.clone().acquire_owned().await.map_err(|_| ClientError::Closed)?;
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ClientError::Closed)?;
         if self.dead.load(Ordering::Acquire) {
             return Err(ClientError::Closed);
         }
@@ -196,17 +235,26 @@ impl Connection {
         let scratch = &mut w.scratch;
         scratch.clear();
         scratch.put_i32(0);
-        let encode_err = |e: anyhow::Error| ClientError::Encode { api, version, message: e.to_string() };
-        header.encode(scratch, api.request_header_version(version)).map_err(encode_err)?;
+        let encode_err = |e: anyhow::Error| ClientError::Encode {
+            api,
+            version,
+            message: e.to_string(),
+        };
+        header
+            .encode(scratch, api.request_header_version(version))
+            .map_err(encode_err)?;
         req.encode(scratch, version).map_err(encode_err)?;
         let len = (scratch.len() - 4) as i32;
         scratch[..4].copy_from_slice(&len.to_be_bytes());
         if expect_response {
-            self.pending.lock().map_err(|_| ClientError::Closed)?.push_back(Pending {
-                correlation_id,
-                reply: tx,
-                _permit: permit,
-            });
+            self.pending
+                .lock()
+                .map_err(|_| ClientError::Closed)?
+                .push_back(Pending {
+                    correlation_id,
+                    reply: tx,
+                    _permit: permit,
+                });
         } else {
             drop(permit);
         }
@@ -219,21 +267,38 @@ impl Connection {
             self.dead.store(true, Ordering::Release);
             return Err(ClientError::Io(e));
         }
-        Ok(ResponseFuture { rx, api, version, _marker: std::marker::PhantomData })
+        Ok(ResponseFuture {
+            rx,
+            api,
+            version,
+            _marker: std::marker::PhantomData,
+        })
     }
 
     /// Sends a request and waits for its response (admin calls).
-    pub async fn call<R: ClientRequest>(&self, req: &R, version: i16) -> Result<R::Response, ClientError> {
+    pub async fn call<R: ClientRequest>(
+        &self,
+        req: &R,
+        version: i16,
+    ) -> Result<R::Response, ClientError> {
         let fut = self.submit(req, version, true).await?;
         Ok(timeout(fut.wait()).await?.0)
     }
 }
 
-async fn timeout<T>(f: impl std::future::Future<Output = Result<T, ClientError>>) -> Result<T, ClientError> {
-    tokio::time::timeout(ADMIN_TIMEOUT, f).await.map_err(|_| ClientError::Timeout(ADMIN_TIMEOUT))?
+async fn timeout<T>(
+    f: impl std::future::Future<Output = Result<T, ClientError>>,
+) -> Result<T, ClientError> {
+    tokio::time::timeout(ADMIN_TIMEOUT, f)
+        .await
+        .map_err(|_| ClientError::Timeout(ADMIN_TIMEOUT))?
 }
 
-async fn read_loop(mut read: OwnedReadHalf, pending: Arc<Mutex<VecDeque<Pending>>>, dead: Arc<AtomicBool>) {
+async fn read_loop(
+    mut read: OwnedReadHalf,
+    pending: Arc<Mutex<VecDeque<Pending>>>,
+    dead: Arc<AtomicBool>,
+) {
     let result = read_frames(&mut read, &pending).await;
     dead.store(true, Ordering::Release);
     // Fail everything outstanding; dropping the senders reports Closed.
@@ -243,14 +308,20 @@ async fn read_loop(mut read: OwnedReadHalf, pending: Arc<Mutex<VecDeque<Pending>
     };
     for p in drained {
         let err = match &result {
-            Err(ClientError::Correlation { expected, got }) => ClientError::Correlation { expected: *expected, got: *got },
+            Err(ClientError::Correlation { expected, got }) => ClientError::Correlation {
+                expected: *expected,
+                got: *got,
+            },
             _ => ClientError::Closed,
         };
         let _ = p.reply.send(Err(err));
     }
 }
 
-async fn read_frames(read: &mut OwnedReadHalf, pending: &Mutex<VecDeque<Pending>>) -> Result<(), ClientError> {
+async fn read_frames(
+    read: &mut OwnedReadHalf,
+    pending: &Mutex<VecDeque<Pending>>,
+) -> Result<(), ClientError> {
     let mut reader = tokio::io::BufReader::with_capacity(256 * 1024, read);
     loop {
         let len = match reader.read_i32().await {
@@ -273,7 +344,9 @@ async fn read_frames(read: &mut OwnedReadHalf, pending: &Mutex<VecDeque<Pending>
         };
         if p.correlation_id != got {
             let expected = p.correlation_id;
-            let _ = p.reply.send(Err(ClientError::Correlation { expected, got }));
+            let _ = p
+                .reply
+                .send(Err(ClientError::Correlation { expected, got }));
             return Err(ClientError::Correlation { expected, got });
         }
         let _ = p.reply.send(Ok((frame, at)));
@@ -322,7 +395,10 @@ pub struct TopicLayout {
 
 impl TopicLayout {
     pub fn broker_addr(&self, node: i32) -> Result<&str, ClientError> {
-        self.brokers.get(&node).map(String::as_str).ok_or_else(|| ClientError::Metadata(format!("leader {node} is not among the brokers")))
+        self.brokers
+            .get(&node)
+            .map(String::as_str)
+            .ok_or_else(|| ClientError::Metadata(format!("leader {node} is not among the brokers")))
     }
 }
 
@@ -337,43 +413,81 @@ const TOPIC_ALREADY_EXISTS: i16 = 36;
 
 impl Cluster {
     pub async fn connect(bootstrap: &str) -> Result<Cluster, ClientError> {
-        Ok(Cluster { bootstrap: Connection::connect(bootstrap).await? })
+        Ok(Cluster {
+            bootstrap: Connection::connect(bootstrap).await?,
+        })
     }
 
     /// Metadata for one topic. `Ok(None)` when the topic does not exist.
     pub async fn topic(&self, topic: &str) -> Result<Option<TopicLayout>, ClientError> {
-        let v = self.bootstrap.pick_version(ApiKey::Metadata, METADATA_VERSIONS)?;
+        let v = self
+            .bootstrap
+            .pick_version(ApiKey::Metadata, METADATA_VERSIONS)?;
         let req = MetadataRequest::default()
-            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(topic.to_string()))))]))
+            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(
+                TopicName(StrBytes::from_string(topic.to_string())),
+            ))]))
             .with_allow_auto_topic_creation(false);
         let resp: MetadataResponse = self.bootstrap.call(&req, v).await?;
-        let brokers = resp.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port))).collect();
-        let Some(t) = resp.topics.iter().find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(topic)) else {
+        let brokers = resp
+            .brokers
+            .iter()
+            .map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port)))
+            .collect();
+        let Some(t) = resp
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(topic))
+        else {
             return Ok(None);
         };
         match t.error_code {
             0 => {}
             UNKNOWN_TOPIC_OR_PARTITION => return Ok(None),
             LEADER_NOT_AVAILABLE => {
-                return Ok(Some(TopicLayout { brokers, partitions: Vec::new(), controller: resp.controller_id.0 }))
+                return Ok(Some(TopicLayout {
+                    brokers,
+                    partitions: Vec::new(),
+                    controller: resp.controller_id.0,
+                }))
             }
-            code => return Err(ClientError::Kafka { api: ApiKey::Metadata, code, context: Some(topic.to_string()) }),
+            code => {
+                return Err(ClientError::Kafka {
+                    api: ApiKey::Metadata,
+                    code,
+                    context: Some(topic.to_string()),
+                })
+            }
         }
         let mut partitions: Vec<PartitionLeader> = t
             .partitions
             .iter()
-            .map(|p| PartitionLeader { partition: p.partition_index, leader: if p.error_code == 0 { p.leader_id.0 } else { -1 } })
+            .map(|p| PartitionLeader {
+                partition: p.partition_index,
+                leader: if p.error_code == 0 { p.leader_id.0 } else { -1 },
+            })
             .collect();
         partitions.sort_by_key(|p| p.partition);
-        Ok(Some(TopicLayout { brokers, partitions, controller: resp.controller_id.0 }))
+        Ok(Some(TopicLayout {
+            brokers,
+            partitions,
+            controller: resp.controller_id.0,
+        }))
     }
 
     /// Returns the topic's layout, creating it with CreateTopics if missing and
     /// waiting until every partition has a leader.
-    pub async fn ensure_topic(&self, topic: &str, partitions: i32, replication_factor: i16) -> Result<TopicLayout, ClientError> {
+    pub async fn ensure_topic(
+        &self,
+        topic: &str,
+        partitions: i32,
+        replication_factor: i16,
+    ) -> Result<TopicLayout, ClientError> {
         let existing = self.topic(topic).await?;
         if existing.is_none() {
-            let v = self.bootstrap.pick_version(ApiKey::CreateTopics, CREATE_TOPICS_VERSIONS)?;
+            let v = self
+                .bootstrap
+                .pick_version(ApiKey::CreateTopics, CREATE_TOPICS_VERSIONS)?;
             let req = CreateTopicsRequest::default()
                 .with_topics(vec![CreatableTopic::default()
                     .with_name(TopicName(StrBytes::from_string(topic.to_string())))
@@ -394,12 +508,15 @@ impl Cluster {
         let deadline = Instant::now() + ADMIN_TIMEOUT;
         loop {
             if let Some(layout) = self.topic(topic).await? {
-                if !layout.partitions.is_empty() && layout.partitions.iter().all(|p| p.leader >= 0) {
+                if !layout.partitions.is_empty() && layout.partitions.iter().all(|p| p.leader >= 0)
+                {
                     return Ok(layout);
                 }
             }
             if Instant::now() > deadline {
-                return Err(ClientError::Metadata(format!("topic {topic} has no leader for every partition after {ADMIN_TIMEOUT:?}")));
+                return Err(ClientError::Metadata(format!(
+                    "topic {topic} has no leader for every partition after {ADMIN_TIMEOUT:?}"
+                )));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -413,29 +530,47 @@ pub const EARLIEST: i64 = -2;
 
 /// Looks up one offset per partition (`LATEST` or `EARLIEST`) on `conn`,
 /// which must lead all of `partitions`.
-pub async fn list_offsets(conn: &Connection, topic: &str, partitions: &[i32], at: i64) -> Result<HashMap<i32, i64>, ClientError> {
+pub async fn list_offsets(
+    conn: &Connection,
+    topic: &str,
+    partitions: &[i32],
+    at: i64,
+) -> Result<HashMap<i32, i64>, ClientError> {
     let v = conn.pick_version(ApiKey::ListOffsets, LIST_OFFSETS_VERSIONS)?;
-    let req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
-        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-        .with_partitions(
-            partitions
-                .iter()
-                .map(|p| ListOffsetsPartition::default().with_partition_index(*p).with_timestamp(at).with_current_leader_epoch(-1))
-                .collect(),
-        )]);
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(
+                partitions
+                    .iter()
+                    .map(|p| {
+                        ListOffsetsPartition::default()
+                            .with_partition_index(*p)
+                            .with_timestamp(at)
+                            .with_current_leader_epoch(-1)
+                    })
+                    .collect(),
+            )]);
     let resp = conn.call(&req, v).await?;
     let mut out = HashMap::new();
     for t in &resp.topics {
         for p in &t.partitions {
             if p.error_code != 0 {
-                return Err(ClientError::Kafka { api: ApiKey::ListOffsets, code: p.error_code, context: Some(format!("{topic}-{}", p.partition_index)) });
+                return Err(ClientError::Kafka {
+                    api: ApiKey::ListOffsets,
+                    code: p.error_code,
+                    context: Some(format!("{topic}-{}", p.partition_index)),
+                });
             }
             out.insert(p.partition_index, p.offset);
         }
     }
     for p in partitions {
         if !out.contains_key(p) {
-            return Err(ClientError::Metadata(format!("ListOffsets answered without partition {p}")));
+            return Err(ClientError::Metadata(format!(
+                "ListOffsets answered without partition {p}"
+            )));
         }
     }
     Ok(out)

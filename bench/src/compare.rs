@@ -42,18 +42,39 @@ pub struct Target {
 
 /// Parses `name=HOST:PORT` or `name=cmd:<command>`.
 pub fn parse_target(spec: &str, default_bootstrap: &str) -> Result<Target, BenchError> {
-    let (name, rest) = spec.split_once('=').ok_or_else(|| BenchError::Config(format!("target {spec:?}: expected name=HOST:PORT or name=cmd:<command>")))?;
+    let (name, rest) = spec.split_once('=').ok_or_else(|| {
+        BenchError::Config(format!(
+            "target {spec:?}: expected name=HOST:PORT or name=cmd:<command>"
+        ))
+    })?;
     let name = name.trim();
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-        return Err(BenchError::Config(format!("target name {name:?}: use letters, digits, - _ .")));
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(BenchError::Config(format!(
+            "target name {name:?}: use letters, digits, - _ ."
+        )));
     }
     let kind_and_addr = match rest.strip_prefix("cmd:") {
-        Some(cmd) if !cmd.trim().is_empty() => (TargetKind::Command(cmd.to_string()), default_bootstrap.to_string()),
+        Some(cmd) if !cmd.trim().is_empty() => (
+            TargetKind::Command(cmd.to_string()),
+            default_bootstrap.to_string(),
+        ),
         Some(_) => return Err(BenchError::Config(format!("target {name}: empty command"))),
         None if rest.contains(':') => (TargetKind::Running, rest.trim().to_string()),
-        None => return Err(BenchError::Config(format!("target {name}: {rest:?} is not HOST:PORT"))),
+        None => {
+            return Err(BenchError::Config(format!(
+                "target {name}: {rest:?} is not HOST:PORT"
+            )))
+        }
     };
-    Ok(Target { name: name.to_string(), bootstrap: kind_and_addr.1, kind: kind_and_addr.0 })
+    Ok(Target {
+        name: name.to_string(),
+        bootstrap: kind_and_addr.1,
+        kind: kind_and_addr.0,
+    })
 }
 
 /// A broker this module started.
@@ -75,7 +96,9 @@ impl Started {
         loop {
             match self.child.try_wait() {
                 Ok(Some(_)) => break,
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
                 _ => {
                     // SAFETY: as above; the group did not exit in time.
                     unsafe { libc::kill(-pid, libc::SIGKILL) };
@@ -92,15 +115,29 @@ impl Started {
 
 async fn start(target: &Target, cmd: &str, out: &Path, rep: usize) -> Result<Started, BenchError> {
     use std::os::unix::process::CommandExt;
-    let terr = |message: String| BenchError::Target { name: target.name.clone(), message };
-    let dir = cmd.contains("{dir}").then(|| std::env::temp_dir().join(format!("fjord-bench-{}-{}-{}", target.name, std::process::id(), rep)));
+    let terr = |message: String| BenchError::Target {
+        name: target.name.clone(),
+        message,
+    };
+    let dir = cmd.contains("{dir}").then(|| {
+        std::env::temp_dir().join(format!(
+            "fjord-bench-{}-{}-{}",
+            target.name,
+            std::process::id(),
+            rep
+        ))
+    });
     if let Some(d) = &dir {
         let _ = std::fs::remove_dir_all(d);
         std::fs::create_dir_all(d).map_err(|e| terr(format!("create {}: {e}", d.display())))?;
     }
-    let cmd = dir.as_ref().map_or_else(|| cmd.to_string(), |d| cmd.replace("{dir}", &d.display().to_string()));
+    let cmd = dir.as_ref().map_or_else(
+        || cmd.to_string(),
+        |d| cmd.replace("{dir}", &d.display().to_string()),
+    );
     let log_path = out.join(format!("{}-{}.log", target.name, rep));
-    let log = std::fs::File::create(&log_path).map_err(|e| terr(format!("log {}: {e}", log_path.display())))?;
+    let log = std::fs::File::create(&log_path)
+        .map_err(|e| terr(format!("log {}: {e}", log_path.display())))?;
     let log2 = log.try_clone().map_err(|e| terr(e.to_string()))?;
     // `exec` so the pid we hold (and measure) is the broker's own.
     let child = std::process::Command::new("sh")
@@ -115,14 +152,20 @@ async fn start(target: &Target, cmd: &str, out: &Path, rep: usize) -> Result<Sta
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         if let Ok(Some(status)) = started.child.try_wait() {
-            return Err(terr(format!("exited with {status} before answering; see {}", log_path.display())));
+            return Err(terr(format!(
+                "exited with {status} before answering; see {}",
+                log_path.display()
+            )));
         }
         if Cluster::connect(&target.bootstrap).await.is_ok() {
             return Ok(started);
         }
         if Instant::now() > deadline {
             started.stop();
-            return Err(terr(format!("no ApiVersions answer on {} after {START_TIMEOUT:?}", target.bootstrap)));
+            return Err(terr(format!(
+                "no ApiVersions answer on {} after {START_TIMEOUT:?}",
+                target.bootstrap
+            )));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -139,18 +182,33 @@ pub struct Spread {
 impl Spread {
     pub fn of(values: &[f64]) -> Spread {
         if values.is_empty() {
-            return Spread { min: 0.0, median: 0.0, max: 0.0 };
+            return Spread {
+                min: 0.0,
+                median: 0.0,
+                max: 0.0,
+            };
         }
         let mut v = values.to_vec();
         v.sort_by(f64::total_cmp);
         let n = v.len();
-        let median = if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 };
-        Spread { min: v[0], median, max: v[n - 1] }
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Spread {
+            min: v[0],
+            median,
+            max: v[n - 1],
+        }
     }
 }
 
+/// Reads one metric from a run.
+pub type MetricFn = fn(&RunResult) -> f64;
+
 /// The metrics compared, with how to read them from a run.
-pub const METRICS: [(&str, fn(&RunResult) -> f64); 6] = [
+pub const METRICS: [(&str, MetricFn); 6] = [
     ("records_per_sec", |r| r.records_per_sec),
     ("mb_per_sec", |r| r.mb_per_sec),
     ("p50_ms", |r| r.latency_ms.p50),
@@ -181,13 +239,33 @@ pub struct CompareReport {
 }
 
 /// Builds the summaries from the runs (per target, in target order).
-pub fn summarise(kind: Kind, workload: &Workload, repeat: usize, targets: &[Target], runs: Vec<Vec<RunResult>>) -> CompareReport {
+pub fn summarise(
+    kind: Kind,
+    workload: &Workload,
+    repeat: usize,
+    targets: &[Target],
+    runs: Vec<Vec<RunResult>>,
+) -> CompareReport {
     let mut out: Vec<TargetSummary> = targets
         .iter()
         .zip(runs)
         .map(|(t, runs)| {
-            let metrics = METRICS.iter().map(|(name, f)| (name.to_string(), Spread::of(&runs.iter().map(f).collect::<Vec<_>>()))).collect();
-            TargetSummary { name: t.name.clone(), bootstrap: t.bootstrap.clone(), runs, metrics, ratio_to_first: Default::default() }
+            let metrics = METRICS
+                .iter()
+                .map(|(name, f)| {
+                    (
+                        name.to_string(),
+                        Spread::of(&runs.iter().map(f).collect::<Vec<_>>()),
+                    )
+                })
+                .collect();
+            TargetSummary {
+                name: t.name.clone(),
+                bootstrap: t.bootstrap.clone(),
+                runs,
+                metrics,
+                ratio_to_first: Default::default(),
+            }
         })
         .collect();
     if let Some(first) = out.first().map(|t| t.metrics.clone()) {
@@ -202,12 +280,26 @@ pub fn summarise(kind: Kind, workload: &Workload, repeat: usize, targets: &[Targ
                 .collect();
         }
     }
-    CompareReport { kind, workload: workload.clone(), repeat, targets: out }
+    CompareReport {
+        kind,
+        workload: workload.clone(),
+        repeat,
+        targets: out,
+    }
 }
 
 /// Runs the comparison and writes the folder.
-pub async fn compare(kind: Kind, workload: &Workload, targets: &[Target], repeat: usize, out: &Path) -> Result<CompareReport, BenchError> {
-    std::fs::create_dir_all(out).map_err(|source| BenchError::Io { path: out.display().to_string(), source })?;
+pub async fn compare(
+    kind: Kind,
+    workload: &Workload,
+    targets: &[Target],
+    repeat: usize,
+    out: &Path,
+) -> Result<CompareReport, BenchError> {
+    std::fs::create_dir_all(out).map_err(|source| BenchError::Io {
+        path: out.display().to_string(),
+        source,
+    })?;
     let mut runs: Vec<Vec<RunResult>> = vec![Vec::new(); targets.len()];
     for rep in 0..repeat {
         for (i, t) in targets.iter().enumerate() {
@@ -222,7 +314,10 @@ pub async fn compare(kind: Kind, workload: &Workload, targets: &[Target], repeat
             if let Some(s) = started {
                 s.stop();
             }
-            let result = result.map_err(|e| BenchError::Target { name: t.name.clone(), message: e.to_string() })?;
+            let result = result.map_err(|e| BenchError::Target {
+                name: t.name.clone(),
+                message: e.to_string(),
+            })?;
             println!("{}", result.to_markdown());
             runs[i].push(result);
         }
@@ -233,27 +328,66 @@ pub async fn compare(kind: Kind, workload: &Workload, targets: &[Target], repeat
         .targets
         .iter()
         .map(|t| {
-            let s = t.metrics.get("mb_per_sec").copied().unwrap_or(Spread { min: 0.0, median: 0.0, max: 0.0 });
-            Bar { min: s.min, median: s.median, max: s.max }
+            let s = t.metrics.get("mb_per_sec").copied().unwrap_or(Spread {
+                min: 0.0,
+                median: 0.0,
+                max: 0.0,
+            });
+            Bar {
+                min: s.min,
+                median: s.median,
+                max: s.max,
+            }
         })
         .collect();
     let axis = charts::throughput_bars(&out.join("throughput.png"), &bars)?;
-    let curves: Vec<Vec<(f64, f64)>> = report.targets.iter().map(|t| median_run(&t.runs).map(|r| r.latency_curve_ms.clone()).unwrap_or_default()).collect();
+    let curves: Vec<Vec<(f64, f64)>> = report
+        .targets
+        .iter()
+        .map(|t| {
+            median_run(&t.runs)
+                .map(|r| r.latency_curve_ms.clone())
+                .unwrap_or_default()
+        })
+        .collect();
     let lat_axes = charts::latency_curves(&out.join("latency.png"), &curves)?;
     let md = render_markdown(&report, axis, lat_axes);
-    std::fs::write(out.join("report.md"), md).map_err(|source| BenchError::Io { path: out.join("report.md").display().to_string(), source })?;
+    std::fs::write(out.join("report.md"), md).map_err(|source| BenchError::Io {
+        path: out.join("report.md").display().to_string(),
+        source,
+    })?;
     Ok(report)
 }
 
 /// The run whose throughput is the median (its latency curve is charted).
 fn median_run(runs: &[RunResult]) -> Option<&RunResult> {
     let mut idx: Vec<usize> = (0..runs.len()).collect();
-    idx.sort_by(|a, b| runs[*a].records_per_sec.total_cmp(&runs[*b].records_per_sec));
+    idx.sort_by(|a, b| {
+        runs[*a]
+            .records_per_sec
+            .total_cmp(&runs[*b].records_per_sec)
+    });
     idx.get(idx.len() / 2).map(|i| &runs[*i])
 }
 
+/// A figure with as many decimals as it needs to be read: 738607, 70.44, 3.437.
+pub fn num(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1000.0 {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
 /// report.md.
-pub fn render_markdown(r: &CompareReport, throughput_axis: (f64, f64), lat: charts::LatencyAxes) -> String {
+pub fn render_markdown(
+    r: &CompareReport,
+    throughput_axis: (f64, f64),
+    lat: charts::LatencyAxes,
+) -> String {
     let mut s = String::new();
     let w = &r.workload;
     let _ = writeln!(s, "# fjord-bench compare: {}\n", r.kind.name());
@@ -274,8 +408,17 @@ pub fn render_markdown(r: &CompareReport, throughput_axis: (f64, f64), lat: char
     let _ = writeln!(s, "## Results (median, [min – max])\n");
     let _ = writeln!(s, "| target | colour | records/s | MiB/s | p50 ms | p99 ms | p99.9 ms | max ms | bench CPU % of a core |\n|---|---|---|---|---|---|---|---|---|");
     for (i, t) in r.targets.iter().enumerate() {
-        let cell = |k: &str| t.metrics.get(k).map_or("-".into(), |m| format!("{:.3} [{:.3} – {:.3}]", m.median, m.min, m.max));
-        let cpu = Spread::of(&t.runs.iter().map(|x| x.client.cpu_percent_of_one_core).collect::<Vec<_>>());
+        let cell = |k: &str| {
+            t.metrics.get(k).map_or("-".into(), |m| {
+                format!("{} [{} – {}]", num(m.median), num(m.min), num(m.max))
+            })
+        };
+        let cpu = Spread::of(
+            &t.runs
+                .iter()
+                .map(|x| x.client.cpu_percent_of_one_core)
+                .collect::<Vec<_>>(),
+        );
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0} |",
@@ -294,12 +437,29 @@ pub fn render_markdown(r: &CompareReport, throughput_axis: (f64, f64), lat: char
         let _ = writeln!(s, "\n## Ratios to `{}` (median / median)\n", first.name);
         let _ = writeln!(s, "| target | records/s | MiB/s | p50 | p99 | p99.9 | max |\n|---|---|---|---|---|---|---|");
         for t in &r.targets {
-            let c = |k: &str| t.ratio_to_first.get(k).map_or("-".into(), |v| format!("{v:.2}x"));
-            let _ = writeln!(s, "| {} | {} | {} | {} | {} | {} | {} |", t.name, c("records_per_sec"), c("mb_per_sec"), c("p50_ms"), c("p99_ms"), c("p999_ms"), c("max_ms"));
+            let c = |k: &str| {
+                t.ratio_to_first
+                    .get(k)
+                    .map_or("-".into(), |v| format!("{v:.2}x"))
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                t.name,
+                c("records_per_sec"),
+                c("mb_per_sec"),
+                c("p50_ms"),
+                c("p99_ms"),
+                c("p999_ms"),
+                c("max_ms")
+            );
         }
     }
     let _ = writeln!(s, "\n## Charts\n");
-    let _ = writeln!(s, "Charts carry no text (no fonts in this build); colours are in the table above.\n");
+    let _ = writeln!(
+        s,
+        "Charts carry no text (no fonts in this build); colours are in the table above.\n"
+    );
     let _ = writeln!(
         s,
         "![throughput](throughput.png)\n\n`throughput.png`: one bar per target, left to right in table order, height = median MiB/s, black whisker = min to max. y axis from 0 to {:.3} MiB/s, a gridline every {:.3} MiB/s.\n",
@@ -323,10 +483,24 @@ mod tests {
     #[test]
     fn parses_targets() {
         let t = parse_target("kafka=127.0.0.1:9092", "x:1").expect("running");
-        assert_eq!(t, Target { name: "kafka".into(), bootstrap: "127.0.0.1:9092".into(), kind: TargetKind::Running });
-        let t = parse_target("fjord1=cmd:fjord serve --data-dir {dir} --shards 1", "127.0.0.1:9192").expect("cmd");
+        assert_eq!(
+            t,
+            Target {
+                name: "kafka".into(),
+                bootstrap: "127.0.0.1:9092".into(),
+                kind: TargetKind::Running
+            }
+        );
+        let t = parse_target(
+            "fjord1=cmd:fjord serve --data-dir {dir} --shards 1",
+            "127.0.0.1:9192",
+        )
+        .expect("cmd");
         assert_eq!(t.bootstrap, "127.0.0.1:9192");
-        assert_eq!(t.kind, TargetKind::Command("fjord serve --data-dir {dir} --shards 1".into()));
+        assert_eq!(
+            t.kind,
+            TargetKind::Command("fjord serve --data-dir {dir} --shards 1".into())
+        );
         assert!(parse_target("nohost", "x:1").is_err());
         assert!(parse_target("a=cmd:", "x:1").is_err());
         assert!(parse_target("bad name=h:1", "x:1").is_err());
@@ -335,9 +509,30 @@ mod tests {
     // Proves min/median/max over repeats, for odd and even counts.
     #[test]
     fn spread() {
-        assert_eq!(Spread::of(&[3.0, 1.0, 2.0]), Spread { min: 1.0, median: 2.0, max: 3.0 });
-        assert_eq!(Spread::of(&[4.0, 1.0, 2.0, 3.0]), Spread { min: 1.0, median: 2.5, max: 4.0 });
-        assert_eq!(Spread::of(&[]), Spread { min: 0.0, median: 0.0, max: 0.0 });
+        assert_eq!(
+            Spread::of(&[3.0, 1.0, 2.0]),
+            Spread {
+                min: 1.0,
+                median: 2.0,
+                max: 3.0
+            }
+        );
+        assert_eq!(
+            Spread::of(&[4.0, 1.0, 2.0, 3.0]),
+            Spread {
+                min: 1.0,
+                median: 2.5,
+                max: 4.0
+            }
+        );
+        assert_eq!(
+            Spread::of(&[]),
+            Spread {
+                min: 0.0,
+                median: 0.0,
+                max: 0.0
+            }
+        );
     }
 
     // Proves ratios are medians over the first target's medians, and the report renders them.
@@ -349,16 +544,44 @@ mod tests {
             r.latency_ms.p99 = p99;
             r
         };
-        let targets = vec![parse_target("a=h:1", "").expect("a"), parse_target("b=h:2", "").expect("b")];
-        let runs = vec![vec![mk(100.0, 2.0), mk(120.0, 4.0), mk(110.0, 3.0)], vec![mk(200.0, 1.0), mk(240.0, 2.0), mk(220.0, 1.5)]];
+        let targets = vec![
+            parse_target("a=h:1", "").expect("a"),
+            parse_target("b=h:2", "").expect("b"),
+        ];
+        let runs = vec![
+            vec![mk(100.0, 2.0), mk(120.0, 4.0), mk(110.0, 3.0)],
+            vec![mk(200.0, 1.0), mk(240.0, 2.0), mk(220.0, 1.5)],
+        ];
         let rep = summarise(Kind::Produce, &Workload::default(), 3, &targets, runs);
         assert_eq!(rep.targets[0].ratio_to_first["records_per_sec"], 1.0);
         assert!((rep.targets[1].ratio_to_first["records_per_sec"] - 2.0).abs() < 1e-9);
         assert!((rep.targets[1].ratio_to_first["p99_ms"] - 0.5).abs() < 1e-9);
-        assert_eq!(rep.targets[1].metrics["records_per_sec"], Spread { min: 200.0, median: 220.0, max: 240.0 });
-        let md = render_markdown(&rep, (250.0, 50.0), charts::LatencyAxes { decade_min: -1, decade_max: 1 });
-        assert!(md.contains("| b | orange | 220.000 [200.000 – 240.000]"), "{md}");
+        assert_eq!(
+            rep.targets[1].metrics["records_per_sec"],
+            Spread {
+                min: 200.0,
+                median: 220.0,
+                max: 240.0
+            }
+        );
+        let md = render_markdown(
+            &rep,
+            (250.0, 50.0),
+            charts::LatencyAxes {
+                decade_min: -1,
+                decade_max: 1,
+            },
+        );
+        assert!(
+            md.contains("| b | orange | 220.00 [200.00 – 240.00]"),
+            "{md}"
+        );
+        assert_eq!(num(738607.4), "738607");
+        assert_eq!(num(3.4371), "3.437");
         assert!(md.contains("| b | 2.00x |"), "{md}");
-        assert_eq!(median_run(&rep.targets[0].runs).map(|r| r.records_per_sec), Some(110.0));
+        assert_eq!(
+            median_run(&rep.targets[0].runs).map(|r| r.records_per_sec),
+            Some(110.0)
+        );
     }
 }

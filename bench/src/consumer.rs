@@ -100,14 +100,21 @@ pub async fn run_consumer(plan: ConsumerPlan) -> Result<ConsumerResult, BenchErr
             .iter()
             .find(|p| p.partition == *partition)
             .map(|p| p.leader)
-            .ok_or_else(|| ClientError::Metadata(format!("partition {partition} not in metadata")))?;
-        by_leader.entry(leader).or_default().insert(*partition, *offset);
+            .ok_or_else(|| {
+                ClientError::Metadata(format!("partition {partition} not in metadata"))
+            })?;
+        by_leader
+            .entry(leader)
+            .or_default()
+            .insert(*partition, *offset);
     }
     let mut handles = Vec::new();
     for (leader, offsets) in by_leader {
         let addr = plan.layout.broker_addr(leader)?.to_string();
         let plan = plan.clone();
-        handles.push(tokio::spawn(async move { fetch_loop(plan, addr, offsets).await }));
+        handles.push(tokio::spawn(async move {
+            fetch_loop(plan, addr, offsets).await
+        }));
     }
     let mut total = ConsumerResult::empty();
     for h in handles {
@@ -117,10 +124,15 @@ pub async fn run_consumer(plan: ConsumerPlan) -> Result<ConsumerResult, BenchErr
 }
 
 fn reached_target(plan: &ConsumerPlan) -> bool {
-    plan.target_records.is_some_and(|t| plan.live.consumed.load(Ordering::Relaxed) >= t)
+    plan.target_records
+        .is_some_and(|t| plan.live.consumed.load(Ordering::Relaxed) >= t)
 }
 
-async fn fetch_loop(plan: Arc<ConsumerPlan>, addr: String, mut offsets: BTreeMap<i32, i64>) -> Result<ConsumerResult, BenchError> {
+async fn fetch_loop(
+    plan: Arc<ConsumerPlan>,
+    addr: String,
+    mut offsets: BTreeMap<i32, i64>,
+) -> Result<ConsumerResult, BenchError> {
     let w = &plan.workload;
     let conn = Connection::connect(&addr).await?;
     let version = conn.pick_version(ApiKey::Fetch, FETCH_VERSIONS)?;
@@ -136,19 +148,21 @@ async fn fetch_loop(plan: Arc<ConsumerPlan>, addr: String, mut offsets: BTreeMap
             .with_isolation_level(0)
             .with_session_id(0)
             .with_session_epoch(-1)
-            .with_topics(vec![FetchTopic::default().with_topic(topic.clone()).with_partitions(
-                offsets
-                    .iter()
-                    .map(|(p, o)| {
-                        FetchPartition::default()
-                            .with_partition(*p)
-                            .with_fetch_offset(*o)
-                            .with_current_leader_epoch(-1)
-                            .with_log_start_offset(-1)
-                            .with_partition_max_bytes(w.fetch_partition_bytes)
-                    })
-                    .collect(),
-            )]);
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(topic.clone())
+                .with_partitions(
+                    offsets
+                        .iter()
+                        .map(|(p, o)| {
+                            FetchPartition::default()
+                                .with_partition(*p)
+                                .with_fetch_offset(*o)
+                                .with_current_leader_epoch(-1)
+                                .with_log_start_offset(-1)
+                                .with_partition_max_bytes(w.fetch_partition_bytes)
+                        })
+                        .collect(),
+                )]);
         let sent_us = now_us();
         let fut = conn.submit(&req, version, true).await?;
         let (resp, at) = tokio::select! {
@@ -181,7 +195,12 @@ fn absorb(
     r: &mut ConsumerResult,
 ) -> Result<(), BenchError> {
     if resp.error_code != 0 {
-        return Err(ClientError::Kafka { api: ApiKey::Fetch, code: resp.error_code, context: None }.into());
+        return Err(ClientError::Kafka {
+            api: ApiKey::Fetch,
+            code: resp.error_code,
+            context: None,
+        }
+        .into());
     }
     for t in &resp.responses {
         for p in &t.partitions {
@@ -196,7 +215,9 @@ fn absorb(
                 }
                 .into());
             }
-            let Some(offset) = offsets.get_mut(&p.partition_index) else { continue };
+            let Some(offset) = offsets.get_mut(&p.partition_index) else {
+                continue;
+            };
             if let Some(records) = &p.records {
                 let (count, bytes, next) = walk_batches(plan, records, *offset, at_us, r)?;
                 *offset = next;
@@ -228,7 +249,11 @@ fn walk_batches(
 ) -> Result<(u64, u64, i64), BenchError> {
     let (mut count, mut bytes, mut next) = (0u64, 0u64, fetch_offset);
     let mut data = records;
-    let mut interval = if plan.mode == ConsumeMode::EndToEnd { plan.live.interval.lock().ok() } else { None };
+    let mut interval = if plan.mode == ConsumeMode::EndToEnd {
+        plan.live.interval.lock().ok()
+    } else {
+        None
+    };
     while !data.is_empty() {
         let h = match parse_header(data) {
             Ok(h) => h,
@@ -266,7 +291,8 @@ fn walk_batches(
                 }
                 ConsumeMode::EndToEnd => {
                     let Some(stamp) = value.get(..STAMP_BYTES) else {
-                        walk_err = Some(BatchError::Record("value shorter than the send-time stamp"));
+                        walk_err =
+                            Some(BatchError::Record("value shorter than the send-time stamp"));
                         return;
                     };
                     let mut b = [0u8; 8];

@@ -44,7 +44,10 @@ pub enum BenchError {
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("JSON: {0}")]
     Json(String),
     #[error("task failed: {0}")]

@@ -70,8 +70,12 @@ struct AlignedBuf {
 
 impl AlignedBuf {
     fn new(len: usize) -> AlignedBuf {
-        assert!(len > 0 && len % DIRECT_ALIGN == 0, "O_DIRECT buffer size must be a positive multiple of {DIRECT_ALIGN}");
-        let layout = std::alloc::Layout::from_size_align(len, DIRECT_ALIGN).expect("aligned layout");
+        assert!(
+            len > 0 && len.is_multiple_of(DIRECT_ALIGN),
+            "O_DIRECT buffer size must be a positive multiple of {DIRECT_ALIGN}"
+        );
+        let layout =
+            std::alloc::Layout::from_size_align(len, DIRECT_ALIGN).expect("aligned layout");
         // SAFETY: layout has non-zero size.
         let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
         assert!(!ptr.is_null(), "allocation of {len} bytes failed");
@@ -97,7 +101,10 @@ impl Drop for AlignedBuf {
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> BenchError + '_ {
-    move |source| BenchError::Io { path: path.display().to_string(), source }
+    move |source| BenchError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 fn fdatasync(f: &std::fs::File) -> std::io::Result<()> {
@@ -109,7 +116,12 @@ fn fdatasync(f: &std::fs::File) -> std::io::Result<()> {
 }
 
 /// Writes `total_mib` sequentially with O_DIRECT; returns (MiB/s, per-chunk ms samples).
-fn direct_write(path: &Path, total_mib: usize, chunk_kib: usize, sync_each: bool) -> Result<(f64, Vec<f64>), BenchError> {
+fn direct_write(
+    path: &Path,
+    total_mib: usize,
+    chunk_kib: usize,
+    sync_each: bool,
+) -> Result<(f64, Vec<f64>), BenchError> {
     let chunk = chunk_kib * 1024;
     let mut buf = AlignedBuf::new(chunk);
     for (i, b) in buf.as_mut_slice().iter_mut().enumerate() {
@@ -144,7 +156,10 @@ fn direct_write(path: &Path, total_mib: usize, chunk_kib: usize, sync_each: bool
 
 /// Loopback TCP: a writer thread blasts `total_mib` to a reader thread.
 pub fn loopback(total_mib: usize) -> Result<f64, BenchError> {
-    let lerr = |source| BenchError::Io { path: "127.0.0.1 loopback".into(), source };
+    let lerr = |source| BenchError::Io {
+        path: "127.0.0.1 loopback".into(),
+        source,
+    };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(lerr)?;
     let addr = listener.local_addr().map_err(lerr)?;
     let total = total_mib * 1024 * 1024;
@@ -170,10 +185,15 @@ pub fn loopback(total_mib: usize) -> Result<f64, BenchError> {
         sent += n;
     }
     drop(s);
-    let got = reader.join().map_err(|_| BenchError::Task("loopback reader panicked".into()))?.map_err(lerr)?;
+    let got = reader
+        .join()
+        .map_err(|_| BenchError::Task("loopback reader panicked".into()))?
+        .map_err(lerr)?;
     let secs = start.elapsed().as_secs_f64();
     if got != total {
-        return Err(BenchError::Task(format!("loopback: sent {total} bytes, received {got}")));
+        return Err(BenchError::Task(format!(
+            "loopback: sent {total} bytes, received {got}"
+        )));
     }
     Ok(got as f64 / MIB / secs)
 }
@@ -188,14 +208,26 @@ fn median(v: &mut [f64]) -> f64 {
 
 /// Runs all three measurements.
 pub fn measure(plan: &LimitsPlan) -> Result<Limits, BenchError> {
-    if plan.chunk_kib == 0 || (plan.chunk_kib * 1024) % DIRECT_ALIGN != 0 {
-        return Err(BenchError::Config(format!("chunk-kib must be a positive multiple of {}", DIRECT_ALIGN / 1024)));
+    if plan.chunk_kib == 0 || !(plan.chunk_kib * 1024).is_multiple_of(DIRECT_ALIGN) {
+        return Err(BenchError::Config(format!(
+            "chunk-kib must be a positive multiple of {}",
+            DIRECT_ALIGN / 1024
+        )));
     }
     std::fs::create_dir_all(&plan.dir).map_err(io_err(&plan.dir))?;
-    let path = plan.dir.join(format!(".fjord-bench-limits-{}", std::process::id()));
-    eprintln!("limits: O_DIRECT write of {} MiB in {}", plan.disk_mib, plan.dir.display());
+    let path = plan
+        .dir
+        .join(format!(".fjord-bench-limits-{}", std::process::id()));
+    eprintln!(
+        "limits: O_DIRECT write of {} MiB in {}",
+        plan.disk_mib,
+        plan.dir.display()
+    );
     let (direct, _) = direct_write(&path, plan.disk_mib, plan.chunk_kib, false)?;
-    eprintln!("limits: O_DIRECT write + fdatasync per {} KiB chunk, {} MiB", plan.chunk_kib, plan.fdatasync_mib);
+    eprintln!(
+        "limits: O_DIRECT write + fdatasync per {} KiB chunk, {} MiB",
+        plan.chunk_kib, plan.fdatasync_mib
+    );
     let (synced, mut samples) = direct_write(&path, plan.fdatasync_mib, plan.chunk_kib, true)?;
     eprintln!("limits: loopback TCP, {} MiB", plan.loopback_mib);
     let lo = loopback(plan.loopback_mib)?;
@@ -219,20 +251,33 @@ mod tests {
     // Proves the three ceilings are measured and positive on a small run (no timing asserted).
     #[test]
     fn small_limits_run() {
-        let dir = std::env::temp_dir().join(format!("fjord-bench-limits-test-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("fjord-bench-limits-test-{}", std::process::id()));
         // Some filesystems (tmpfs) refuse O_DIRECT; then fall back to the target dir.
-        let dir = if std::fs::create_dir_all(&dir).is_ok() && direct_write(&dir.join("probe"), 1, 64, false).is_ok() {
+        let dir = if std::fs::create_dir_all(&dir).is_ok()
+            && direct_write(&dir.join("probe"), 1, 64, false).is_ok()
+        {
             dir
         } else {
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/limits-test")
         };
-        let plan = LimitsPlan { dir: dir.clone(), disk_mib: 4, chunk_kib: 64, fdatasync_mib: 1, loopback_mib: 16 };
+        let plan = LimitsPlan {
+            dir: dir.clone(),
+            disk_mib: 4,
+            chunk_kib: 64,
+            fdatasync_mib: 1,
+            loopback_mib: 16,
+        };
         let l = measure(&plan).expect("limits");
         assert!(l.disk_direct_mb_per_sec > 0.0);
         assert!(l.disk_direct_fdatasync_mb_per_sec > 0.0);
         assert!(l.loopback_mb_per_sec > 0.0);
         let v = serde_json::to_value(&l).expect("json");
-        for k in ["disk_direct_mb_per_sec", "disk_direct_fdatasync_mb_per_sec", "loopback_mb_per_sec"] {
+        for k in [
+            "disk_direct_mb_per_sec",
+            "disk_direct_fdatasync_mb_per_sec",
+            "loopback_mb_per_sec",
+        ] {
             assert!(v.get(k).is_some(), "missing {k}");
         }
         let _ = std::fs::remove_dir_all(&dir);

@@ -12,7 +12,11 @@ use fjord_bench::BenchError;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "fjord-bench", version, about = "Kafka load generator and benchmark runner (speaks the Kafka protocol to any broker)")]
+#[command(
+    name = "fjord-bench",
+    version,
+    about = "Kafka load generator and benchmark runner (speaks the Kafka protocol to any broker)"
+)]
 struct Cli {
     /// Tokio worker threads (default: one per core).
     #[arg(long, global = true)]
@@ -137,7 +141,10 @@ async fn one_run(kind: Kind, target: &Target, workload: &Workload) -> Result<(),
         write_json(path, &result)?;
     }
     if result.records_failed > 0 {
-        eprintln!("fjord-bench: {} records failed: {:?}", result.records_failed, result.produce_errors);
+        eprintln!(
+            "fjord-bench: {} records failed: {:?}",
+            result.records_failed, result.produce_errors
+        );
     }
     Ok(())
 }
@@ -152,8 +159,21 @@ async fn dispatch(cmd: Cmd) -> Result<(), BenchError> {
             eprintln!("scenario {}: {}", s.name, s.description);
             one_run(s.kind, &target, &s.workload).await
         }
-        Cmd::Limits { dir, disk_mib, fdatasync_mib, chunk_kib, loopback_mib, json } => {
-            let plan = LimitsPlan { dir, disk_mib, chunk_kib, fdatasync_mib, loopback_mib };
+        Cmd::Limits {
+            dir,
+            disk_mib,
+            fdatasync_mib,
+            chunk_kib,
+            loopback_mib,
+            json,
+        } => {
+            let plan = LimitsPlan {
+                dir,
+                disk_mib,
+                chunk_kib,
+                fdatasync_mib,
+                loopback_mib,
+            };
             let limits = tokio::task::spawn_blocking(move || measure(&plan))
                 .await
                 .map_err(|e| BenchError::Task(e.to_string()))??;
@@ -163,8 +183,20 @@ async fn dispatch(cmd: Cmd) -> Result<(), BenchError> {
             }
             Ok(())
         }
-        Cmd::Compare { targets, bootstrap, repeat, kind, scenario, out, json, workload } => {
-            let targets = targets.iter().map(|t| parse_target(t, &bootstrap)).collect::<Result<Vec<_>, _>>()?;
+        Cmd::Compare {
+            targets,
+            bootstrap,
+            repeat,
+            kind,
+            scenario,
+            out,
+            json,
+            workload,
+        } => {
+            let targets = targets
+                .iter()
+                .map(|t| parse_target(t, &bootstrap))
+                .collect::<Result<Vec<_>, _>>()?;
             let (kind, workload) = match scenario {
                 Some(path) => {
                     let s = Scenario::load(&path)?;
@@ -173,7 +205,10 @@ async fn dispatch(cmd: Cmd) -> Result<(), BenchError> {
                 None => (kind, workload),
             };
             let report = compare(kind, &workload, &targets, repeat.max(1), &out).await?;
-            println!("{}", std::fs::read_to_string(out.join("report.md")).unwrap_or_default());
+            println!(
+                "{}",
+                std::fs::read_to_string(out.join("report.md")).unwrap_or_default()
+            );
             if let Some(path) = json {
                 write_json(&path, &report)?;
             }

@@ -98,7 +98,9 @@ impl XorShift {
 /// Random uppercase letters, like kafka-producer-perf-test's payloads:
 /// compressible to about 60%, not trivially.
 fn payload_pool(rng: &mut XorShift, len: usize) -> Vec<u8> {
-    (0..len).map(|_| b'A' + (rng.next_u64() % 26) as u8).collect()
+    (0..len)
+        .map(|_| b'A' + (rng.next_u64() % 26) as u8)
+        .collect()
 }
 
 struct Generator {
@@ -116,7 +118,13 @@ impl Generator {
         let wall_start_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        Generator { rng, pool, value: Vec::with_capacity(max_size), wall_start_ms, start_us }
+        Generator {
+            rng,
+            pool,
+            value: Vec::with_capacity(max_size),
+            wall_start_ms,
+            start_us,
+        }
     }
 
     /// Appends one record intended at `intended_us` to `batch`.
@@ -124,7 +132,8 @@ impl Generator {
         let off = (self.rng.next_u64() % POOL_BYTES as u64) as usize;
         self.value.clear();
         self.value.extend_from_slice(&intended_us.to_le_bytes());
-        self.value.extend_from_slice(&self.pool[off..off + size.saturating_sub(STAMP_BYTES)]);
+        self.value
+            .extend_from_slice(&self.pool[off..off + size.saturating_sub(STAMP_BYTES)]);
         let ts_ms = self.wall_start_ms + (intended_us.saturating_sub(self.start_us) / 1000) as i64;
         batch.push(None, &self.value, ts_ms);
     }
@@ -135,16 +144,18 @@ pub async fn run_producer(plan: ProducerPlan) -> Result<ProducerResult, BenchErr
     let w = plan.workload.clone();
     let mut conns: HashMap<i32, (Arc<Connection>, i16)> = HashMap::new();
     for p in &plan.layout.partitions {
-        if !conns.contains_key(&p.leader) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = conns.entry(p.leader) {
             let conn = Connection::connect(plan.layout.broker_addr(p.leader)?).await?;
             let version = conn.pick_version(ApiKey::Produce, PRODUCE_VERSIONS)?;
-            conns.insert(p.leader, (conn, version));
+            slot.insert((conn, version));
         }
     }
     let (tx, rx) = mpsc::channel::<InFlight>(MAX_IN_FLIGHT * conns.len() + 1);
     let collector = tokio::spawn(collect(rx, plan.live.clone(), plan.warmup_end_us));
     let send_result = produce_loop(&plan, &w, &conns, tx).await;
-    let result = collector.await.map_err(|e| BenchError::Task(e.to_string()))?;
+    let result = collector
+        .await
+        .map_err(|e| BenchError::Task(e.to_string()))?;
     send_result?;
     Ok(result)
 }
@@ -158,7 +169,12 @@ async fn produce_loop(
     let topic = TopicName(StrBytes::from_string(w.topic.clone()));
     let mut gen = Generator::new(plan.id as u64 + 1, w.record_size.max(), plan.start_us);
     let mut batch = BatchBuilder::new(w.compression, w.batch_bytes + w.record_size.max() + 64);
-    let mut meta = BatchMeta { first_intended_us: 0, last_intended_us: 0, count: 0, payload_bytes: 0 };
+    let mut meta = BatchMeta {
+        first_intended_us: 0,
+        last_intended_us: 0,
+        count: 0,
+        payload_bytes: 0,
+    };
     let partitions = &plan.layout.partitions;
     let mut next_partition = plan.id % partitions.len();
     let interval_us = plan.rate_per_sec.map(|r| 1e6 / r);
@@ -170,7 +186,9 @@ async fn produce_loop(
     loop {
         let now = now_us();
         // Fill the open batch with what is due.
-        while !exhausted_at(plan, generated, next_intended_f as u64) && batch.records_bytes() < w.batch_bytes {
+        while !exhausted_at(plan, generated, next_intended_f as u64)
+            && batch.records_bytes() < w.batch_bytes
+        {
             let intended = match interval_us {
                 Some(_) if next_intended_f as u64 > now => break,
                 Some(step) => {
@@ -197,8 +215,21 @@ async fn produce_loop(
             let records = batch.finish()?;
             let p = partitions[next_partition];
             next_partition = (next_partition + 1) % partitions.len();
-            let (conn, version) = conns.get(&p.leader).ok_or_else(|| ClientError::Metadata(format!("no connection to leader {}", p.leader)))?;
-            send_batch(plan, w, &topic, p.partition, records, conn, *version, meta, &tx).await?;
+            let (conn, version) = conns.get(&p.leader).ok_or_else(|| {
+                ClientError::Metadata(format!("no connection to leader {}", p.leader))
+            })?;
+            send_batch(
+                plan,
+                w,
+                &topic,
+                p.partition,
+                records,
+                conn,
+                *version,
+                meta,
+                &tx,
+            )
+            .await?;
             meta.count = 0;
             continue;
         }
@@ -246,17 +277,31 @@ async fn send_batch(
         .with_timeout_ms(w.request_timeout_ms)
         .with_topic_data(vec![TopicProduceData::default()
             .with_name(topic.clone())
-            .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(records))])]);
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(records))])]);
     let expect_response = w.acks != 0;
     let fut = conn.submit(&req, version, expect_response).await?;
-    plan.live.sent.fetch_add(u64::from(meta.count), Ordering::Relaxed);
-    let inflight = InFlight { response: expect_response.then_some(fut), written_us: now_us(), meta };
-    tx.send(inflight).await.map_err(|_| BenchError::Task("producer collector stopped".into()))?;
+    plan.live
+        .sent
+        .fetch_add(u64::from(meta.count), Ordering::Relaxed);
+    let inflight = InFlight {
+        response: expect_response.then_some(fut),
+        written_us: now_us(),
+        meta,
+    };
+    tx.send(inflight)
+        .await
+        .map_err(|_| BenchError::Task("producer collector stopped".into()))?;
     Ok(())
 }
 
 /// Awaits responses in send order and records per-record latency.
-async fn collect(mut rx: mpsc::Receiver<InFlight>, live: Arc<Live>, warmup_end_us: u64) -> ProducerResult {
+async fn collect(
+    mut rx: mpsc::Receiver<InFlight>,
+    live: Arc<Live>,
+    warmup_end_us: u64,
+) -> ProducerResult {
     let mut r = ProducerResult {
         sent: 0,
         acked: 0,
@@ -288,7 +333,8 @@ async fn collect(mut rx: mpsc::Receiver<InFlight>, live: Arc<Live>, warmup_end_u
         r.acked_bytes += m.payload_bytes;
         r.last_ack_us = r.last_ack_us.max(at_us);
         live.acked.fetch_add(u64::from(m.count), Ordering::Relaxed);
-        live.acked_bytes.fetch_add(m.payload_bytes, Ordering::Relaxed);
+        live.acked_bytes
+            .fetch_add(m.payload_bytes, Ordering::Relaxed);
         let measured = record_batch_latency(&mut r.latency, &live, m, at_us, warmup_end_us);
         r.measured_records += measured;
         r.measured_bytes += m.payload_bytes * measured / u64::from(m.count.max(1));
@@ -298,7 +344,13 @@ async fn collect(mut rx: mpsc::Receiver<InFlight>, live: Arc<Live>, warmup_end_u
 
 /// Records one latency per record of the batch; returns how many were past
 /// the warm-up.
-fn record_batch_latency(h: &mut Histogram<u64>, live: &Live, m: BatchMeta, at_us: u64, warmup_end_us: u64) -> u64 {
+fn record_batch_latency(
+    h: &mut Histogram<u64>,
+    live: &Live,
+    m: BatchMeta,
+    at_us: u64,
+    warmup_end_us: u64,
+) -> u64 {
     let mut interval = live.interval.lock().ok();
     let mut measured = 0;
     let span = m.last_intended_us.saturating_sub(m.first_intended_us);

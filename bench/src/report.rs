@@ -81,7 +81,11 @@ impl RunResult {
             w.record_size,
             w.acks,
             w.compression,
-            if w.rate > 0.0 { format!("{} rec/s target", w.rate) } else { "max speed".into() }
+            if w.rate > 0.0 {
+                format!("{} rec/s target", w.rate)
+            } else {
+                "max speed".into()
+            }
         );
         let _ = writeln!(s, "| metric | value |\n|---|---|");
         let mut row = |k: &str, v: String| {
@@ -94,17 +98,29 @@ impl RunResult {
         let l = &self.latency_ms;
         row(
             &format!("latency ({}) p50 / p99 / p99.9 / max", self.latency_kind),
-            format!("{:.3} / {:.3} / {:.3} / {:.3} ms", l.p50, l.p99, l.p999, l.max),
+            format!(
+                "{:.3} / {:.3} / {:.3} / {:.3} ms",
+                l.p50, l.p99, l.p999, l.max
+            ),
         );
         if let Some(a) = &self.ack_latency_ms {
-            row("ack latency p50 / p99 / p99.9 / max", format!("{:.3} / {:.3} / {:.3} / {:.3} ms", a.p50, a.p99, a.p999, a.max));
+            row(
+                "ack latency p50 / p99 / p99.9 / max",
+                format!(
+                    "{:.3} / {:.3} / {:.3} / {:.3} ms",
+                    a.p50, a.p99, a.p999, a.max
+                ),
+            );
         }
         if let (Some(r), Some(m)) = (self.consume_records_per_sec, self.consume_mb_per_sec) {
             row("consumed records/s, MiB/s", format!("{r:.0}, {m:.2}"));
         }
         row(
             "sent / acked / failed / consumed (all)",
-            format!("{} / {} / {} / {}", self.records_sent, self.records_acked, self.records_failed, self.records_consumed),
+            format!(
+                "{} / {} / {} / {}",
+                self.records_sent, self.records_acked, self.records_failed, self.records_consumed
+            ),
         );
         row(
             "bench client CPU",
@@ -114,7 +130,10 @@ impl RunResult {
             ),
         );
         if let Some(b) = &self.broker {
-            row("broker CPU", format!("{:.2} s, {:.2} s/GiB", b.cpu_sec, b.cpu_sec_per_gib));
+            row(
+                "broker CPU",
+                format!("{:.2} s, {:.2} s/GiB", b.cpu_sec, b.cpu_sec_per_gib),
+            );
             row("broker peak RSS", format!("{:.1} MiB", b.peak_rss_mib));
         }
         s
@@ -123,8 +142,12 @@ impl RunResult {
 
 /// Writes any serialisable result as pretty JSON.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), crate::BenchError> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| crate::BenchError::Json(e.to_string()))?;
-    std::fs::write(path, text + "\n").map_err(|e| crate::BenchError::Io { path: path.display().to_string(), source: e })
+    let text =
+        serde_json::to_string_pretty(value).map_err(|e| crate::BenchError::Json(e.to_string()))?;
+    std::fs::write(path, text + "\n").map_err(|e| crate::BenchError::Io {
+        path: path.display().to_string(),
+        source: e,
+    })
 }
 
 #[cfg(test)]
@@ -142,7 +165,16 @@ pub(crate) mod tests {
             records_per_sec: 500.0,
             mb_per_sec: 100_000.0 / 2.0 / crate::stats::MIB,
             latency_kind: "publish-to-ack".into(),
-            latency_ms: LatencySummary { count: 1000, mean: 1.0, p50: 1.0, p90: 1.5, p99: 2.0, p999: 3.0, p9999: 3.5, max: 4.0 },
+            latency_ms: LatencySummary {
+                count: 1000,
+                mean: 1.0,
+                p50: 1.0,
+                p90: 1.5,
+                p99: 2.0,
+                p999: 3.0,
+                p9999: 3.5,
+                max: 4.0,
+            },
             latency_curve_ms: vec![(50.0, 1.0), (99.0, 2.0)],
             ack_latency_ms: None,
             consume_records_per_sec: None,
@@ -152,7 +184,11 @@ pub(crate) mod tests {
             records_failed: 0,
             records_consumed: 0,
             produce_errors: Default::default(),
-            client: ClientUsage { cpu_sec: 0.5, cpu_percent_of_one_core: 25.0, cores: 2 },
+            client: ClientUsage {
+                cpu_sec: 0.5,
+                cpu_percent_of_one_core: 25.0,
+                cores: 2,
+            },
             broker: None,
         }
     }

@@ -7,7 +7,9 @@ use crate::client::{list_offsets, Cluster, Connection, TopicLayout, EARLIEST, LA
 use crate::consumer::{run_consumer, ConsumeMode, ConsumerPlan, ConsumerResult};
 use crate::producer::{run_producer, ProducerPlan, ProducerResult};
 use crate::report::{per_sec, ClientUsage, RunResult};
-use crate::stats::{latency_curve, now_us, progress_loop, self_cpu, BrokerProbe, LatencySummary, Live, MIB};
+use crate::stats::{
+    latency_curve, now_us, progress_loop, self_cpu, BrokerProbe, LatencySummary, Live, MIB,
+};
 use crate::workload::{StartAt, Workload};
 use crate::BenchError;
 use std::collections::{BTreeMap, HashMap};
@@ -22,7 +24,9 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 const START_DELAY_US: u64 = 50_000;
 
 /// The three kinds of run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Produce,
@@ -41,10 +45,19 @@ impl Kind {
 }
 
 /// Runs a workload; the progress line goes to stderr.
-pub async fn run(kind: Kind, bootstrap: &str, w: &Workload, broker_pid: Option<u32>) -> Result<RunResult, BenchError> {
+pub async fn run(
+    kind: Kind,
+    bootstrap: &str,
+    w: &Workload,
+    broker_pid: Option<u32>,
+) -> Result<RunResult, BenchError> {
     w.validate().map_err(BenchError::Config)?;
     let cluster = Cluster::connect(bootstrap).await?;
-    let layout = Arc::new(cluster.ensure_topic(&w.topic, w.partitions, w.replication_factor).await?);
+    let layout = Arc::new(
+        cluster
+            .ensure_topic(&w.topic, w.partitions, w.replication_factor)
+            .await?,
+    );
     let w = Arc::new(w.clone());
     if kind == Kind::Consume && w.preload > 0 {
         eprintln!("preloading {} records into {}", w.preload, w.topic);
@@ -56,12 +69,25 @@ pub async fn run(kind: Kind, bootstrap: &str, w: &Workload, broker_pid: Option<u
         let (_results, _) = run_producers(&Arc::new(pre), &layout, &live).await?;
         let failed = live.failed.load(Ordering::Relaxed);
         if failed > 0 {
-            return Err(BenchError::Config(format!("preload: {failed} records failed")));
+            return Err(BenchError::Config(format!(
+                "preload: {failed} records failed"
+            )));
         }
     }
     let start_offsets = match kind {
         Kind::Produce => BTreeMap::new(),
-        Kind::Consume => offsets_at(&layout, &w.topic, if w.start_at == StartAt::Earliest { EARLIEST } else { LATEST }).await?,
+        Kind::Consume => {
+            offsets_at(
+                &layout,
+                &w.topic,
+                if w.start_at == StartAt::Earliest {
+                    EARLIEST
+                } else {
+                    LATEST
+                },
+            )
+            .await?
+        }
         Kind::E2e => offsets_at(&layout, &w.topic, LATEST).await?,
     };
 
@@ -73,14 +99,38 @@ pub async fn run(kind: Kind, bootstrap: &str, w: &Workload, broker_pid: Option<u
     let progress = tokio::spawn(progress_loop(live.clone(), kind.name(), stop_rx.clone()));
 
     // Consumers alone start measuring at once; producers get a moment to connect.
-    let start_us = now_us() + if kind == Kind::Consume { 0 } else { START_DELAY_US };
+    let start_us = now_us()
+        + if kind == Kind::Consume {
+            0
+        } else {
+            START_DELAY_US
+        };
     let warmup_end_us = start_us + (w.warmup_sec * 1e6) as u64;
     let consumers = if kind == Kind::Produce {
         Vec::new()
     } else {
-        spawn_consumers(kind, &w, &layout, &start_offsets, &live, warmup_end_us, &stop_rx)
+        spawn_consumers(
+            kind,
+            &w,
+            &layout,
+            &start_offsets,
+            &live,
+            warmup_end_us,
+            &stop_rx,
+        )
     };
-    let producers = if kind == Kind::Consume { None } else { Some(run_producers_at(&w, &layout, &live, start_us).await?) };
+    let producers = if kind == Kind::Consume {
+        None
+    } else {
+        match run_producers_at(&w, &layout, &live, start_us).await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                // Stop consumers and the progress line before reporting.
+                let _ = stop_tx.send(true);
+                return Err(e);
+            }
+        }
+    };
 
     // Decide when consumers are done.
     match kind {
@@ -88,12 +138,22 @@ pub async fn run(kind: Kind, bootstrap: &str, w: &Workload, broker_pid: Option<u
         Kind::Consume => {
             let deadline = Instant::now() + Duration::from_secs_f64(w.warmup_sec + w.duration_sec);
             let target = w.records;
-            wait_until(&live, deadline, |l| target.is_some_and(|t| l.consumed.load(Ordering::Relaxed) >= t)).await;
+            wait_until(&live, deadline, |l| {
+                target.is_some_and(|t| l.consumed.load(Ordering::Relaxed) >= t)
+            })
+            .await;
         }
         Kind::E2e => {
-            let expected = if w.acks == 0 { live.sent.load(Ordering::Relaxed) } else { live.acked.load(Ordering::Relaxed) };
+            let expected = if w.acks == 0 {
+                live.sent.load(Ordering::Relaxed)
+            } else {
+                live.acked.load(Ordering::Relaxed)
+            };
             let deadline = Instant::now() + DRAIN_TIMEOUT;
-            wait_until(&live, deadline, |l| l.consumed.load(Ordering::Relaxed) >= expected).await;
+            wait_until(&live, deadline, |l| {
+                l.consumed.load(Ordering::Relaxed) >= expected
+            })
+            .await;
         }
     }
     let _ = stop_tx.send(true);
@@ -104,14 +164,24 @@ pub async fn run(kind: Kind, bootstrap: &str, w: &Workload, broker_pid: Option<u
     let _ = progress.await;
     let wall_sec = wall_start.elapsed().as_secs_f64();
     let client_cpu = (self_cpu().saturating_sub(cpu_start)).as_secs_f64();
-    let bytes_moved = live.acked_bytes.load(Ordering::Relaxed) + live.consumed_bytes.load(Ordering::Relaxed);
+    let bytes_moved =
+        live.acked_bytes.load(Ordering::Relaxed) + live.consumed_bytes.load(Ordering::Relaxed);
     let broker = probe.map(|p| p.finish(bytes_moved)).transpose()?;
     let client = ClientUsage {
         cpu_sec: client_cpu,
         cpu_percent_of_one_core: per_sec(client_cpu * 100.0, wall_sec),
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
-    Ok(assemble(kind, bootstrap, &w, producers, consumed, warmup_end_us, client, broker))
+    Ok(assemble(
+        kind,
+        bootstrap,
+        &w,
+        producers,
+        consumed,
+        warmup_end_us,
+        client,
+        broker,
+    ))
 }
 
 async fn wait_until(live: &Live, deadline: Instant, done: impl Fn(&Live) -> bool) {
@@ -126,19 +196,34 @@ pub struct Produced {
     pub start_us: u64,
 }
 
-async fn run_producers(w: &Arc<Workload>, layout: &Arc<TopicLayout>, live: &Arc<Live>) -> Result<(Vec<ProducerResult>, u64), BenchError> {
+async fn run_producers(
+    w: &Arc<Workload>,
+    layout: &Arc<TopicLayout>,
+    live: &Arc<Live>,
+) -> Result<(Vec<ProducerResult>, u64), BenchError> {
     let start_us = now_us() + START_DELAY_US;
     let p = run_producers_at(w, layout, live, start_us).await?;
     Ok((p.results, p.start_us))
 }
 
-async fn run_producers_at(w: &Arc<Workload>, layout: &Arc<TopicLayout>, live: &Arc<Live>, start_us: u64) -> Result<Produced, BenchError> {
+async fn run_producers_at(
+    w: &Arc<Workload>,
+    layout: &Arc<TopicLayout>,
+    live: &Arc<Live>,
+    start_us: u64,
+) -> Result<Produced, BenchError> {
     let n = w.producers as u64;
     let warmup_end_us = start_us + (w.warmup_sec * 1e6) as u64;
-    let end_us = if w.records.is_some() { u64::MAX } else { warmup_end_us + (w.duration_sec * 1e6) as u64 };
+    let end_us = if w.records.is_some() {
+        u64::MAX
+    } else {
+        warmup_end_us + (w.duration_sec * 1e6) as u64
+    };
     let mut handles = Vec::new();
     for id in 0..w.producers {
-        let records = w.records.map(|total| total / n + u64::from((id as u64) < total % n));
+        let records = w
+            .records
+            .map(|total| total / n + u64::from((id as u64) < total % n));
         let plan = ProducerPlan {
             id,
             workload: w.clone(),
@@ -180,9 +265,17 @@ fn spawn_consumers(
                 workload: w.clone(),
                 layout: layout.clone(),
                 start_offsets: a,
-                mode: if kind == Kind::E2e { ConsumeMode::EndToEnd } else { ConsumeMode::Throughput },
+                mode: if kind == Kind::E2e {
+                    ConsumeMode::EndToEnd
+                } else {
+                    ConsumeMode::Throughput
+                },
                 warmup_end_us,
-                target_records: if kind == Kind::Consume { w.records } else { None },
+                target_records: if kind == Kind::Consume {
+                    w.records
+                } else {
+                    None
+                },
                 live: live.clone(),
                 stop: stop.clone(),
             };
@@ -192,7 +285,11 @@ fn spawn_consumers(
 }
 
 /// One offset per partition of the topic, asked of each partition's leader.
-async fn offsets_at(layout: &TopicLayout, topic: &str, at: i64) -> Result<BTreeMap<i32, i64>, BenchError> {
+async fn offsets_at(
+    layout: &TopicLayout,
+    topic: &str,
+    at: i64,
+) -> Result<BTreeMap<i32, i64>, BenchError> {
     let mut by_leader: HashMap<i32, Vec<i32>> = HashMap::new();
     for p in &layout.partitions {
         by_leader.entry(p.leader).or_default().push(p.partition);
@@ -245,9 +342,27 @@ fn assemble(
         consumed.last_us.saturating_sub(warmup_end_us) as f64 / 1e6
     };
     let (records, bytes, window, hist, latency_kind) = match kind {
-        Kind::Produce => (p_records, p_bytes, produce_window, &ack_hist, "publish-to-ack"),
-        Kind::Consume => (consumed.measured_records, consumed.measured_bytes, consume_window, &consumed.latency, "fetch round trip"),
-        Kind::E2e => (p_records, p_bytes, produce_window, &consumed.latency, "publish-to-consume"),
+        Kind::Produce => (
+            p_records,
+            p_bytes,
+            produce_window,
+            &ack_hist,
+            "publish-to-ack",
+        ),
+        Kind::Consume => (
+            consumed.measured_records,
+            consumed.measured_bytes,
+            consume_window,
+            &consumed.latency,
+            "fetch round trip",
+        ),
+        Kind::E2e => (
+            p_records,
+            p_bytes,
+            produce_window,
+            &consumed.latency,
+            "publish-to-consume",
+        ),
     };
     RunResult {
         kind: kind.name().into(),
@@ -262,8 +377,10 @@ fn assemble(
         latency_ms: LatencySummary::from_histogram(hist),
         latency_curve_ms: latency_curve(hist),
         ack_latency_ms: (kind == Kind::E2e).then(|| LatencySummary::from_histogram(&ack_hist)),
-        consume_records_per_sec: (kind == Kind::E2e).then(|| per_sec(consumed.measured_records as f64, consume_window)),
-        consume_mb_per_sec: (kind == Kind::E2e).then(|| per_sec(consumed.measured_bytes as f64 / MIB, consume_window)),
+        consume_records_per_sec: (kind == Kind::E2e)
+            .then(|| per_sec(consumed.measured_records as f64, consume_window)),
+        consume_mb_per_sec: (kind == Kind::E2e)
+            .then(|| per_sec(consumed.measured_bytes as f64 / MIB, consume_window)),
         records_sent: sent,
         records_acked: acked,
         records_failed: failed,

@@ -31,12 +31,17 @@ pub struct Scenario {
 impl Scenario {
     pub fn parse(text: &str) -> Result<Scenario, BenchError> {
         let s: Scenario = toml::from_str(text).map_err(|e| BenchError::Config(e.to_string()))?;
-        s.workload.validate().map_err(|e| BenchError::Config(format!("scenario {}: {e}", s.name)))?;
+        s.workload
+            .validate()
+            .map_err(|e| BenchError::Config(format!("scenario {}: {e}", s.name)))?;
         Ok(s)
     }
 
     pub fn load(path: &Path) -> Result<Scenario, BenchError> {
-        let text = std::fs::read_to_string(path).map_err(|source| BenchError::Io { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| BenchError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
         Scenario::parse(&text).map_err(|e| BenchError::Config(format!("{}: {e}", path.display())))
     }
 }
@@ -64,7 +69,10 @@ mod tests {
     // Proves unknown keys are rejected instead of silently ignored.
     #[test]
     fn unknown_keys_rejected() {
-        assert!(Scenario::parse("name = \"x\"\nkind = \"produce\"\n[workload]\nrecordsize = 1\n").is_err());
+        assert!(
+            Scenario::parse("name = \"x\"\nkind = \"produce\"\n[workload]\nrecordsize = 1\n")
+                .is_err()
+        );
         assert!(Scenario::parse("name = \"x\"\nkind = \"flood\"\n").is_err());
         let s = Scenario::parse("name = \"x\"\nkind = \"e2e\"\n").expect("minimal");
         assert_eq!(s.kind, Kind::E2e);

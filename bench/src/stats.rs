@@ -35,7 +35,8 @@ pub fn instant_us(at: Instant) -> u64 {
 /// A latency histogram in microseconds.
 pub fn new_histogram() -> Histogram<u64> {
     // 1 µs .. LATENCY_US_MAX with 3 significant digits; the bounds are constants.
-    Histogram::new_with_bounds(1, LATENCY_US_MAX, SIGFIG).expect("constant histogram bounds are valid")
+    Histogram::new_with_bounds(1, LATENCY_US_MAX, SIGFIG)
+        .expect("constant histogram bounds are valid")
 }
 
 /// Records a latency, clamping to the tracked range.
@@ -81,7 +82,9 @@ impl LatencySummary {
 }
 
 /// Percentiles at which latency curves are sampled (for charts and JSON).
-pub const CURVE_PERCENTILES: [f64; 11] = [0.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 100.0];
+pub const CURVE_PERCENTILES: [f64; 11] = [
+    0.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 100.0,
+];
 
 /// (percentile, ms) points of a latency curve.
 pub fn latency_curve(h: &Histogram<u64>) -> Vec<(f64, f64)> {
@@ -91,7 +94,11 @@ pub fn latency_curve(h: &Histogram<u64>) -> Vec<(f64, f64)> {
     CURVE_PERCENTILES
         .iter()
         .map(|p| {
-            let v = if *p >= 100.0 { h.max() } else { h.value_at_quantile(p / 100.0) };
+            let v = if *p >= 100.0 {
+                h.max()
+            } else {
+                h.value_at_quantile(p / 100.0)
+            };
             (*p, us_to_ms(v))
         })
         .collect()
@@ -147,11 +154,16 @@ impl Default for Live {
 }
 
 /// Prints one progress line per second to stderr until `stop` resolves.
-pub async fn progress_loop(live: std::sync::Arc<Live>, label: &'static str, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn progress_loop(
+    live: std::sync::Arc<Live>,
+    label: &'static str,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let start = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
-    let (mut last_acked, mut last_bytes, mut last_consumed, mut last_cbytes) = (0u64, 0u64, 0u64, 0u64);
+    let (mut last_acked, mut last_bytes, mut last_consumed, mut last_cbytes) =
+        (0u64, 0u64, 0u64, 0u64);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -161,7 +173,9 @@ pub async fn progress_loop(live: std::sync::Arc<Live>, label: &'static str, mut 
         let bytes = live.acked_bytes.load(Ordering::Relaxed);
         let consumed = live.consumed.load(Ordering::Relaxed);
         let cbytes = live.consumed_bytes.load(Ordering::Relaxed);
-        let p99 = live.take_interval_p99_ms().map_or_else(|| "-".to_string(), |v| format!("{v:.2} ms"));
+        let p99 = live
+            .take_interval_p99_ms()
+            .map_or_else(|| "-".to_string(), |v| format!("{v:.2} ms"));
         let mut line = format!("[{:>4}s] {label}", start.elapsed().as_secs());
         if acked > 0 || live.sent.load(Ordering::Relaxed) > 0 {
             line += &format!(
@@ -198,7 +212,9 @@ pub fn self_cpu() -> Duration {
     if rc != 0 {
         return Duration::ZERO;
     }
-    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
@@ -206,21 +222,34 @@ pub fn self_cpu() -> Duration {
 #[derive(Debug, thiserror::Error)]
 pub enum ProcError {
     #[error("read /proc/{pid}/{file}: {source}")]
-    Read { pid: u32, file: &'static str, source: std::io::Error },
+    Read {
+        pid: u32,
+        file: &'static str,
+        source: std::io::Error,
+    },
     #[error("unexpected format in /proc/{pid}/{file}")]
     Format { pid: u32, file: &'static str },
 }
 
 /// CPU time (utime + stime) of a process, from /proc/PID/stat.
 pub fn proc_cpu(pid: u32) -> Result<Duration, ProcError> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|source| ProcError::Read { pid, file: "stat", source })?;
+    let text =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|source| ProcError::Read {
+            pid,
+            file: "stat",
+            source,
+        })?;
     parse_proc_stat_cpu(&text, clock_ticks_per_sec()).ok_or(ProcError::Format { pid, file: "stat" })
 }
 
 fn clock_ticks_per_sec() -> u64 {
     // SAFETY: sysconf has no memory effects.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 { t as u64 } else { 100 }
+    if t > 0 {
+        t as u64
+    } else {
+        100
+    }
 }
 
 /// utime is field 14 and stime field 15 of /proc/PID/stat; the command name
@@ -232,18 +261,34 @@ pub fn parse_proc_stat_cpu(text: &str, ticks_per_sec: u64) -> Option<Duration> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     let ticks = utime + stime;
-    Some(Duration::from_secs(ticks / ticks_per_sec) + Duration::from_nanos((ticks % ticks_per_sec) * 1_000_000_000 / ticks_per_sec))
+    Some(
+        Duration::from_secs(ticks / ticks_per_sec)
+            + Duration::from_nanos((ticks % ticks_per_sec) * 1_000_000_000 / ticks_per_sec),
+    )
 }
 
 /// Peak resident set size (VmHWM) in KiB, from /proc/PID/status.
 pub fn proc_peak_rss_kib(pid: u32) -> Result<u64, ProcError> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|source| ProcError::Read { pid, file: "status", source })?;
-    parse_vm_hwm_kib(&text).ok_or(ProcError::Format { pid, file: "status" })
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|source| {
+        ProcError::Read {
+            pid,
+            file: "status",
+            source,
+        }
+    })?;
+    parse_vm_hwm_kib(&text).ok_or(ProcError::Format {
+        pid,
+        file: "status",
+    })
 }
 
 pub fn parse_vm_hwm_kib(text: &str) -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line["VmHWM:".len()..].split_whitespace().next()?.parse().ok()
+    line["VmHWM:".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Broker resource use over a run.
@@ -264,11 +309,16 @@ pub struct BrokerProbe {
 
 impl BrokerProbe {
     pub fn start(pid: u32) -> Result<BrokerProbe, ProcError> {
-        Ok(BrokerProbe { pid, cpu_start: proc_cpu(pid)? })
+        Ok(BrokerProbe {
+            pid,
+            cpu_start: proc_cpu(pid)?,
+        })
     }
 
     pub fn finish(&self, bytes_moved: u64) -> Result<BrokerUsage, ProcError> {
-        let cpu = proc_cpu(self.pid)?.saturating_sub(self.cpu_start).as_secs_f64();
+        let cpu = proc_cpu(self.pid)?
+            .saturating_sub(self.cpu_start)
+            .as_secs_f64();
         let gib = bytes_moved as f64 / (1024.0 * MIB);
         Ok(BrokerUsage {
             pid: self.pid,
@@ -296,7 +346,13 @@ mod tests {
         assert!((s.p99 - 99.0).abs() / 99.0 < 0.002, "p99 {}", s.p99);
         assert!((s.p999 - 99.9).abs() / 99.9 < 0.002, "p999 {}", s.p999);
         assert!((s.max - 100.0).abs() / 100.0 < 0.002, "max {}", s.max);
-        assert!(s.p50 <= s.p90 && s.p90 <= s.p99 && s.p99 <= s.p999 && s.p999 <= s.p9999 && s.p9999 <= s.max);
+        assert!(
+            s.p50 <= s.p90
+                && s.p90 <= s.p99
+                && s.p99 <= s.p999
+                && s.p999 <= s.p9999
+                && s.p9999 <= s.max
+        );
     }
 
     // Proves an empty histogram summarises to zeros rather than panicking.

@@ -45,19 +45,29 @@ impl RecordSize {
 impl FromStr for RecordSize {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let parse = |x: &str| x.trim().parse::<usize>().map_err(|e| format!("record size {x:?}: {e}"));
+        let parse = |x: &str| {
+            x.trim()
+                .parse::<usize>()
+                .map_err(|e| format!("record size {x:?}: {e}"))
+        };
         let size = match s.split_once("..") {
             Some((a, b)) => {
                 let (min, max) = (parse(a)?, parse(b.trim_start_matches('='))?);
                 if min > max {
                     return Err(format!("record size range {s:?} has min > max"));
                 }
-                if min == max { RecordSize::Fixed(min) } else { RecordSize::Uniform { min, max } }
+                if min == max {
+                    RecordSize::Fixed(min)
+                } else {
+                    RecordSize::Uniform { min, max }
+                }
             }
             None => RecordSize::Fixed(parse(s)?),
         };
         if size.max() > RECORD_BYTES_MAX {
-            return Err(format!("record size {s:?} exceeds {RECORD_BYTES_MAX} bytes"));
+            return Err(format!(
+                "record size {s:?} exceeds {RECORD_BYTES_MAX} bytes"
+            ));
         }
         Ok(size)
     }
@@ -203,14 +213,19 @@ impl Workload {
         if !(self.rate >= 0.0 && self.rate.is_finite()) {
             return Err("rate must be >= 0".into());
         }
-        if self.records.is_none() && !(self.duration_sec > 0.0) {
+        if self.records.is_none()
+            && self.duration_sec.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)
+        {
             return Err("need --records or a positive --duration-sec".into());
         }
         if !(self.warmup_sec >= 0.0 && self.linger_ms >= 0.0) {
             return Err("warmup-sec and linger-ms must be >= 0".into());
         }
         if self.record_size.max() < crate::producer::STAMP_BYTES {
-            return Err(format!("record size must be >= {} bytes (the send-time stamp)", crate::producer::STAMP_BYTES));
+            return Err(format!(
+                "record size must be >= {} bytes (the send-time stamp)",
+                crate::producer::STAMP_BYTES
+            ));
         }
         Ok(())
     }
@@ -224,8 +239,14 @@ mod tests {
     #[test]
     fn record_size_parses() {
         assert_eq!("100".parse::<RecordSize>(), Ok(RecordSize::Fixed(100)));
-        assert_eq!("10..20".parse::<RecordSize>(), Ok(RecordSize::Uniform { min: 10, max: 20 }));
-        assert_eq!("10..=20".parse::<RecordSize>(), Ok(RecordSize::Uniform { min: 10, max: 20 }));
+        assert_eq!(
+            "10..20".parse::<RecordSize>(),
+            Ok(RecordSize::Uniform { min: 10, max: 20 })
+        );
+        assert_eq!(
+            "10..=20".parse::<RecordSize>(),
+            Ok(RecordSize::Uniform { min: 10, max: 20 })
+        );
         assert!("20..10".parse::<RecordSize>().is_err());
         assert!("x".parse::<RecordSize>().is_err());
         let u = RecordSize::Uniform { min: 10, max: 12 };
@@ -235,7 +256,10 @@ mod tests {
     // Proves a scenario's TOML overrides only the keys it names and keeps CLI defaults.
     #[test]
     fn toml_uses_cli_defaults() {
-        let w: Workload = toml::from_str("partitions = 16\nrecord_size = \"1024\"\nacks = -1\ncompression = \"gzip\"").expect("toml");
+        let w: Workload = toml::from_str(
+            "partitions = 16\nrecord_size = \"1024\"\nacks = -1\ncompression = \"gzip\"",
+        )
+        .expect("toml");
         assert_eq!(w.partitions, 16);
         assert_eq!(w.record_size, RecordSize::Fixed(1024));
         assert_eq!(w.acks, -1);

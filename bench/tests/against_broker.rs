@@ -14,7 +14,11 @@ fn fjord_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/fjord");
-    assert!(p.exists(), "broker binary {} missing: run `cargo build --release -p fjord` or set FJORD_BIN", p.display());
+    assert!(
+        p.exists(),
+        "broker binary {} missing: run `cargo build --release -p fjord` or set FJORD_BIN",
+        p.display()
+    );
     p
 }
 
@@ -63,9 +67,13 @@ impl Drop for Broker {
 }
 
 fn health_ok(admin: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", admin)) else { return false };
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", admin)) else {
+        return false;
+    };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n").is_err() {
+    if s.write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .is_err()
+    {
         return false;
     }
     let mut buf = String::new();
@@ -113,13 +121,17 @@ fn bench(args: &[&str], json: &Path) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("| metric | value |") || stdout.contains("# fjord-bench compare"), "no Markdown table:\n{stdout}");
+    assert!(
+        stdout.contains("| metric | value |") || stdout.contains("# fjord-bench compare"),
+        "no Markdown table:\n{stdout}"
+    );
     let text = std::fs::read_to_string(json).expect("json written");
     serde_json::from_str(&text).expect("valid json")
 }
 
 fn n(v: &serde_json::Value, k: &str) -> u64 {
-    v[k].as_u64().unwrap_or_else(|| panic!("{k} missing in {v}"))
+    v[k].as_u64()
+        .unwrap_or_else(|| panic!("{k} missing in {v}"))
 }
 
 fn has_result_keys(v: &serde_json::Value) {
@@ -138,26 +150,82 @@ fn given_fresh_broker_when_produce_consume_e2e_should_agree_on_counts() {
     let boot = format!("127.0.0.1:{}", b.kafka);
     let j = |name: &str| b.dir.join(name);
 
-    let p = bench(&["produce", "--bootstrap", &boot, "--topic", "it-counts", "--partitions", "3", "--records", "20000", "--producers", "2", "--acks", "1"], &j("p.json"));
+    let p = bench(
+        &[
+            "produce",
+            "--bootstrap",
+            &boot,
+            "--topic",
+            "it-counts",
+            "--partitions",
+            "3",
+            "--records",
+            "20000",
+            "--producers",
+            "2",
+            "--acks",
+            "1",
+        ],
+        &j("p.json"),
+    );
     has_result_keys(&p);
     assert_eq!(n(&p, "records_sent"), 20_000);
     assert_eq!(n(&p, "records_acked"), 20_000);
     assert_eq!(n(&p, "records_failed"), 0);
     assert_eq!(n(&p, "records"), 20_000);
 
-    let c = bench(&["consume", "--bootstrap", &boot, "--topic", "it-counts", "--partitions", "3", "--records", "20000", "--consumers", "2", "--duration-sec", "60"], &j("c.json"));
+    let c = bench(
+        &[
+            "consume",
+            "--bootstrap",
+            &boot,
+            "--topic",
+            "it-counts",
+            "--partitions",
+            "3",
+            "--records",
+            "20000",
+            "--consumers",
+            "2",
+            "--duration-sec",
+            "60",
+        ],
+        &j("c.json"),
+    );
     has_result_keys(&c);
     assert_eq!(n(&c, "records_consumed"), 20_000);
 
     let e = bench(
-        &["e2e", "--bootstrap", &boot, "--topic", "it-e2e", "--partitions", "2", "--records", "5000", "--rate", "5000", "--acks", "all", "--compression", "gzip", "--record-size", "50..300"],
+        &[
+            "e2e",
+            "--bootstrap",
+            &boot,
+            "--topic",
+            "it-e2e",
+            "--partitions",
+            "2",
+            "--records",
+            "5000",
+            "--rate",
+            "5000",
+            "--acks",
+            "all",
+            "--compression",
+            "gzip",
+            "--record-size",
+            "50..300",
+        ],
         &j("e.json"),
     );
     has_result_keys(&e);
     assert_eq!(n(&e, "records_sent"), 5_000);
     assert_eq!(n(&e, "records_acked"), 5_000);
     assert_eq!(n(&e, "records_consumed"), 5_000);
-    assert_eq!(e["latency_ms"]["count"].as_u64(), Some(5_000), "one e2e sample per record");
+    assert_eq!(
+        e["latency_ms"]["count"].as_u64(),
+        Some(5_000),
+        "one e2e sample per record"
+    );
 }
 
 // Given acks=0, when the bench produces, the records it sent are all readable afterwards.
@@ -165,9 +233,37 @@ fn given_fresh_broker_when_produce_consume_e2e_should_agree_on_counts() {
 fn given_acks_zero_when_produce_should_be_readable() {
     let b = start_broker("acks0");
     let boot = format!("127.0.0.1:{}", b.kafka);
-    let p = bench(&["produce", "--bootstrap", &boot, "--topic", "it-acks0", "--records", "3000", "--acks", "0", "--compression", "snappy"], &b.dir.join("p.json"));
+    let p = bench(
+        &[
+            "produce",
+            "--bootstrap",
+            &boot,
+            "--topic",
+            "it-acks0",
+            "--records",
+            "3000",
+            "--acks",
+            "0",
+            "--compression",
+            "snappy",
+        ],
+        &b.dir.join("p.json"),
+    );
     assert_eq!(n(&p, "records_sent"), 3_000);
-    let c = bench(&["consume", "--bootstrap", &boot, "--topic", "it-acks0", "--records", "3000", "--duration-sec", "30"], &b.dir.join("c.json"));
+    let c = bench(
+        &[
+            "consume",
+            "--bootstrap",
+            &boot,
+            "--topic",
+            "it-acks0",
+            "--records",
+            "3000",
+            "--duration-sec",
+            "30",
+        ],
+        &b.dir.join("c.json"),
+    );
     assert_eq!(n(&c, "records_consumed"), 3_000);
 }
 
@@ -176,7 +272,11 @@ fn given_acks_zero_when_produce_should_be_readable() {
 fn given_cmd_target_when_compare_should_write_report_folder() {
     let dir = temp_dir("compare");
     let (kafka, admin) = (free_port(), free_port());
-    let cmd = format!("{} {}", fjord_bin().display(), broker_args(Path::new("{dir}"), kafka, admin).join(" "));
+    let cmd = format!(
+        "{} {}",
+        fjord_bin().display(),
+        broker_args(Path::new("{dir}"), kafka, admin).join(" ")
+    );
     let out = dir.join("report");
     let v = bench(
         &[
@@ -200,7 +300,12 @@ fn given_cmd_target_when_compare_should_write_report_folder() {
     assert_eq!(runs.len(), 2);
     for r in runs {
         assert_eq!(n(r, "records_acked"), 5_000);
-        assert!(r["broker"]["peak_rss_mib"].as_f64().is_some_and(|m| m > 0.0), "broker usage measured for a started target");
+        assert!(
+            r["broker"]["peak_rss_mib"]
+                .as_f64()
+                .is_some_and(|m| m > 0.0),
+            "broker usage measured for a started target"
+        );
     }
     for f in ["report.md", "report.json", "throughput.png", "latency.png"] {
         assert!(out.join(f).exists(), "{f} missing");
