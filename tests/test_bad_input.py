@@ -17,8 +17,9 @@ ERR_UNSUPPORTED_FOR_MESSAGE_FORMAT = 43
 
 
 @pytest.fixture
-def seeded(broker, topic_name):
-    """A broker with a 1-partition topic holding 5 known records."""
+def seeded(any_broker, topic_name):
+    """A broker (1 and 2 shards) with a 1-partition topic holding 5 known records."""
+    broker = any_broker
     create_topic(broker.bootstrap, topic_name)
     sent = [b"seed-%d" % i for i in range(5)]
     produce_all(broker.bootstrap, topic_name, [{"value": v} for v in sent], acks="all")
@@ -176,4 +177,12 @@ def test_many_bad_connections_in_a_row(seeded):
         except OSError:
             pass
         c.close()
+    assert_still_serving(broker, topic, sent)
+
+
+def test_batch_over_message_max_bytes_is_message_too_large(seeded):
+    """A 2 MiB batch (over message.max.bytes, 1 MiB by default) is rejected with MESSAGE_TOO_LARGE (10) and nothing is appended."""
+    broker, topic, sent = seeded
+    res = produce_raw(broker, topic, 0, kw.record_batch([(None, b"z" * (2 * 1024 * 1024))]))
+    assert res[(topic, 0)][0] == 10, res
     assert_still_serving(broker, topic, sent)

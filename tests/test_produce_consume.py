@@ -195,3 +195,38 @@ def test_kafkajs_low_level_fetch_reads_confluent_records(broker, topic_name):
         assert int(m["timestamp"]) == r["timestamp"]
     res = js_ok("fetch", broker.bootstrap, topic=topic_name, partition=0, offset=15)
     assert [int(m["offset"]) for m in res["records"]] == list(range(15, len(sent)))
+
+
+def test_concurrent_producers_on_many_partitions(any_broker, topic_name):
+    """Four producers in parallel threads, each on its own partition of an 8-partition topic (acks=all), get contiguous offsets and every record back in order."""
+    import threading
+    create_topic(any_broker.bootstrap, topic_name, partitions=8)
+    results = {}
+    errors = []
+
+    def run(p):
+        try:
+            recs = [{"partition": p, "value": b"p%d-%05d" % (p, i)} for i in range(500)]
+            results[p] = produce_all(any_broker.bootstrap, topic_name, recs, acks="all")
+        except Exception as e:  # collected and asserted below
+            errors.append((p, e))
+
+    threads = [threading.Thread(target=run, args=(p,)) for p in (0, 3, 5, 7)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    for p in (0, 3, 5, 7):
+        assert [o for _, o in results[p]] == list(range(500))
+        got = consume(any_broker.bootstrap, topic_name, partition=p)
+        assert [m["value"] for m in got] == [b"p%d-%05d" % (p, i) for i in range(500)]
+
+
+def test_near_limit_record_round_trips(broker, topic_name):
+    """A single 900 KiB record (under the 1 MiB message.max.bytes) is stored and read back byte-exact by confluent and kcat."""
+    create_topic(broker.bootstrap, topic_name)
+    value = bytes((i * 31) % 251 for i in range(900 * 1024))
+    assert produce_all(broker.bootstrap, topic_name, [{"key": b"big", "value": value}], acks="all") == [(0, 0)]
+    assert consume(broker.bootstrap, topic_name)[0]["value"] == value
+    assert kcat_consume_exact(broker.bootstrap, topic_name) == [(0, b"big", value)]
