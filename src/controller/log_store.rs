@@ -3,7 +3,8 @@
 //!
 //! Layout under the controller dir:
 //! - `log/<first-index, 20 digits>.log`: segments of records
-//!   `[len: u32 LE][crc32c(payload): u32 LE][payload: JSON of the entry]`,
+//!   `[len: u32 LE][crc32c(payload): u32 LE][payload]`, payload =
+//!   `[first index of the append that wrote it: u64 LE][JSON of the entry]`,
 //!   indexes contiguous within a segment, a new segment when one passes
 //!   `SEGMENT_BYTES_MAX` or the next index does not follow (after a snapshot
 //!   install).
@@ -13,11 +14,15 @@
 //!   lets the state machine catch up at start, and a lost update only means
 //!   waiting for the leader to commit again.
 //!
-//! Recovery reads every segment. In the last segment a record that is short,
-//! zero-length or fails its CRC is a torn write (kill -9 mid-append): the
-//! file is truncated there. A bad record anywhere else, a bad record followed
-//! by a good one, an entry that does not decode, or a gap in the indexes is
-//! corruption and `open` fails with `StoreError::Corrupt`.
+//! Recovery reads every segment. Each append is written and fdatasynced
+//! before the next one starts, so only the last append can be torn. In the
+//! last segment, a record that is short, zero-length or fails its CRC is a
+//! torn write (kill -9 or power loss mid-append) and the file is truncated
+//! there, unless some valid record further on belongs to a LATER append
+//! (its append's first index is past the bad record): then the bad record
+//! had been synced and acknowledged, and that is corruption. So is a bad
+//! record in any other segment, an entry that does not decode, or a gap in
+//! the indexes: `open` fails with `StoreError::Corrupt`.
 //!
 //! Runs on the controller thread only. All I/O is synchronous std::fs: the
 //! controller's tokio runtime has nothing else latency-critical to run, and an
@@ -47,6 +52,8 @@ pub const SEGMENT_BYTES_MAX: u64 = 8 * 1024 * 1024;
 /// The largest record accepted when writing or believed when reading.
 pub const RECORD_BYTES_MAX: usize = 64 * 1024 * 1024;
 const RECORD_HEADER_BYTES: usize = 8;
+/// The append's first index, at the start of every payload.
+const BATCH_FIRST_BYTES: usize = 8;
 
 /// Why the log could not be opened or written.
 #[derive(Debug)]
@@ -184,17 +191,25 @@ enum BadRecord {
     Short,
     /// Length zero (a zero-filled tail) or larger than `RECORD_BYTES_MAX`.
     BadLength,
-    /// The full record is present but its CRC does not match; `used` bytes.
-    Crc { used: usize },
+    /// The full record is present but its CRC does not match.
+    Crc,
 }
 
-fn parse_record(buf: &[u8]) -> Result<(&[u8], usize), BadRecord> {
+/// A record that passed its CRC: the first index of the append that wrote
+/// it, the entry's JSON, and the record's size.
+struct Record<'a> {
+    batch_first: u64,
+    json: &'a [u8],
+    used: usize,
+}
+
+fn parse_record(buf: &[u8]) -> Result<Record<'_>, BadRecord> {
     if buf.len() < RECORD_HEADER_BYTES {
         return Err(BadRecord::Short);
     }
     let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
     let crc = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
-    if len == 0 || len > RECORD_BYTES_MAX {
+    if len <= BATCH_FIRST_BYTES || len > RECORD_BYTES_MAX {
         return Err(BadRecord::BadLength);
     }
     let used = RECORD_HEADER_BYTES + len;
@@ -203,14 +218,36 @@ fn parse_record(buf: &[u8]) -> Result<(&[u8], usize), BadRecord> {
     }
     let payload = &buf[RECORD_HEADER_BYTES..used];
     if crc32c::crc32c(payload) != crc {
-        return Err(BadRecord::Crc { used });
+        return Err(BadRecord::Crc);
     }
-    Ok((payload, used))
+    let (first, json) = payload.split_at(BATCH_FIRST_BYTES);
+    let mut first_bytes = [0u8; BATCH_FIRST_BYTES];
+    first_bytes.copy_from_slice(first);
+    Ok(Record {
+        batch_first: u64::from_le_bytes(first_bytes),
+        json,
+        used,
+    })
 }
 
-fn encode_record(entry: &LogEntry, out: &mut Vec<u8>) -> Result<(), StoreError> {
-    let payload = serde_json::to_vec(entry).map_err(|e| StoreError::Encode(e.to_string()))?;
-    if payload.is_empty() || payload.len() > RECORD_BYTES_MAX {
+/// Whether a valid record written by an append later than the one holding
+/// index `bad_index` exists at or after `from` (see the module doc).
+fn later_append_follows(data: &[u8], from: usize, bad_index: u64) -> bool {
+    let mut off = from;
+    while off < data.len() {
+        match parse_record(&data[off..]) {
+            Ok(r) if r.batch_first > bad_index => return true,
+            Ok(r) => off += r.used,
+            Err(_) => off += 1,
+        }
+    }
+    false
+}
+
+fn encode_record(entry: &LogEntry, batch_first: u64, out: &mut Vec<u8>) -> Result<(), StoreError> {
+    let mut payload = batch_first.to_le_bytes().to_vec();
+    serde_json::to_writer(&mut payload, entry).map_err(|e| StoreError::Encode(e.to_string()))?;
+    if payload.len() > RECORD_BYTES_MAX {
         return Err(StoreError::Encode(format!(
             "entry of {} bytes",
             payload.len()
@@ -243,8 +280,8 @@ fn read_segment(
     let mut pos = 0usize;
     while pos < data.len() {
         match parse_record(&data[pos..]) {
-            Ok((payload, used)) => {
-                let entry: LogEntry = serde_json::from_slice(payload)
+            Ok(Record { json, used, .. }) => {
+                let entry: LogEntry = serde_json::from_slice(json)
                     .map_err(|e| corrupt(pos, format!("entry does not decode: {e}")))?;
                 let expected = out.last().map(|(_, e)| e.log_id.index + 1).unwrap_or(base);
                 if entry.log_id.index != expected {
@@ -263,17 +300,17 @@ fn read_segment(
                 let reason = match bad {
                     BadRecord::Short => "record cut short",
                     BadRecord::BadLength => "impossible record length",
-                    BadRecord::Crc { .. } => "CRC mismatch",
+                    BadRecord::Crc => "CRC mismatch",
                 };
                 if !is_last {
                     return Err(corrupt(pos, reason.to_string()));
                 }
-                // A torn append leaves nothing valid after it; a good record after a
-                // bad one means the bad one was damaged in place.
-                if let BadRecord::Crc { used } = bad {
-                    if pos + used < data.len() && parse_record(&data[pos + used..]).is_ok() {
-                        return Err(corrupt(pos, format!("{reason} before a valid record")));
-                    }
+                let bad_index = out.last().map(|(_, e)| e.log_id.index + 1).unwrap_or(base);
+                if later_append_follows(&data, pos + 1, bad_index) {
+                    return Err(corrupt(
+                        pos,
+                        format!("{reason} in entry {bad_index}, before records of a later append"),
+                    ));
                 }
                 tracing::warn!(
                     path = %path.display(),
@@ -467,6 +504,9 @@ impl LogInner {
     /// Appends entries durably: returns only after fdatasync.
     fn append(&mut self, entries: Vec<LogEntry>) -> Result<(), StoreError> {
         let mut buf = Vec::new();
+        let Some(batch_first) = entries.first().map(|e| e.log_id.index) else {
+            return Ok(());
+        };
         for entry in entries {
             let index = entry.log_id.index;
             let needs_roll = match self.segments.last_key_value() {
@@ -481,7 +521,7 @@ impl LogInner {
                 self.roll(index)?;
             }
             let start = buf.len() as u64;
-            encode_record(&entry, &mut buf)?;
+            encode_record(&entry, batch_first, &mut buf)?;
             let written = buf.len() as u64 - start;
             let Some((&base, seg)) = self.segments.iter_mut().next_back() else {
                 return Err(StoreError::Encode("no tail segment".into()));
@@ -714,7 +754,7 @@ mod tests {
         let seg = only_segment(dir.path());
         let good_len = fs::metadata(&seg).expect("stat").len();
         let mut rec = Vec::new();
-        encode_record(&entry(4), &mut rec).expect("encode");
+        encode_record(&entry(4), 4, &mut rec).expect("encode");
         let mut f = OpenOptions::new()
             .append(true)
             .open(&seg)
@@ -738,24 +778,53 @@ mod tests {
         assert_eq!(indexes(&store), vec![1, 2, 3, 4]);
     }
 
-    /// A damaged record followed by good ones is corruption, not a torn write.
+    /// A damaged record (flipped bit, or zeroed header) followed by records
+    /// of later, acknowledged appends is corruption, not a torn write.
     #[test]
     fn corruption_in_the_middle_is_an_error() {
-        let dir = TestDir::new("log-corrupt");
+        for zero_header in [false, true] {
+            let dir = TestDir::new("log-corrupt");
+            let store = LogStore::open(dir.path()).expect("open");
+            for i in 1..=3 {
+                store.append_sync(vec![entry(i)]).expect("append");
+            }
+            drop(store);
+            let seg = only_segment(dir.path());
+            let mut bytes = fs::read(&seg).expect("read");
+            if zero_header {
+                bytes[..RECORD_HEADER_BYTES].fill(0);
+            } else {
+                bytes[RECORD_HEADER_BYTES + BATCH_FIRST_BYTES + 2] ^= 0xff;
+            }
+            fs::write(&seg, &bytes).expect("write");
+            match LogStore::open(dir.path()) {
+                Err(StoreError::Corrupt { offset: 0, .. }) => {}
+                Err(e) => panic!("wrong error: {e}"),
+                Ok(_) => panic!("corrupt log opened"),
+            }
+        }
+    }
+
+    /// Power loss mid-append can persist a later record of the append but not
+    /// an earlier one; the whole unacknowledged append is dropped, earlier
+    /// appends are kept.
+    #[test]
+    fn torn_append_with_a_surviving_later_record() {
+        let dir = TestDir::new("log-torn-batch");
         let store = LogStore::open(dir.path()).expect("open");
+        store.append_sync(vec![entry(1)]).expect("append");
+        let first_len = fs::metadata(only_segment(dir.path())).expect("stat").len() as usize;
         store
-            .append_sync((1..=3).map(entry).collect())
+            .append_sync((2..=4).map(entry).collect())
             .expect("append");
         drop(store);
         let seg = only_segment(dir.path());
         let mut bytes = fs::read(&seg).expect("read");
-        bytes[RECORD_HEADER_BYTES + 2] ^= 0xff;
+        bytes[first_len + RECORD_HEADER_BYTES + 3] ^= 0xff;
         fs::write(&seg, &bytes).expect("write");
-        match LogStore::open(dir.path()) {
-            Err(StoreError::Corrupt { offset: 0, .. }) => {}
-            Err(e) => panic!("wrong error: {e}"),
-            Ok(_) => panic!("corrupt log opened"),
-        }
+        let store = LogStore::open(dir.path()).expect("torn append tolerated");
+        assert_eq!(indexes(&store), vec![1]);
+        assert_eq!(fs::metadata(&seg).expect("stat").len() as usize, first_len);
     }
 
     /// Purge forgets old entries durably and deletes whole segments; truncate

@@ -370,7 +370,9 @@ fn works_from_a_glommio_thread() {
         .spawn(move || async move {
             let mut rx = shard_handle.subscribe();
             let v0 = rx.borrow_and_update().version;
-            let r = shard_handle.create_topics(vec![topic("from-shard", 2)], false).await;
+            let r = shard_handle
+                .create_topics(vec![topic("from-shard", 2)], false)
+                .await;
             assert!(r[0].is_ok(), "{r:?}");
             rx.changed().await.expect("publisher alive");
             let seen = rx.borrow_and_update().clone();
