@@ -67,6 +67,15 @@ enum Cmd {
         scenario: PathBuf,
         #[command(flatten)]
         target: Target,
+        /// Override the scenario's measured duration (seconds).
+        #[arg(long = "duration-sec")]
+        duration_sec: Option<f64>,
+        /// Override the scenario's warm-up (seconds).
+        #[arg(long = "warmup-sec")]
+        warmup_sec: Option<f64>,
+        /// Override the scenario's topic.
+        #[arg(long)]
+        topic: Option<String>,
     },
     /// This machine's ceilings: O_DIRECT disk writes (with/without fdatasync) and loopback TCP.
     Limits {
@@ -154,9 +163,18 @@ async fn dispatch(cmd: Cmd) -> Result<(), BenchError> {
         Cmd::Produce { target, workload } => one_run(Kind::Produce, &target, &workload).await,
         Cmd::Consume { target, workload } => one_run(Kind::Consume, &target, &workload).await,
         Cmd::E2e { target, workload } => one_run(Kind::E2e, &target, &workload).await,
-        Cmd::Run { scenario, target } => {
-            let s = Scenario::load(&scenario)?;
+        Cmd::Run { scenario, target, duration_sec, warmup_sec, topic } => {
+            let mut s = Scenario::load(&scenario)?;
             eprintln!("scenario {}: {}", s.name, s.description);
+            if let Some(d) = duration_sec {
+                s.workload.duration_sec = d;
+            }
+            if let Some(d) = warmup_sec {
+                s.workload.warmup_sec = d;
+            }
+            if let Some(t) = topic {
+                s.workload.topic = t;
+            }
             one_run(s.kind, &target, &s.workload).await
         }
         Cmd::Limits {
