@@ -163,7 +163,13 @@ async fn dispatch(cmd: Cmd) -> Result<(), BenchError> {
         Cmd::Produce { target, workload } => one_run(Kind::Produce, &target, &workload).await,
         Cmd::Consume { target, workload } => one_run(Kind::Consume, &target, &workload).await,
         Cmd::E2e { target, workload } => one_run(Kind::E2e, &target, &workload).await,
-        Cmd::Run { scenario, target, duration_sec, warmup_sec, topic } => {
+        Cmd::Run {
+            scenario,
+            target,
+            duration_sec,
+            warmup_sec,
+            topic,
+        } => {
             let mut s = Scenario::load(&scenario)?;
             eprintln!("scenario {}: {}", s.name, s.description);
             if let Some(d) = duration_sec {
