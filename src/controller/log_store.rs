@@ -415,6 +415,8 @@ impl LogStore {
         })
     }
 
+    // StorageError is large, but it is what every openraft storage call returns.
+    #[allow(clippy::result_large_err)]
     fn lock(&self) -> Result<MutexGuard<'_, LogInner>, StorageError<RaftNodeId>> {
         self.inner.lock().map_err(|_| {
             StorageIOError::read_logs(&io::Error::other("controller log lock poisoned")).into()

@@ -128,6 +128,11 @@ pub struct ControllerHandle {
 /// registers this broker, and returns once that metadata is applied and
 /// published. Call before the glommio shard pool starts.
 pub fn start(config: ControllerConfig) -> Result<ControllerHandle, ControllerError> {
+    if config.broker.shard_count == 0 {
+        return Err(ControllerError::InvalidConfig(
+            "the broker must have at least one shard".into(),
+        ));
+    }
     if config.node_id < 0 || config.broker.node_id != config.node_id {
         return Err(ControllerError::InvalidConfig(format!(
             "controller node id {} must be >= 0 and equal the broker's node id {}",
@@ -294,6 +299,20 @@ async fn bootstrap_and_register(
             node_id = config.node_id,
             "controller: bootstrapped a new single-voter cluster"
         );
+    }
+    // One voter for now: a dir whose voter is another node id would wait
+    // forever to be elected, so say why instead.
+    let voters: Vec<RaftNodeId> = raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .voter_ids()
+        .collect();
+    if !voters.is_empty() && !voters.contains(&raft_id) {
+        return Err(ControllerError::InvalidConfig(format!(
+            "controller dir {} belongs to node(s) {voters:?}, not node {raft_id}",
+            config.dir.display()
+        )));
     }
     raft.wait(Some(Duration::from_millis(LEADER_WAIT_MS_MAX)))
         .state(ServerState::Leader, "controller start: become leader")

@@ -384,3 +384,26 @@ fn works_from_a_glommio_thread() {
     assert!(c.current().topic("from-shard").is_some());
     c.shutdown();
 }
+
+/// Starting on a dir bootstrapped by another node id, or with no shards, is
+/// a clear configuration error rather than a hang.
+#[tokio::test]
+async fn wrong_node_id_or_no_shards_is_refused() {
+    let dir = TestDir::new("ctl-wrong-node");
+    start(config(&dir, 1)).expect("start").shutdown();
+    let mut other = config(&dir, 1);
+    other.node_id = 2;
+    other.broker.node_id = 2;
+    match start(other) {
+        Err(ControllerError::InvalidConfig(m)) => assert!(m.contains("belongs to"), "{m}"),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("started as a node that is not a voter"),
+    }
+    assert!(matches!(
+        start(config(&dir, 0)),
+        Err(ControllerError::InvalidConfig(_))
+    ));
+    start(config(&dir, 1))
+        .expect("the right node still starts")
+        .shutdown();
+}
