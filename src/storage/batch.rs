@@ -366,7 +366,7 @@ pub(crate) mod testing {
             put_varint(&mut body, i as i64);
             put_varint(&mut body, -1); // null key
             put_varint(&mut body, value_len as i64);
-            body.extend(std::iter::repeat(i as u8).take(value_len));
+            body.extend(std::iter::repeat_n(i as u8, value_len));
             put_varint(&mut body, 0); // no headers
             put_varint(&mut records, body.len() as i64);
             records.extend_from_slice(&body);

@@ -75,7 +75,7 @@ impl OffsetIndex {
     /// Decodes an index file; None if it is not a sane index for a segment of
     /// `segment_size` bytes (wrong length, not increasing, past the end).
     pub fn decode(buf: &[u8], segment_size: u64) -> Option<OffsetIndex> {
-        if buf.len() % OFFSET_ENTRY_SIZE != 0 {
+        if !buf.len().is_multiple_of(OFFSET_ENTRY_SIZE) {
             return None;
         }
         let mut idx = OffsetIndex::default();
@@ -145,7 +145,7 @@ impl TimeIndex {
     }
 
     pub fn decode(buf: &[u8]) -> Option<TimeIndex> {
-        if buf.len() % TIME_ENTRY_SIZE != 0 {
+        if !buf.len().is_multiple_of(TIME_ENTRY_SIZE) {
             return None;
         }
         let mut idx = TimeIndex::default();

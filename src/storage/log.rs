@@ -182,7 +182,7 @@ impl State {
     fn error(&self) -> StorageError {
         match &self.last_error {
             Some((kind, msg)) => StorageError::Io(io::Error::new(*kind, msg.clone())),
-            None => StorageError::Io(io::Error::new(io::ErrorKind::Other, "write failed")),
+            None => StorageError::Io(io::Error::other("write failed")),
         }
     }
 
@@ -435,7 +435,7 @@ impl Log {
         let segment_base = seg.base_offset;
         let seg_max = seg.idx.max_ts;
         if let Some(m) = seg_max {
-            if st.max_ts.map_or(true, |cur| m.0 > cur.0) {
+            if st.max_ts.is_none_or(|cur| m.0 > cur.0) {
                 st.max_ts = Some(m);
             }
         }
@@ -561,7 +561,7 @@ impl Log {
         match self.me.upgrade() {
             Some(me) => {
                 // The JoinHandle is not needed: the task reports through `progress`.
-                let _ = glommio::spawn_local(async move { me.writer_loop().await }).detach();
+                drop(glommio::spawn_local(async move { me.writer_loop().await }).detach());
             }
             None => self.state.borrow_mut().writer_running = false,
         }
@@ -864,7 +864,7 @@ impl Log {
         if st.closed {
             return Err(StorageError::Closed);
         }
-        if st.max_ts.map_or(true, |(m, _)| m < ts) {
+        if st.max_ts.is_none_or(|(m, _)| m < ts) {
             return Ok(None);
         }
         let cache_start = st.cache_start();
@@ -953,6 +953,7 @@ impl Log {
             }
             dma.close_rc().await?;
         }
+        super::recovery::write_clean_marker(&self.dir)?;
         Ok(())
     }
 

@@ -309,9 +309,12 @@ fn reopen_after_clean_close_keeps_everything() {
                     .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "index"))
             })
             .count();
+        let marker = dir.join(crate::storage::recovery::CLEAN_MARKER);
+        assert!(marker.exists(), "clean close leaves the marker");
         let log = Log::open(dir.clone(), small_config())
             .await
             .expect("reopen");
+        assert!(!marker.exists(), "open consumes the marker");
         assert!(log.segment_count() > 2);
         assert_eq!(
             index_files,

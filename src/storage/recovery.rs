@@ -12,7 +12,9 @@
 //! - The tail segment is always rescanned (length, magic, CRC32C, offset
 //!   continuity), truncated at the first invalid batch or the zero padding
 //!   (ftruncate + fsync), its indexes rebuilt in memory and its stale index
-//!   files deleted. Decision: the tail is REOPENED for appends (no new
+//!   files deleted. After a clean close (marker file `.clean-shutdown`,
+//!   removed durably at open) the tail's index files are trusted instead and
+//!   only the headers after the last index entry are walked. Decision: the tail is REOPENED for appends (no new
 //!   segment per restart); the last partial 512-byte block is read back so
 //!   the next O_DIRECT write can rewrite it.
 
@@ -22,10 +24,12 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::batch::BatchHeader;
 use super::index::{OffsetIndex, TimeIndex};
 use super::log::LogConfig;
 use super::segment::{
-    parse_segment_name, read_exact, scan_segment, segment_path, SegIndexes, Segment,
+    parse_segment_name, read_exact, read_header_at, scan_segment, segment_path, ScanOutcome,
+    SegIndexes, Segment,
 };
 use super::StorageError;
 
@@ -51,6 +55,9 @@ pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> Result<Vec<Segmen
         }
     }
     bases.sort_unstable();
+    // The marker must be gone (durably) before anything is appended, or a
+    // later crash would make the next open trust a torn tail.
+    let clean = take_clean_marker(dir)?;
     let Some((&tail_base, sealed)) = bases.split_last() else {
         return Ok(vec![Segment::new_empty(dir, 0, now_ms())]);
     };
@@ -64,8 +71,62 @@ pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> Result<Vec<Segmen
             config.index_interval_bytes,
         )?);
     }
-    segments.push(open_tail(dir, tail_base, config.index_interval_bytes).await?);
+    segments.push(open_tail(dir, tail_base, config.index_interval_bytes, clean).await?);
     Ok(segments)
+}
+
+/// Name of the marker `Log::close` leaves after a clean shutdown.
+pub(crate) const CLEAN_MARKER: &str = ".clean-shutdown";
+
+/// Written last by a clean close: the tail's index files are then current and
+/// its file holds no padding, so the next open can skip the CRC scan.
+pub(crate) fn write_clean_marker(dir: &Path) -> io::Result<()> {
+    std::fs::write(dir.join(CLEAN_MARKER), b"")?;
+    File::open(dir)?.sync_all()
+}
+
+fn take_clean_marker(dir: &Path) -> io::Result<bool> {
+    let path = dir.join(CLEAN_MARKER);
+    if !path.exists() {
+        return Ok(false);
+    }
+    std::fs::remove_file(&path)?;
+    File::open(dir)?.sync_all()?;
+    Ok(true)
+}
+
+/// After a clean close: trusts the tail's index files and only walks the
+/// headers after the last index entry to find the end. None if anything
+/// does not add up (then the caller scans).
+fn trusted_tail(
+    file: &File,
+    path: &Path,
+    base: i64,
+    len: u64,
+) -> Result<Option<(u64, i64, SegIndexes)>, StorageError> {
+    let Some(mut idx) = load_indexes(path, base, len)? else {
+        return Ok(None);
+    };
+    let (mut pos, mut next_offset) = match idx.index.floor(u32::MAX) {
+        Some((rel, p)) => (u64::from(p), base + i64::from(rel)),
+        None => (0, base),
+    };
+    let start = pos;
+    while pos + BatchHeader::SIZE as u64 <= len {
+        let Ok(h) = read_header_at(file, path, pos) else {
+            return Ok(None);
+        };
+        if h.base_offset != next_offset || h.batch_length < 49 {
+            return Ok(None);
+        }
+        pos += h.total_size() as u64;
+        next_offset = h.last_offset() + 1;
+    }
+    if pos != len {
+        return Ok(None);
+    }
+    idx.bytes_since_index = len - start;
+    Ok(Some((len, next_offset, idx)))
 }
 
 fn remove_if_exists(path: &Path) -> io::Result<()> {
@@ -161,12 +222,31 @@ fn open_sealed(
     Ok(seg)
 }
 
-async fn open_tail(dir: &Path, base: i64, interval: u32) -> Result<Segment, StorageError> {
+async fn open_tail(
+    dir: &Path,
+    base: i64,
+    interval: u32,
+    clean: bool,
+) -> Result<Segment, StorageError> {
     let path = segment_path(dir, base, "log");
     let file = OpenOptions::new().read(true).write(true).open(&path)?;
     let meta = file.metadata()?;
     let len = meta.len();
-    let out = scan_segment(&file, len, base, interval)?;
+    let trusted = if clean {
+        trusted_tail(&file, &path, base, len)?
+    } else {
+        None
+    };
+    let out = match trusted {
+        Some((valid_size, next_offset, idx)) => ScanOutcome {
+            valid_size,
+            next_offset,
+            idx,
+            stop_reason: None,
+            rest_is_zero: true,
+        },
+        None => scan_segment(&file, len, base, interval)?,
+    };
     if out.valid_size < len {
         tracing::warn!(
             file = %path.display(),

@@ -74,7 +74,7 @@ impl SegIndexes {
             }
         }
         self.bytes_since_index += len;
-        if self.max_ts.map_or(true, |(ts, _)| h.max_timestamp > ts) {
+        if self.max_ts.is_none_or(|(ts, _)| h.max_timestamp > ts) {
             self.max_ts = Some((h.max_timestamp, h.last_offset()));
         }
     }
