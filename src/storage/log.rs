@@ -1018,7 +1018,8 @@ struct ReadLimits {
 impl ReadLimits {
     /// May a batch of `len` bytes with base `base` follow `taken` bytes?
     fn admits(&self, taken: usize, base: i64, len: usize) -> bool {
-        base < self.end_offset && (taken + len <= self.max_bytes || (taken == 0 && self.min_one))
+        base < self.end_offset
+            && (taken.saturating_add(len) <= self.max_bytes || (taken == 0 && self.min_one))
     }
 }
 
@@ -1093,7 +1094,8 @@ fn read_segment(
     if !limits.admits(0, first.base_offset, first_len) {
         return Ok(ReadResult::default());
     }
-    let budget_end = (start + limits.max_bytes as u64)
+    let budget_end = start
+        .saturating_add(limits.max_bytes as u64)
         .max(start + first_len as u64)
         .min(limit);
     let mut end = start + first_len as u64;

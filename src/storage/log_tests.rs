@@ -209,6 +209,12 @@ fn read_respects_high_watermark_max_bytes_and_min_one() {
             let (_, hs) = loaded(&r).await;
             assert_eq!(hs.len(), 10);
             assert_eq!(r.last_offset, Some(39));
+            // An unbounded max_bytes does not overflow the budget arithmetic.
+            let r = log
+                .read(0, usize::MAX, i64::MAX, false)
+                .await
+                .expect("read");
+            assert_eq!((r.bytes, r.last_offset), (10 * one, Some(39)));
             log.remove().await.expect("remove");
         });
     }
