@@ -575,3 +575,145 @@ pub async fn list_offsets(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// ApiVersions v0 response body: error 0 and the APIs this client uses.
+    fn api_versions_v0(correlation_id: i32) -> Vec<u8> {
+        let apis: [(i16, i16, i16); 4] = [(0, 0, 9), (1, 4, 11), (3, 0, 12), (18, 0, 3)];
+        let mut body = Vec::new();
+        body.extend_from_slice(&correlation_id.to_be_bytes());
+        body.extend_from_slice(&0i16.to_be_bytes());
+        body.extend_from_slice(&(apis.len() as i32).to_be_bytes());
+        for (k, min, max) in apis {
+            for v in [k, min, max] {
+                body.extend_from_slice(&v.to_be_bytes());
+            }
+        }
+        let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        frame
+    }
+
+    /// Reads one request frame; returns its correlation id.
+    async fn read_request(s: &mut TcpStream) -> Option<i32> {
+        let len = s.read_i32().await.ok()?;
+        let mut buf = vec![0u8; usize::try_from(len).ok()?];
+        s.read_exact(&mut buf).await.ok()?;
+        Some(i32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]))
+    }
+
+    // Proves the client never has more than MAX_IN_FLIGHT requests outstanding and matches every response by correlation id.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pipelines_at_most_max_in_flight() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        const REQUESTS: usize = 4 * MAX_IN_FLIGHT;
+        let (go_tx, go_rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            let id = read_request(&mut s).await.expect("handshake");
+            s.write_all(&api_versions_v0(id)).await.expect("write");
+            let mut go = Some(go_rx);
+            let mut pending = Vec::new();
+            for _ in 0..REQUESTS {
+                pending.push(read_request(&mut s).await.expect("request"));
+                assert!(
+                    pending.len() <= MAX_IN_FLIGHT,
+                    "client exceeded the in-flight bound"
+                );
+                if pending.len() == MAX_IN_FLIGHT {
+                    // The first window is held until the client has checked it is blocked.
+                    if let Some(go) = go.take() {
+                        go.await.expect("go");
+                    }
+                    for id in pending.drain(..) {
+                        s.write_all(&api_versions_v0(id)).await.expect("write");
+                    }
+                }
+            }
+        });
+        let conn = Connection::connect(&addr).await.expect("connect");
+        assert_eq!(
+            conn.pick_version(ApiKey::Produce, PRODUCE_VERSIONS)
+                .expect("produce"),
+            9
+        );
+        assert_eq!(
+            conn.pick_version(ApiKey::Fetch, FETCH_VERSIONS)
+                .expect("fetch"),
+            11
+        );
+        assert!(conn
+            .pick_version(ApiKey::CreateTopics, CREATE_TOPICS_VERSIONS)
+            .is_err());
+        let mut futs = Vec::new();
+        for _ in 0..MAX_IN_FLIGHT {
+            futs.push(
+                conn.submit(&ApiVersionsRequest::default(), 0, true)
+                    .await
+                    .expect("submit"),
+            );
+        }
+        // With the window full and no response sent, a sixth submit cannot proceed.
+        let req = ApiVersionsRequest::default();
+        let sixth = conn.submit(&req, 0, true);
+        tokio::pin!(sixth);
+        let polled_once = tokio::select! {
+            biased;
+            r = &mut sixth => Some(r.is_ok()),
+            _ = std::future::ready(()) => None,
+        };
+        assert_eq!(
+            polled_once, None,
+            "sixth request was sent with five outstanding"
+        );
+        go_tx.send(()).expect("server alive");
+        futs.push(sixth.await.expect("sixth submit"));
+        for _ in MAX_IN_FLIGHT + 1..REQUESTS {
+            futs.push(
+                conn.submit(&ApiVersionsRequest::default(), 0, true)
+                    .await
+                    .expect("submit"),
+            );
+        }
+        for f in futs {
+            let (resp, _) = f.wait().await.expect("response");
+            assert_eq!(resp.error_code, 0);
+        }
+        server.await.expect("server");
+    }
+
+    // Proves a response with the wrong correlation id fails the request instead of being matched to it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn wrong_correlation_id_fails() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            let id = read_request(&mut s).await.expect("handshake");
+            s.write_all(&api_versions_v0(id)).await.expect("write");
+            let id = read_request(&mut s).await.expect("request");
+            s.write_all(&api_versions_v0(id + 100))
+                .await
+                .expect("write");
+            // Keep the socket open until the client has seen the error.
+            let _ = read_request(&mut s).await;
+        });
+        let conn = Connection::connect(&addr).await.expect("connect");
+        let fut = conn
+            .submit(&ApiVersionsRequest::default(), 0, true)
+            .await
+            .expect("submit");
+        assert!(matches!(
+            fut.wait().await,
+            Err(ClientError::Correlation { .. })
+        ));
+        drop(conn);
+        server.abort();
+    }
+}
