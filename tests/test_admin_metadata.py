@@ -229,3 +229,17 @@ def test_no_auto_create_when_disabled(broker_factory, topic_name):
     assert len(errors) == 1 and errors[0] is not None, errors
     assert topic_name not in topic_metadata(b.bootstrap).topics
     assert raw_metadata(b, topic_name, False)[topic_name][0] == 3
+
+
+def test_auto_created_topic_takes_num_partitions_setting(broker_factory, topic_name):
+    """With FJORD_NUM_PARTITIONS=3, a topic auto-created by a produce has 3 partitions."""
+    b = broker_factory(env={"FJORD_NUM_PARTITIONS": "3"})
+    assert clients.produce_all(b.bootstrap, topic_name, [{"value": b"x", "partition": 0}]) == [(0, 0)]
+    assert sorted(topic_metadata(b.bootstrap, topic_name).topics[topic_name].partitions) == [0, 1, 2]
+
+
+def test_describe_configs_of_unknown_topic_fails(broker, topic_name):
+    """DescribeConfigs for a topic that does not exist fails with UNKNOWN_TOPIC_OR_PARTITION."""
+    res = ConfigResource(ResourceType.TOPIC, topic_name + "-missing")
+    err, _ = admin_results(broker.bootstrap, "describe_configs", [res])[res]
+    assert err is not None and err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART, err
