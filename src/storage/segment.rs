@@ -275,10 +275,14 @@ pub fn scan_segment(
                 break;
             }
         };
-        if h.base_offset != next_offset || h.last_offset_delta < 0 {
+        let rel_last = i64::from(h.last_offset_delta) + (next_offset - base_offset);
+        if h.base_offset != next_offset || h.last_offset_delta < 0 || rel_last > i64::from(i32::MAX)
+        {
             stop_reason = Some(format!(
-                "at {pos}: base offset {} where {next_offset} was expected",
-                h.base_offset
+                "at {pos}: batch offsets {}..={} do not continue from {next_offset} \
+                 within the segment's offset range",
+                h.base_offset,
+                h.last_offset()
             ));
             break;
         }
