@@ -379,3 +379,50 @@ fn first_error(resp: &ProduceResponse) -> i16 {
         .find(|c| *c != 0)
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{for_each_record, parse_header, records_section, Compression};
+
+    // Proves per-record latency is taken from each record's intended time, and warm-up records are left out.
+    #[test]
+    fn batch_latency_from_intended_times() {
+        let live = Live::new();
+        let mut h = new_histogram();
+        // Records intended at 1000, 2000, ..., 5000 µs; ack at 10000 µs; warm-up ends at 2500.
+        let m = BatchMeta {
+            first_intended_us: 1000,
+            last_intended_us: 5000,
+            count: 5,
+            payload_bytes: 500,
+        };
+        let measured = record_batch_latency(&mut h, &live, m, 10_000, 2_500);
+        assert_eq!(measured, 3);
+        assert_eq!(h.len(), 3);
+        assert_eq!(h.min(), 5000);
+        assert!(h.max() >= 7000 && h.max() <= 7010, "max {}", h.max());
+        assert_eq!(live.interval.lock().expect("lock").len(), 3);
+    }
+
+    // Proves generated values carry the intended-time stamp and the requested size.
+    #[test]
+    fn values_carry_stamp_and_size() {
+        let mut g = Generator::new(7, 300, 0);
+        let mut b = BatchBuilder::new(Compression::None, 4096);
+        g.push(&mut b, 300, 123_456);
+        g.push(&mut b, 8, 999);
+        let batch = b.finish().expect("batch");
+        let h = parse_header(&batch).expect("header");
+        let sec = records_section(&batch, &h).expect("records");
+        let mut seen = Vec::new();
+        for_each_record(&sec, h.record_count, |r| {
+            let v = r.value.expect("value");
+            let mut s = [0u8; 8];
+            s.copy_from_slice(&v[..STAMP_BYTES]);
+            seen.push((u64::from_le_bytes(s), v.len()));
+        })
+        .expect("walk");
+        assert_eq!(seen, vec![(123_456, 300), (999, 8)]);
+    }
+}
