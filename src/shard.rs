@@ -36,6 +36,11 @@ impl ShardState {
         ShardState { id, mesh, config, controller, partitions, shutdown, metadata_rx }
     }
 
+    /// The shard of this process that serves a replica placed on `placed`.
+    pub fn owner_of(&self, placed: ShardId) -> ShardId {
+        crate::partition::manager::owner_of(placed, self.mesh.shard_count())
+    }
+
     /// The newest metadata snapshot the controller has published.
     pub fn metadata(&self) -> MetadataSnapshot {
         self.metadata_rx.borrow().clone()

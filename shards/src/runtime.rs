@@ -73,10 +73,62 @@ pub fn allowed_cpus() -> Vec<usize> {
     }
 }
 
-/// Fails if something already listens on `addr`. A plain bind without
-/// SO_REUSEPORT fails against any existing listener, including a glommio one.
+/// Fails if a socket already LISTENs on `addr` (or on the wildcard address
+/// with its port). Read from /proc/net/tcp{,6}: a trial bind would also trip
+/// over the orphaned FIN_WAIT sockets a killed broker leaves behind for up to
+/// a minute, which glommio's SO_REUSEPORT bind does not mind.
 pub fn check_address_free(addr: SocketAddr) -> std::io::Result<()> {
-    StdTcpListener::bind(addr).map(drop)
+    let tables = ["/proc/net/tcp", "/proc/net/tcp6"];
+    let mut read_any = false;
+    for table in tables {
+        let Ok(text) = std::fs::read_to_string(table) else { continue };
+        read_any = true;
+        for line in text.lines().skip(1) {
+            if let Some(listener) = parse_listener(line) {
+                let same_port = listener.port() == addr.port();
+                let overlaps = listener.ip() == addr.ip() || listener.ip().is_unspecified() || addr.ip().is_unspecified();
+                if same_port && overlaps {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::AddrInUse,
+                        format!("another process is listening on {listener}"),
+                    ));
+                }
+            }
+        }
+    }
+    if !read_any {
+        // No /proc: fall back to a trial bind.
+        StdTcpListener::bind(addr)?;
+    }
+    Ok(())
+}
+
+/// The local address of a LISTEN row of /proc/net/tcp or tcp6.
+fn parse_listener(line: &str) -> Option<SocketAddr> {
+    const TCP_LISTEN: &str = "0A";
+    let mut fields = line.split_whitespace();
+    let local = fields.nth(1)?;
+    let state = fields.nth(1)?;
+    if state != TCP_LISTEN {
+        return None;
+    }
+    let (ip_hex, port_hex) = local.split_once(':')?;
+    let port = u16::from_str_radix(port_hex, 16).ok()?;
+    let ip: std::net::IpAddr = match ip_hex.len() {
+        8 => std::net::Ipv4Addr::from(u32::from_str_radix(ip_hex, 16).ok()?.swap_bytes()).into(),
+        32 => {
+            // Four 32-bit words, each in host (little-endian) order.
+            let mut bytes = [0u8; 16];
+            for i in 0..4 {
+                let word = u32::from_str_radix(&ip_hex[i * 8..i * 8 + 8], 16).ok()?;
+                bytes[i * 4..i * 4 + 4].copy_from_slice(&word.to_le_bytes());
+            }
+            let v6 = std::net::Ipv6Addr::from(bytes);
+            v6.to_ipv4_mapped().map(Into::into).unwrap_or(v6.into())
+        }
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
 }
 
 /// Starts `config.shard_count` shards, each running `main(shard)` on its own
@@ -175,6 +227,20 @@ mod tests {
         })
         .unwrap();
         assert_eq!(done.load(Ordering::SeqCst), shards);
+    }
+
+    /// A listening socket is seen as taken; a closed one is free again.
+    #[test]
+    fn address_check_sees_listeners() {
+        let l = StdTcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        assert!(check_address_free(addr).is_err());
+        drop(l);
+        assert!(check_address_free(addr).is_ok());
+        assert_eq!(
+            parse_listener("   0: 0100007F:2384 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1"),
+            Some("127.0.0.1:9092".parse().unwrap())
+        );
     }
 
     /// Asking for more shards than CPUs is refused with a clear error.

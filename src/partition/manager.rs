@@ -17,9 +17,18 @@ use crate::storage::{Log, LogConfig, StorageError};
 
 type Key = (String, i32);
 
+/// The shard that serves a replica placed on `placed`. Placement is kept as
+/// the controller decided it; when the broker restarts with fewer shards,
+/// replicas of shards that no longer exist are served by `placed % count`
+/// (a log's files do not depend on which shard opens them).
+pub fn owner_of(placed: ShardId, shard_count: usize) -> ShardId {
+    placed % shard_count.max(1)
+}
+
 pub struct PartitionManager {
     node_id: NodeId,
     shard_id: ShardId,
+    shard_count: usize,
     kafka_dir: PathBuf,
     config: Config,
     partitions: RefCell<HashMap<Key, Rc<Partition>>>,
@@ -38,6 +47,7 @@ impl PartitionManager {
         PartitionManager {
             node_id: config.node_id,
             shard_id,
+            shard_count: config.shards,
             kafka_dir: config.data_dir.join("kafka"),
             config: config.clone(),
             partitions: RefCell::new(HashMap::new()),
@@ -80,7 +90,7 @@ impl PartitionManager {
         // Open what is newly ours.
         for topic in md.topics.values() {
             for p in &topic.partitions {
-                let ours = p.replicas.iter().any(|r| r.node_id == self.node_id && r.shard == self.shard_id);
+                let ours = p.replicas.iter().any(|r| r.node_id == self.node_id && crate::partition::manager::owner_of(r.shard, self.shard_count) == self.shard_id);
                 if !ours {
                     continue;
                 }
@@ -118,7 +128,7 @@ impl PartitionManager {
                 Some(t) => {
                     t.id != part.topic_id
                         || t.partitions.get(*idx as usize).map_or(true, |p| {
-                            !p.replicas.iter().any(|r| r.node_id == self.node_id && r.shard == self.shard_id)
+                            !p.replicas.iter().any(|r| r.node_id == self.node_id && crate::partition::manager::owner_of(r.shard, self.shard_count) == self.shard_id)
                         })
                 }
             })

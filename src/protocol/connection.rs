@@ -48,6 +48,11 @@ pub async fn serve(shard: Rc<ShardState>, mut stream: TcpStream) {
                     break CloseReason::Io(e);
                 }
             }
+            Dispatch::RespondSegments(segments) => {
+                if let Err(e) = crate::protocol::zero_copy::write_segments(&mut stream, segments).await {
+                    break CloseReason::Io(e);
+                }
+            }
             Dispatch::NoResponse => {}
             Dispatch::Close(why) => break CloseReason::Protocol(why),
         }
@@ -55,7 +60,8 @@ pub async fn serve(shard: Rc<ShardState>, mut stream: TcpStream) {
     match reason {
         CloseReason::Eof | CloseReason::Shutdown => {}
         CloseReason::Io(e) => tracing::debug!(%peer, error = %e, "connection closed"),
-        other => tracing::warn!(%peer, reason = ?other, "closing connection"),
+        CloseReason::BadLength(len) => tracing::warn!(%peer, len, "closing connection: bad frame length"),
+        CloseReason::Protocol(why) => tracing::warn!(%peer, %why, "closing connection"),
     }
     let _ = stream.close().await;
 }

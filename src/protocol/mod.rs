@@ -8,6 +8,7 @@
 
 pub mod connection;
 pub mod handlers;
+pub mod zero_copy;
 
 use std::rc::Rc;
 

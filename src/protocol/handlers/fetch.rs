@@ -25,6 +25,7 @@ use crate::metadata::ShardId;
 use crate::partition::PartitionError;
 use crate::protocol::RequestContext;
 use crate::shard::ShardState;
+use crate::protocol::zero_copy::{placeholder, Segment, PLACEHOLDER_MAX_BYTES};
 use crate::storage::{Chunk, ReadResult};
 
 pub const MIN_VERSION: i16 = 4;
@@ -48,10 +49,31 @@ struct ReadOut {
     error_code: i16,
     high_watermark: i64,
     log_start_offset: i64,
-    records: Bytes,
+    records: Payload,
 }
 
-pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
+/// A partition's records as they travel back from the owner shard.
+enum Payload {
+    Bytes(Bytes),
+    /// Includes file ranges, to be sent with sendfile.
+    Segments(Vec<Segment>, usize),
+}
+
+impl Payload {
+    fn empty() -> Self {
+        Payload::Bytes(Bytes::new())
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Payload::Bytes(b) => b.len(),
+            Payload::Segments(_, len) => *len,
+        }
+    }
+}
+
+/// The response, and the file ranges its placeholders stand for, in encoding order.
+pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> (FetchResponse, Vec<Vec<Segment>>) {
     let version = ctx.api_version;
     let md = ctx.shard.metadata();
     let node_id = ctx.shard.config.node_id;
@@ -81,7 +103,7 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
                 Some(pm) if pm.leader.node_id != node_id => {
                     data.error_code = ResponseError::NotLeaderOrFollower.code();
                 }
-                Some(pm) => by_shard.entry(pm.leader.shard).or_default().push(ReadPart {
+                Some(pm) => by_shard.entry(ctx.shard.owner_of(pm.leader.shard)).or_default().push(ReadPart {
                     slot: (ti, pi),
                     topic: name.clone(),
                     partition: p.partition,
@@ -102,6 +124,7 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
     let min_bytes = req.min_bytes.max(0) as usize;
     let max_wait = Duration::from_millis(req.max_wait_ms.clamp(0, MAX_WAIT_MS_CAP) as u64);
     let deadline = Instant::now() + max_wait;
+    let mut file_ranges: BTreeMap<(usize, usize), Vec<Segment>> = BTreeMap::new();
     loop {
         let outs = read_all(ctx, &by_shard, max_bytes).await;
         let bytes: usize = outs.iter().map(|o| o.records.len()).sum();
@@ -114,7 +137,13 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
                 p.high_watermark = o.high_watermark;
                 p.last_stable_offset = o.high_watermark;
                 p.log_start_offset = o.log_start_offset;
-                p.records = Some(o.records);
+                p.records = Some(match o.records {
+                    Payload::Bytes(b) => b,
+                    Payload::Segments(segments, len) => {
+                        file_ranges.insert(o.slot, segments);
+                        placeholder(len).unwrap_or_default()
+                    }
+                });
                 // v4+: an empty list, not null, says "no aborted transactions".
                 p.aborted_transactions = Some(Vec::new());
             }
@@ -122,7 +151,9 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
         }
         wait_any(ctx, &by_shard, deadline).await;
     }
-    FetchResponse::default().with_error_code(0).with_session_id(0).with_responses(topics)
+    // BTreeMap order of (topic, partition) slots is the encoder's order.
+    let file_ranges = file_ranges.into_values().collect();
+    (FetchResponse::default().with_error_code(0).with_session_id(0).with_responses(topics), file_ranges)
 }
 
 async fn read_all(ctx: &RequestContext, by_shard: &BTreeMap<ShardId, Vec<ReadPart>>, max_bytes: usize) -> Vec<ReadOut> {
@@ -141,7 +172,7 @@ async fn read_all(ctx: &RequestContext, by_shard: &BTreeMap<ShardId, Vec<ReadPar
                         error_code: ResponseError::NotLeaderOrFollower.code(),
                         high_watermark: -1,
                         log_start_offset: -1,
-                        records: Bytes::new(),
+                        records: Payload::empty(),
                     })
                     .collect(),
             }
@@ -166,7 +197,7 @@ async fn read_local(shard: Rc<ShardState>, parts: Vec<ReadPart>, max_bytes: usiz
                 error_code: ResponseError::NotLeaderOrFollower.code(),
                 high_watermark: -1,
                 log_start_offset: -1,
-                records: Bytes::new(),
+                records: Payload::empty(),
             });
             continue;
         };
@@ -174,16 +205,16 @@ async fn read_local(shard: Rc<ShardState>, parts: Vec<ReadPart>, max_bytes: usiz
         let log_start_offset = partition.log_start_offset();
         let limit = p.max_bytes.min(budget);
         let result = if limit == 0 && any_data {
-            Ok(Bytes::new())
+            Ok(Payload::empty())
         } else {
             match partition.read(p.offset, limit, !any_data).await {
-                Ok(r) => into_bytes(r).await.map_err(|e| PartitionError::Storage(crate::storage::StorageError::Io(e))),
+                Ok(r) => into_payload(r).await.map_err(|e| PartitionError::Storage(crate::storage::StorageError::Io(e))),
                 Err(e) => Err(e),
             }
         };
         match result {
             Ok(records) => {
-                any_data |= !records.is_empty();
+                any_data |= records.len() > 0;
                 budget = budget.saturating_sub(records.len());
                 out.push(ReadOut { slot: p.slot, error_code: 0, high_watermark, log_start_offset, records });
             }
@@ -192,11 +223,33 @@ async fn read_local(shard: Rc<ShardState>, parts: Vec<ReadPart>, max_bytes: usiz
                 error_code: partition_error_code(&e),
                 high_watermark,
                 log_start_offset,
-                records: Bytes::new(),
+                records: Payload::empty(),
             }),
         }
     }
     out
+}
+
+/// Cached batches travel as bytes; segment ranges as file descriptors for
+/// sendfile (dup'ed: the owner's `Rc<File>` cannot leave its shard).
+async fn into_payload(r: ReadResult) -> std::io::Result<Payload> {
+    let has_file = r.chunks.iter().any(|c| matches!(c, Chunk::File { .. }));
+    if !has_file || r.bytes > PLACEHOLDER_MAX_BYTES {
+        return into_bytes(r).await.map(Payload::Bytes);
+    }
+    let mut segments = Vec::with_capacity(r.chunks.len());
+    let mut len = 0usize;
+    for c in r.chunks {
+        len += c.len() as usize;
+        segments.push(match c {
+            Chunk::Memory(b) => Segment::Bytes(b),
+            Chunk::File { file, position, len } => Segment::File { file: file.try_clone()?, position, len },
+        });
+    }
+    if len == 0 {
+        return Ok(Payload::empty());
+    }
+    Ok(Payload::Segments(segments, len))
 }
 
 /// The copying path: one contiguous buffer of the read's batches.

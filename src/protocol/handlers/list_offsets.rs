@@ -55,7 +55,7 @@ pub async fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffset
                 Some(pm) if pm.leader.node_id != node_id => {
                     resp.error_code = ResponseError::NotLeaderOrFollower.code()
                 }
-                Some(pm) => by_shard.entry(pm.leader.shard).or_default().push(Lookup {
+                Some(pm) => by_shard.entry(ctx.shard.owner_of(pm.leader.shard)).or_default().push(Lookup {
                     slot: (ti, pi),
                     topic: t.name.0.to_string(),
                     partition: p.partition_index,

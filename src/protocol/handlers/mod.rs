@@ -58,6 +58,8 @@ pub fn handler_for(key: ApiKey) -> Option<&'static HandlerDef> {
 pub enum Dispatch {
     /// A complete response frame, length prefix included.
     Respond(BytesMut),
+    /// A response frame with file ranges to sendfile (Fetch).
+    RespondSegments(Vec<crate::protocol::zero_copy::Segment>),
     /// acks=0 produce.
     NoResponse,
     Close(String),
@@ -112,7 +114,18 @@ pub async fn dispatch(shard: &Rc<ShardState>, frame: Bytes) -> Dispatch {
                 None => Dispatch::NoResponse,
             }
         }
-        ApiKey::Fetch => route!(m::FetchRequest, fetch::handle),
+        ApiKey::Fetch => {
+            let req = match m::FetchRequest::decode(&mut buf, api_version) {
+                Ok(r) => r,
+                Err(e) => return Dispatch::Close(format!("bad Fetch v{api_version} body: {e}")),
+            };
+            let (resp, file_ranges) = fetch::handle(&ctx, req).await;
+            let header_version = key.response_header_version(api_version);
+            match crate::protocol::zero_copy::encode_frame(header_version, api_version, correlation_id, &resp, file_ranges) {
+                Ok(segments) => Dispatch::RespondSegments(segments),
+                Err(e) => Dispatch::Close(format!("encoding Fetch response: {e}")),
+            }
+        }
         ApiKey::ListOffsets => route!(m::ListOffsetsRequest, list_offsets::handle),
         ApiKey::Metadata => route!(m::MetadataRequest, metadata::handle),
         ApiKey::ApiVersions => route!(m::ApiVersionsRequest, api_versions::handle),

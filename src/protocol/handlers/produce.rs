@@ -112,7 +112,7 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Option<Produce
                 slot.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
                 continue;
             }
-            by_shard.entry(pmeta.leader.shard).or_default().push(LocalAppend {
+            by_shard.entry(ctx.shard.owner_of(pmeta.leader.shard)).or_default().push(LocalAppend {
                 slot: (ti, pi),
                 topic: name.clone(),
                 partition: part.index,
