@@ -79,13 +79,14 @@ def test_repeated_restarts_keep_topics_and_configs(broker, topic_name):
 
 
 def read_acks(path):
+    """[(partition, offset, value)] in acknowledgement order."""
     acks = []
     if not path.exists():
         return acks
     for line in path.read_bytes().splitlines():
         parts = line.split(b" ")
-        if len(parts) == 2:  # a torn last line cannot happen with O_APPEND writes, but be strict anyway
-            acks.append((int(parts[0]), parts[1]))
+        if len(parts) == 3:  # O_APPEND single writes: no torn lines, but be strict anyway
+            acks.append((int(parts[0]), int(parts[1]), parts[2]))
     return acks
 
 
@@ -100,61 +101,67 @@ def wait_for_acks(path, n, proc, timeout_s=30):
     raise AssertionError(f"only {len(read_acks(path))} acks after {timeout_s} s (wanted {n})")
 
 
-@pytest.mark.parametrize("shards", [1, 2], ids=["1shard", "2shards"])
-def test_kill9_mid_stream_loses_no_acknowledged_record(broker_factory, topic_name, tmp_path, shards):
+def start_crash_producer(b, topic, tmp_path, name, partitions=1, compression="none"):
+    return subprocess.Popen([sys.executable, str(TESTS_DIR / "crash_producer.py"), b.bootstrap, topic,
+                             str(tmp_path / f"acks-{name}.txt"), name, str(partitions), compression],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=open(tmp_path / f"producer-{name}.log", "wb"))
+
+
+@pytest.mark.parametrize("shards,partitions,compression", [(1, 1, "none"), (2, 1, "none"), (2, 4, "zstd")],
+                         ids=["1shard-1part", "2shards-1part", "2shards-4parts-zstd"])
+def test_kill9_mid_stream_loses_no_acknowledged_record(broker_factory, topic_name, tmp_path, shards, partitions,
+                                                       compression):
     """Across 3 rounds of (acks=all producer streaming, kill -9 the broker mid-stream, restart), every acknowledged record is in the log exactly once, in order, at its acknowledged offset."""
     b = broker_factory(shards=shards)
-    create_topic(b.bootstrap, topic_name)
+    create_topic(b.bootstrap, topic_name, partitions=partitions)
     all_acks = []
-    for round_no in range(3):
-        ack_file = tmp_path / f"acks-{round_no}.txt"
-        proc = subprocess.Popen([sys.executable, str(TESTS_DIR / "crash_producer.py"), b.bootstrap, topic_name,
-                                 str(ack_file), f"r{round_no}"], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"producer-{round_no}.log", "wb"))
+    rounds = [f"r{n}" for n in range(3)]
+    for n, name in enumerate(rounds):
+        proc = start_crash_producer(b, topic_name, tmp_path, name, partitions, compression)
         try:
-            wait_for_acks(ack_file, 300 + 200 * round_no, proc)
+            wait_for_acks(tmp_path / f"acks-{name}.txt", 300 + 200 * n, proc)
             b.kill9()
         finally:
             time.sleep(0.2)  # let the producer notice, then stop it so nothing is retried after restart
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=10)
-        acks = read_acks(ack_file)
+        acks = read_acks(tmp_path / f"acks-{name}.txt")
         assert acks, "no acknowledged records in this round"
         all_acks.extend(acks)
         b.start()
 
-    log = consume(b.bootstrap, topic_name, timeout_s=60)
-    by_offset = {m["offset"]: m["value"] for m in log}
-    assert [m["offset"] for m in log] == list(range(len(log))), "log offsets are not contiguous from 0"
-    missing = [(o, v) for o, v in all_acks if by_offset.get(o) != v]
-    assert not missing, f"{len(missing)} acknowledged records not at their offset, first: {missing[:5]} " \
-                        f"(log there: {[by_offset.get(o) for o, _ in missing[:5]]})"
-    ack_offsets = [o for o, _ in all_acks]
-    assert ack_offsets == sorted(ack_offsets) and len(set(ack_offsets)) == len(ack_offsets), \
-        "acknowledged offsets are not strictly increasing in production order"
-    # exactly once: no acknowledged value appears at a second offset
     count = {}
-    for m in log:
-        count[m["value"]] = count.get(m["value"], 0) + 1
-    dups = [v for _, v in all_acks if count.get(v) != 1]
+    for p in range(partitions):
+        log = consume(b.bootstrap, topic_name, partition=p, timeout_s=60)
+        assert [m["offset"] for m in log] == list(range(len(log))), f"partition {p}: offsets not contiguous from 0"
+        by_offset = {m["offset"]: m["value"] for m in log}
+        acked = [(o, v) for part, o, v in all_acks if part == p]
+        missing = [(o, v) for o, v in acked if by_offset.get(o) != v]
+        assert not missing, f"partition {p}: {len(missing)} acknowledged records not at their offset, " \
+                            f"first: {missing[:5]} (log there: {[by_offset.get(o) for o, _ in missing[:5]]})"
+        offsets = [o for o, _ in acked]
+        assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets), \
+            f"partition {p}: acknowledged offsets are not strictly increasing in production order"
+        for m in log:
+            count[m["value"]] = count.get(m["value"], 0) + 1
+        # the log keeps each round's values in production order
+        for name in rounds:
+            seq = [int(m["value"].split(b"-")[1]) for m in log if m["value"].startswith(name.encode() + b"-")]
+            assert seq == sorted(seq), f"partition {p}: round {name} values out of order in the log"
+        # and the restarted broker continues after the recovered end
+        assert produce_all(b.bootstrap, topic_name, [{"value": b"final", "partition": p}], acks="all") == \
+            [(p, len(log))]
+    dups = [v for _, _, v in all_acks if count.get(v) != 1]
     assert not dups, f"acknowledged values stored more than once: {dups[:5]}"
-    # the log itself keeps each round's values in production order
-    for r in range(3):
-        seq = [int(m["value"].split(b"-")[1]) for m in log if m["value"].startswith(b"r%d-" % r)]
-        assert seq == sorted(seq), f"round {r} values out of order in the log"
-    # and the restarted broker continues after the recovered end
-    end = len(log)
-    assert produce_all(b.bootstrap, topic_name, [{"value": b"final"}], acks="all") == [(0, end)]
 
 
 def test_sigterm_while_streaming_exits_zero_and_keeps_acknowledged_records(broker_factory, topic_name, tmp_path):
     """SIGTERM while an acks=all producer streams: the broker exits 0 within 20 s and every acknowledged record is there after restart."""
     b = broker_factory(shards=2)
     create_topic(b.bootstrap, topic_name)
-    ack_file = tmp_path / "acks.txt"
-    proc = subprocess.Popen([sys.executable, str(TESTS_DIR / "crash_producer.py"), b.bootstrap, topic_name,
-                             str(ack_file), "t"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=open(tmp_path / "producer.log", "wb"))
+    ack_file = tmp_path / "acks-t.txt"
+    proc = start_crash_producer(b, topic_name, tmp_path, "t")
     try:
         wait_for_acks(ack_file, 500, proc)
         code = b.stop()
@@ -165,5 +172,5 @@ def test_sigterm_while_streaming_exits_zero_and_keeps_acknowledged_records(broke
     acks = read_acks(ack_file)
     b.start()
     by_offset = {m["offset"]: m["value"] for m in consume(b.bootstrap, topic_name, timeout_s=60)}
-    missing = [(o, v) for o, v in acks if by_offset.get(o) != v]
+    missing = [(o, v) for _, o, v in acks if by_offset.get(o) != v]
     assert not missing, f"{len(missing)} acknowledged records lost or moved, first {missing[:5]}"
