@@ -179,12 +179,12 @@ def test_kafkajs_gzip_produce_and_second_batch_offsets(broker, topic_name):
     assert [v for _, _, v in kcat_consume_exact(broker.bootstrap, topic_name)] == want
 
 
-def test_kafkajs_low_level_fetch_reads_confluent_records(broker, topic_name):
+def test_kafkajs_low_level_fetch_reads_confluent_records(any_broker, topic_name):
     """kafkajs' own Fetch path (broker.fetch, no group) reads confluent-produced records byte-exact from offset 0 and from a middle offset."""
-    create_topic(broker.bootstrap, topic_name)
+    create_topic(any_broker.bootstrap, topic_name)
     sent = sample_records(n=20, partition=0)
-    produce_all(broker.bootstrap, topic_name, sent, **{"compression.type": "gzip"})
-    res = js_ok("fetch", broker.bootstrap, topic=topic_name, partition=0, offset=0)
+    produce_all(any_broker.bootstrap, topic_name, sent, **{"compression.type": "gzip"})
+    res = js_ok("fetch", any_broker.bootstrap, topic=topic_name, partition=0, offset=0)
     assert res["errorCode"] == 0
     got = res["records"]
     assert [int(m["offset"]) for m in got] == list(range(len(sent)))
@@ -193,7 +193,7 @@ def test_kafkajs_low_level_fetch_reads_confluent_records(broker, topic_name):
         # kafkajs decodes a null value as null and an empty one as an empty buffer
         assert unb64(m["value"]) == r["value"]
         assert int(m["timestamp"]) == r["timestamp"]
-    res = js_ok("fetch", broker.bootstrap, topic=topic_name, partition=0, offset=15)
+    res = js_ok("fetch", any_broker.bootstrap, topic=topic_name, partition=0, offset=15)
     assert [int(m["offset"]) for m in res["records"]] == list(range(15, len(sent)))
 
 
@@ -230,3 +230,15 @@ def test_near_limit_record_round_trips(broker, topic_name):
     assert produce_all(broker.bootstrap, topic_name, [{"key": b"big", "value": value}], acks="all") == [(0, 0)]
     assert consume(broker.bootstrap, topic_name)[0]["value"] == value
     assert kcat_consume_exact(broker.bootstrap, topic_name) == [(0, b"big", value)]
+
+
+def test_kafkajs_produce_to_many_partitions_and_fetch_each(any_broker, topic_name):
+    """One kafkajs send to 4 partitions (over 1 or 2 shards) returns a base offset per partition, and kafkajs' Fetch reads each partition back."""
+    create_topic(any_broker.bootstrap, topic_name, partitions=4)
+    msgs = [{"value": b64(b"m%d" % i), "partition": i % 4} for i in range(40)]
+    res = js_ok("produce", any_broker.bootstrap, topic=topic_name, acks=-1, messages=msgs)
+    assert sorted((r["partition"], r["errorCode"], r["baseOffset"]) for r in res) == [(p, 0, "0") for p in range(4)]
+    for p in range(4):
+        got = js_ok("fetch", any_broker.bootstrap, topic=topic_name, partition=p, offset=0)["records"]
+        assert [(int(m["offset"]), unb64(m["value"])) for m in got] == \
+            [(k, b"m%d" % i) for k, i in enumerate(range(p, 40, 4))]
