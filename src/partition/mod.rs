@@ -4,7 +4,9 @@
 //! Lives on exactly one shard (the owner named by placement); never `Send`.
 //! `manager` opens and removes replicas as metadata snapshots arrive.
 
+mod idempotent;
 pub mod manager;
+pub mod producer_state;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -23,6 +25,14 @@ pub enum PartitionError {
     /// This shard does not own the replica (metadata moved on).
     NotHere,
     Storage(StorageError),
+    /// An idempotent producer's batch out of sequence or of a stale epoch.
+    Producer(producer_state::ProducerStateError),
+}
+
+impl From<producer_state::ProducerStateError> for PartitionError {
+    fn from(e: producer_state::ProducerStateError) -> Self {
+        PartitionError::Producer(e)
+    }
 }
 
 impl From<StorageError> for PartitionError {
@@ -51,11 +61,14 @@ pub struct Partition {
     log: Rc<Log>,
     /// Fetches waiting for the high watermark to move.
     waiters: RefCell<Vec<oneshot::Sender<()>>>,
+    /// Idempotent producers' epochs and last sequences (see `producer_state`).
+    producers: Rc<RefCell<producer_state::ProducerStates>>,
 }
 
 impl Partition {
     pub fn new(topic: String, partition: i32, topic_id: uuid::Uuid, leader_epoch: i32, log: Rc<Log>) -> Self {
-        Partition { topic, partition, topic_id, leader_epoch, log, waiters: RefCell::new(Vec::new()) }
+        let producers = idempotent::recover_producer_states(&log, Default::default());
+        Partition { topic, partition, topic_id, leader_epoch, log, waiters: RefCell::new(Vec::new()), producers }
     }
 
     pub fn log(&self) -> &Rc<Log> {
@@ -78,7 +91,7 @@ impl Partition {
         headers: &[BatchHeader],
         durability: Durability,
     ) -> Result<AppendResult, PartitionError> {
-        let result = self.log.append(batches, headers, self.leader_epoch).await?;
+        let result = self.append_to_log(batches, headers).await?;
         let end = result.last_offset + 1;
         let waited = match durability {
             Durability::Written => self.log.wait_written(end).await,
@@ -89,6 +102,37 @@ impl Partition {
         waited?;
         debug_assert!(self.high_watermark() >= end);
         Ok(result)
+    }
+
+    /// Appends without waiting for the disk: offsets are assigned and the
+    /// batches are in the log's memory when this returns. A background task
+    /// wakes fetch waiters once the write reaches the kernel. Callers that
+    /// acknowledge follow with `wait_until`, so a connection can pipeline:
+    /// the next request's append is ordered after this one, while this one's
+    /// fdatasync is still in flight (and grouped with others).
+    pub async fn append_deferred(
+        self: &Rc<Self>,
+        batches: BytesMut,
+        headers: &[BatchHeader],
+    ) -> Result<AppendResult, PartitionError> {
+        let result = self.append_to_log(batches, headers).await?;
+        let end = result.last_offset + 1;
+        let this = self.clone();
+        glommio::spawn_local(async move {
+            let _ = this.log.wait_written(end).await;
+            this.wake_waiters();
+        })
+        .detach();
+        Ok(result)
+    }
+
+    /// Resolves once every offset below `end_offset` is as durable as asked.
+    pub async fn wait_until(&self, end_offset: i64, durability: Durability) -> Result<(), PartitionError> {
+        match durability {
+            Durability::Written => self.log.wait_written(end_offset).await?,
+            Durability::Synced => self.log.wait_durable(end_offset).await?,
+        }
+        Ok(())
     }
 
     /// Batches from `offset`, never past the high watermark.

@@ -1,22 +1,36 @@
-//! One client connection: read a frame, dispatch it, write the response.
+//! One client connection: read frames, dispatch them, write the responses
+//! in request order.
 //!
 //! Frames are a 4-byte big-endian length then header and body. A length
 //! below the smallest header or above `socket.request.max.bytes`, an unknown
 //! API key, an unsupported version (except ApiVersions, which answers per
 //! KIP-511) or a body that does not decode closes the connection, as Kafka
 //! does. None of these touch any other connection or any log.
+//!
+//! Requests are handled one at a time, in order, like Kafka. The one
+//! exception is the wait at the end of a produce: its appends are done in
+//! order, but waiting for the disk is handed to the writer task as a
+//! deferred response, so the next request is read and appended meanwhile.
+//! That lets one producer's pipelined acks=all requests share fdatasyncs.
 
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
+use futures_lite::io::{ReadHalf, WriteHalf};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::channels::local_channel;
 use glommio::net::TcpStream;
 
 use crate::protocol::handlers::{self, Dispatch};
+use crate::protocol::zero_copy::write_segments;
 use crate::shard::ShardState;
 
 /// api_key(2) + api_version(2) + correlation_id(4).
 const HEADER_MIN_BYTES: usize = 8;
+/// Responses a connection may have queued (deferred or ready) before it
+/// stops reading: clients pipeline up to 5, this leaves room.
+const PIPELINE_DEPTH_MAX: usize = 16;
 
 #[derive(Debug)]
 enum CloseReason {
@@ -25,14 +39,19 @@ enum CloseReason {
     BadLength(i32),
     Shutdown,
     Protocol(String),
+    WriterGone,
 }
 
-pub async fn serve(shard: Rc<ShardState>, mut stream: TcpStream) {
+pub async fn serve(shard: Rc<ShardState>, stream: TcpStream) {
     let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let _ = stream.set_nodelay(true);
+    let socket_fd = stream.as_raw_fd();
+    let (mut reader, writer) = futures_lite::io::split(stream);
+    let (tx, rx) = local_channel::new_bounded::<Dispatch>(PIPELINE_DEPTH_MAX);
+    let writer_task = glommio::spawn_local(write_responses(writer, socket_fd, rx));
     let reason = loop {
         let frame = {
-            let read = read_frame(&mut stream, shard.config.socket_request_max_bytes);
+            let read = read_frame(&mut reader, shard.config.socket_request_max_bytes);
             let stop = async {
                 shard.shutdown.wait().await;
                 Err(CloseReason::Shutdown)
@@ -43,30 +62,57 @@ pub async fn serve(shard: Rc<ShardState>, mut stream: TcpStream) {
             }
         };
         match handlers::dispatch(&shard, frame).await {
-            Dispatch::Respond(bytes) => {
-                if let Err(e) = stream.write_all(&bytes).await {
-                    break CloseReason::Io(e);
-                }
-            }
-            Dispatch::RespondSegments(segments) => {
-                if let Err(e) = crate::protocol::zero_copy::write_segments(&mut stream, segments).await {
-                    break CloseReason::Io(e);
-                }
-            }
             Dispatch::NoResponse => {}
             Dispatch::Close(why) => break CloseReason::Protocol(why),
+            response => {
+                if tx.send(response).await.is_err() {
+                    break CloseReason::WriterGone;
+                }
+            }
         }
     };
+    // Responses already owed are still sent (in-flight requests finish), then the socket closes.
+    drop(tx);
+    let (writer, write_error) = writer_task.await;
     match reason {
-        CloseReason::Eof | CloseReason::Shutdown => {}
+        CloseReason::Eof | CloseReason::Shutdown | CloseReason::WriterGone => {}
         CloseReason::Io(e) => tracing::debug!(%peer, error = %e, "connection closed"),
         CloseReason::BadLength(len) => tracing::warn!(%peer, len, "closing connection: bad frame length"),
         CloseReason::Protocol(why) => tracing::warn!(%peer, %why, "closing connection"),
     }
-    let _ = stream.close().await;
+    if let Some(e) = write_error {
+        tracing::debug!(%peer, error = %e, "writing a response failed");
+    }
+    let mut writer = writer;
+    let _ = writer.close().await;
+    drop(reader);
 }
 
-async fn read_frame(stream: &mut TcpStream, max_bytes: u64) -> Result<Bytes, CloseReason> {
+/// Writes responses in the order they were queued, waiting for deferred ones.
+async fn write_responses(
+    mut writer: WriteHalf<TcpStream>,
+    socket_fd: i32,
+    rx: local_channel::LocalReceiver<Dispatch>,
+) -> (WriteHalf<TcpStream>, Option<std::io::Error>) {
+    while let Some(mut item) = rx.recv().await {
+        if let Dispatch::Deferred(fut) = item {
+            item = fut.await;
+        }
+        let written = match item {
+            Dispatch::Respond(bytes) => writer.write_all(&bytes).await,
+            Dispatch::RespondSegments(segments) => write_segments(&mut writer, socket_fd, segments).await,
+            // A deferred response that turned out to be a close: stop writing.
+            Dispatch::Close(_) | Dispatch::Deferred(_) => return (writer, None),
+            Dispatch::NoResponse => Ok(()),
+        };
+        if let Err(e) = written {
+            return (writer, Some(e));
+        }
+    }
+    (writer, None)
+}
+
+async fn read_frame(stream: &mut ReadHalf<TcpStream>, max_bytes: u64) -> Result<Bytes, CloseReason> {
     let mut len_buf = [0u8; 4];
     match stream.read_exact(&mut len_buf).await {
         Ok(()) => {}

@@ -13,11 +13,10 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
 
 use bytes::{buf::UninitSlice, BufMut, Bytes, BytesMut};
-use futures_lite::AsyncWriteExt;
-use glommio::net::TcpStream;
+use futures_lite::{AsyncWrite, AsyncWriteExt};
 use kafka_protocol::messages::ResponseHeader;
 use kafka_protocol::protocol::buf::ByteBufMut;
 use kafka_protocol::protocol::Encodable;
@@ -159,26 +158,43 @@ pub mod anyhow_free {
 /// Writes the segments in order: bytes through glommio, file ranges with
 /// sendfile on the (non-blocking) socket, falling back to a copy for the
 /// part sendfile could not take without blocking.
-pub async fn write_segments(stream: &mut TcpStream, segments: Vec<Segment>) -> std::io::Result<()> {
+///
+/// `socket_fd` is the raw descriptor behind `stream`; the caller keeps the
+/// connection open while this runs.
+pub async fn write_segments<W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    socket_fd: RawFd,
+    segments: Vec<Segment>,
+) -> std::io::Result<()> {
     for segment in segments {
         match segment {
             Segment::Bytes(b) => stream.write_all(&b).await?,
-            Segment::File { file, position, len } => send_file_range(stream, &file, position, len).await?,
+            Segment::File { file, position, len } => {
+                // Bytes written before must be on the socket before sendfile adds more.
+                stream.flush().await?;
+                send_file_range(stream, socket_fd, &file, position, len).await?
+            }
         }
     }
     Ok(())
 }
 
-async fn send_file_range(stream: &mut TcpStream, file: &File, position: u64, len: u64) -> std::io::Result<()> {
+async fn send_file_range<W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    socket_fd: RawFd,
+    file: &File,
+    position: u64,
+    len: u64,
+) -> std::io::Result<()> {
     use nix::errno::Errno;
     use std::os::unix::fs::FileExt;
-    set_nonblocking(stream.as_raw_fd())?;
+    set_nonblocking(socket_fd)?;
     let end = position + len;
     let mut offset = position as i64;
     while (offset as u64) < end {
         let remaining = (end - offset as u64) as usize;
-        // SAFETY: the socket fd stays open for the duration: `stream` is borrowed.
-        let sock = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+        // SAFETY: the caller keeps the connection (and so the fd) open.
+        let sock = unsafe { BorrowedFd::borrow_raw(socket_fd) };
         match nix::sys::sendfile::sendfile(sock, file.as_fd(), Some(&mut offset), remaining) {
             Ok(0) => {
                 return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "segment file shorter than its index said"));

@@ -60,6 +60,9 @@ pub enum Dispatch {
     Respond(BytesMut),
     /// A response frame with file ranges to sendfile (Fetch).
     RespondSegments(Vec<crate::protocol::zero_copy::Segment>),
+    /// A response that becomes ready later (produce waiting for the disk);
+    /// the connection reads on meanwhile and sends responses in order.
+    Deferred(std::pin::Pin<Box<dyn std::future::Future<Output = Dispatch>>>),
     /// acks=0 produce.
     NoResponse,
     Close(String),
@@ -110,8 +113,11 @@ pub async fn dispatch(shard: &Rc<ShardState>, frame: Bytes) -> Dispatch {
                 Err(e) => return Dispatch::Close(format!("bad Produce v{api_version} body: {e}")),
             };
             match produce::handle(&ctx, req).await {
-                Some(resp) => encode_response(key, api_version, correlation_id, &resp),
-                None => Dispatch::NoResponse,
+                produce::ProduceOutcome::Respond(resp) => encode_response(key, api_version, correlation_id, &resp),
+                produce::ProduceOutcome::Deferred(resp) => Dispatch::Deferred(Box::pin(async move {
+                    encode_response(key, api_version, correlation_id, &resp.await)
+                })),
+                produce::ProduceOutcome::NoResponse => Dispatch::NoResponse,
             }
         }
         ApiKey::Fetch => {

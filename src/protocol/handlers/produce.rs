@@ -36,12 +36,22 @@ struct LocalAppend {
 
 struct SlotResult {
     slot: (usize, usize),
+    topic: String,
+    partition: i32,
     error_code: i16,
     base_offset: i64,
+    /// One past the last appended offset.
+    end_offset: i64,
     log_start_offset: i64,
 }
 
-pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Option<ProduceResponse> {
+impl SlotResult {
+    fn failed(slot: (usize, usize), error_code: i16) -> Self {
+        SlotResult { slot, topic: String::new(), partition: -1, error_code, base_offset: -1, end_offset: -1, log_start_offset: -1 }
+    }
+}
+
+pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> ProduceOutcome {
     let acks = req.acks;
     let mut response = skeleton(&req);
     let fill_all = |response: &mut ProduceResponse, code: i16| {
@@ -53,12 +63,12 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Option<Produce
     };
     if !matches!(acks, -1 | 0 | 1) {
         fill_all(&mut response, ResponseError::InvalidRequiredAcks.code());
-        return Some(response);
+        return ProduceOutcome::Respond(response);
     }
     if req.transactional_id.is_some() {
         // Transactions are not served yet (issue 5): refuse rather than pretend.
         fill_all(&mut response, ResponseError::TransactionalIdAuthorizationFailed.code());
-        return (acks != 0).then_some(response);
+        return if acks == 0 { ProduceOutcome::NoResponse } else { ProduceOutcome::Respond(response) };
     }
     let missing: Vec<String> = {
         let md = ctx.shard.metadata();
@@ -122,77 +132,125 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Option<Produce
         }
     }
     let durability = if acks == -1 { Durability::Synced } else { Durability::Written };
+    // Phase 1, in request order: append on the owners (offsets assigned).
     let mut calls = Vec::with_capacity(by_shard.len());
     for (shard, appends) in by_shard {
         let mesh = ctx.shard.mesh.clone();
         calls.push(glommio::spawn_local(async move {
             let slots: Vec<(usize, usize)> = appends.iter().map(|a| a.slot).collect();
-            match mesh.call(shard, move |s: Rc<ShardState>| append_local(s, appends, durability)).await {
+            let results = match mesh.call(shard, move |s: Rc<ShardState>| append_local(s, appends)).await {
                 Ok(results) => results,
-                Err(_) => slots
-                    .into_iter()
-                    .map(|slot| SlotResult {
-                        slot,
-                        error_code: ResponseError::NotLeaderOrFollower.code(),
-                        base_offset: -1,
-                        log_start_offset: -1,
-                    })
-                    .collect(),
-            }
+                Err(_) => slots.into_iter().map(|slot| SlotResult::failed(slot, ResponseError::NotLeaderOrFollower.code())).collect(),
+            };
+            (shard, results)
         }));
     }
+    let mut appended: Vec<(ShardId, Vec<SlotResult>)> = Vec::with_capacity(calls.len());
     for call in calls {
-        for r in call.await {
-            let p = &mut response.responses[r.slot.0].partition_responses[r.slot.1];
-            p.error_code = r.error_code;
-            p.base_offset = r.base_offset;
-            p.log_start_offset = r.log_start_offset;
-        }
+        appended.push(call.await);
     }
-    (acks != 0).then_some(response)
-}
-
-/// Runs on the owner shard: appends each partition's batches concurrently.
-async fn append_local(shard: Rc<ShardState>, appends: Vec<LocalAppend>, durability: Durability) -> Vec<SlotResult> {
-    let mut tasks = Vec::with_capacity(appends.len());
-    for a in appends {
-        let shard = shard.clone();
-        tasks.push(glommio::spawn_local(async move {
-            let Some(partition) = shard.local_partition(&a.topic, a.partition).await else {
-                return SlotResult {
-                    slot: a.slot,
-                    error_code: ResponseError::NotLeaderOrFollower.code(),
-                    base_offset: -1,
-                    log_start_offset: -1,
+    if acks == 0 {
+        return ProduceOutcome::NoResponse;
+    }
+    // Phase 2, deferred: wait for durability, so the connection can go on
+    // reading (and appending) its next requests meanwhile.
+    let mesh = ctx.shard.mesh.clone();
+    ProduceOutcome::Deferred(Box::pin(async move {
+        let mut waits = Vec::with_capacity(appended.len());
+        for (shard, results) in appended {
+            let pending: Vec<(String, i32, i64)> =
+                results.iter().filter(|r| r.error_code == 0).map(|r| (r.topic.clone(), r.partition, r.end_offset)).collect();
+            let mesh = mesh.clone();
+            waits.push(glommio::spawn_local(async move {
+                let codes = if pending.is_empty() {
+                    Vec::new()
+                } else {
+                    let n = pending.len();
+                    mesh.call(shard, move |s: Rc<ShardState>| wait_local(s, pending, durability))
+                        .await
+                        .unwrap_or_else(|_| vec![ResponseError::NotLeaderOrFollower.code(); n])
                 };
-            };
-            // The frame's bytes are shared with the decoded request: patching
-            // offsets in place needs a copy of our own.
-            let batches = BytesMut::from(&a.records[..]);
-            match partition.append(batches, &a.headers, durability).await {
-                Ok(r) => SlotResult {
-                    slot: a.slot,
-                    error_code: 0,
-                    base_offset: r.base_offset,
-                    log_start_offset: partition.log_start_offset(),
-                },
-                Err(e) => {
-                    tracing::warn!(topic = %a.topic, partition = a.partition, error = ?e, "append failed");
-                    SlotResult {
-                        slot: a.slot,
-                        error_code: partition_error_code(&e),
-                        base_offset: -1,
-                        log_start_offset: -1,
-                    }
+                (results, codes)
+            }));
+        }
+        for w in waits {
+            let (results, codes) = w.await;
+            let mut codes = codes.into_iter();
+            for r in results {
+                let code = if r.error_code == 0 { codes.next().unwrap_or(0) } else { r.error_code };
+                let p = &mut response.responses[r.slot.0].partition_responses[r.slot.1];
+                p.error_code = code;
+                if code == 0 {
+                    p.base_offset = r.base_offset;
+                    p.log_start_offset = r.log_start_offset;
                 }
             }
-        }));
-    }
-    let mut out = Vec::with_capacity(tasks.len());
-    for t in tasks {
-        out.push(t.await);
+        }
+        response
+    }))
+}
+
+/// What produce gives the dispatcher.
+pub enum ProduceOutcome {
+    /// acks=0.
+    NoResponse,
+    /// Answered without touching a log (every partition failed validation).
+    Respond(ProduceResponse),
+    /// The response once the appends are as durable as acks asks.
+    Deferred(std::pin::Pin<Box<dyn std::future::Future<Output = ProduceResponse>>>),
+}
+
+/// Runs on the owner shard: appends each partition's batches, in order,
+/// without waiting for the disk.
+async fn append_local(shard: Rc<ShardState>, appends: Vec<LocalAppend>) -> Vec<SlotResult> {
+    let mut out = Vec::with_capacity(appends.len());
+    for a in appends {
+        let Some(partition) = shard.local_partition(&a.topic, a.partition).await else {
+            out.push(SlotResult::failed(a.slot, ResponseError::NotLeaderOrFollower.code()));
+            continue;
+        };
+        // The frame's bytes are shared with the decoded request: patching
+        // offsets in place needs a copy of our own.
+        let batches = BytesMut::from(&a.records[..]);
+        match partition.append_deferred(batches, &a.headers).await {
+            Ok(r) => out.push(SlotResult {
+                slot: a.slot,
+                topic: a.topic,
+                partition: a.partition,
+                error_code: 0,
+                base_offset: r.base_offset,
+                end_offset: r.last_offset + 1,
+                log_start_offset: partition.log_start_offset(),
+            }),
+            Err(e) => {
+                tracing::warn!(topic = %a.topic, partition = a.partition, error = ?e, "append failed");
+                out.push(SlotResult::failed(a.slot, partition_error_code(&e)));
+            }
+        }
     }
     out
+}
+
+/// Runs on the owner shard: waits for each appended range; one code per entry.
+async fn wait_local(shard: Rc<ShardState>, pending: Vec<(String, i32, i64)>, durability: Durability) -> Vec<i16> {
+    let mut tasks = Vec::with_capacity(pending.len());
+    for (topic, partition, end) in pending {
+        let shard = shard.clone();
+        tasks.push(glommio::spawn_local(async move {
+            match shard.local_partition(&topic, partition).await {
+                None => ResponseError::NotLeaderOrFollower.code(),
+                Some(p) => match p.wait_until(end, durability).await {
+                    Ok(()) => 0,
+                    Err(e) => partition_error_code(&e),
+                },
+            }
+        }));
+    }
+    let mut codes = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        codes.push(t.await);
+    }
+    codes
 }
 
 /// A response with one entry per requested partition, in request order.
