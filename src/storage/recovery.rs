@@ -248,13 +248,19 @@ async fn open_tail(
         None => scan_segment(&file, len, base, interval)?,
     };
     if out.valid_size < len {
-        tracing::warn!(
-            file = %path.display(),
-            valid_bytes = out.valid_size,
-            file_bytes = len,
-            reason = out.stop_reason.as_deref().unwrap_or("zero padding"),
-            "truncating log tail"
-        );
+        // Zero padding after the last batch is the normal trace of a synced
+        // partial block (the DMA writer pads to 512 bytes): not worth a warning.
+        if out.rest_is_zero {
+            tracing::debug!(file = %path.display(), valid_bytes = out.valid_size, file_bytes = len, "trimming zero padding");
+        } else {
+            tracing::warn!(
+                file = %path.display(),
+                valid_bytes = out.valid_size,
+                file_bytes = len,
+                reason = out.stop_reason.as_deref().unwrap_or("zero padding"),
+                "truncating torn log tail"
+            );
+        }
         file.set_len(out.valid_size)?;
     }
     // Whatever survived may have sat in the page cache only: make it durable
