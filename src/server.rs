@@ -118,8 +118,20 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
 async fn shard_main(mut shard: Shard<ShardState>, config: Config, controller: ControllerHandle, status: Arc<BrokerStatus>) {
     let state = Rc::new(ShardState::new(shard.id, shard.mesh.clone(), config.clone(), controller, shard.shutdown.clone()));
     shard.serve_calls(state.clone());
-    state.partitions.sync_with(&state.metadata()).await;
+    let failed = state.partitions.sync_with(&state.metadata()).await;
+    if let Some((dir, e)) = failed.first() {
+        // Kafka marks a log dir with unreadable logs offline and, when it is
+        // the only one, refuses to start; Fjord has one data dir: stop here
+        // with the file and the reason instead of serving without the log.
+        tracing::error!(dir = %dir.display(), error = %e, "cannot open a partition log at start-up; stopping");
+        eprintln!("fjord: cannot start: partition log {} cannot be opened: {e}", dir.display());
+        std::process::exit(1);
+    }
     glommio::spawn_local(state.clone().follow_metadata()).detach();
+    {
+        let state = state.clone();
+        glommio::spawn_local(async move { state.partitions.retention_loop(&state.shutdown).await }).detach();
+    }
     let listener = match TcpListener::bind(config.kafka_addr) {
         Ok(l) => l,
         Err(e) => {

@@ -78,14 +78,29 @@ impl PartitionManager {
                 .unwrap_or(self.config.log_index_interval_bytes),
             // The shard's cache budget is shared by its partitions; each log gets a slice of it.
             cache_bytes_max: (self.config.batch_cache_bytes / 8).max(1 << 20),
+            retention_ms: get("retention.ms").unwrap_or(self.config.log_retention_ms),
+            retention_bytes: get("retention.bytes").unwrap_or(self.config.log_retention_bytes),
+            delete_enabled: topic
+                .configs
+                .get("cleanup.policy")
+                .is_none_or(|p| p.split(',').any(|i| i.trim() == "delete")),
+            log_append_time: topic.configs.get("message.timestamp.type").is_some_and(|t| t.trim() == "LogAppendTime"),
         }
     }
 
-    /// Opens replicas placed on this shard and removes deleted ones.
-    pub async fn sync_with(&self, md: &ClusterMetadata) {
+    /// Every partition this shard owns (for the retention task).
+    pub fn all(&self) -> Vec<Rc<Partition>> {
+        self.partitions.borrow().values().cloned().collect()
+    }
+
+    /// Opens replicas placed on this shard, applies changed topic configs to
+    /// open logs, and removes deleted ones. Returns the logs that could not be
+    /// opened (the caller decides whether that is fatal: it is at start-up).
+    pub async fn sync_with(&self, md: &ClusterMetadata) -> Vec<(PathBuf, StorageError)> {
         let _guard = self.sync_lock.lock().await;
+        let mut failed = Vec::new();
         if md.version <= self.applied_version.get() && md.version != 0 {
-            return;
+            return failed;
         }
         // Open what is newly ours.
         for topic in md.topics.values() {
@@ -98,6 +113,12 @@ impl PartitionManager {
                 let existing = self.partitions.borrow().get(&key).cloned();
                 if let Some(existing) = existing {
                     if existing.topic_id == topic.id {
+                        // Live configs: a changed topic config reaches the open log here.
+                        let wanted = self.log_config(topic);
+                        if existing.log().config() != wanted {
+                            tracing::info!(topic = %topic.name, partition = p.partition, config = ?wanted, "applying changed topic configs");
+                            existing.log().set_config(wanted);
+                        }
                         continue;
                     }
                     // Same name, new topic: the old one was deleted and re-created.
@@ -114,6 +135,7 @@ impl PartitionManager {
                     }
                     Err(e) => {
                         tracing::error!(dir = %dir.display(), error = %e, "cannot open partition log");
+                        failed.push((dir, e));
                     }
                 }
             }
@@ -147,6 +169,49 @@ impl PartitionManager {
             }
         }
         self.applied_version.set(md.version);
+        failed
+    }
+
+    /// Retention on this shard: every `log.retention.check.interval.ms` one
+    /// pass over its partitions until shutdown.
+    pub async fn retention_loop(&self, shutdown: &shards::Shutdown) {
+        let interval = std::time::Duration::from_millis(self.config.log_retention_check_interval_ms.max(1));
+        loop {
+            let tick = async {
+                glommio::timer::sleep(interval).await;
+                true
+            };
+            let stop = async {
+                shutdown.wait().await;
+                false
+            };
+            if !futures_lite::future::or(tick, stop).await {
+                return;
+            }
+            self.retention_pass().await;
+        }
+    }
+
+    /// One retention pass: each log deletes at most
+    /// `storage::retention::SEGMENTS_PER_PASS_MAX` segments, and the task
+    /// yields between logs so produce and fetch on this shard keep running.
+    pub async fn retention_pass(&self) {
+        for part in self.all() {
+            let now = crate::storage::recovery::now_ms();
+            match part.log().apply_retention(now).await {
+                Ok(t) if t.segments_deleted > 0 => tracing::info!(
+                    topic = %part.topic,
+                    partition = part.partition,
+                    segments = t.segments_deleted,
+                    bytes = t.bytes_deleted,
+                    log_start = t.log_start_offset,
+                    "retention deleted old segments"
+                ),
+                Ok(_) | Err(StorageError::Closed) => {}
+                Err(e) => tracing::warn!(topic = %part.topic, partition = part.partition, error = %e, "retention pass failed"),
+            }
+            glommio::executor().yield_if_needed().await;
+        }
     }
 
     /// Clean shutdown: sync and close every log.

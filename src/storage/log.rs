@@ -40,6 +40,7 @@ use glommio::io::DmaFile;
 use super::batch::{walk_records, BatchHeader, LOG_OVERHEAD};
 use super::notify::Notify;
 use super::recovery::{now_ms, recover};
+use super::retention::{deletable_head, write_log_start, RetentionPolicy, SegmentSummary, SEGMENTS_PER_PASS_MAX};
 use super::segment::{read_exact, read_header_at, IndexMark, Segment};
 use super::StorageError;
 
@@ -51,8 +52,9 @@ pub const WRITE_BYTES_MAX: usize = 4 << 20;
 /// Segment positions are u32 in the index; Kafka caps segment.bytes at i32::MAX too.
 pub const SEGMENT_BYTES_LIMIT: u64 = i32::MAX as u64;
 
-/// Per-log settings.
-#[derive(Debug, Clone)]
+/// Per-log settings (a topic's configs with broker defaults filled in).
+/// Changed at run time with `Log::set_config`.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LogConfig {
     /// Roll when the active segment would exceed this (1 GiB default, capped at 2 GiB − 1).
     pub segment_bytes: u64,
@@ -62,6 +64,17 @@ pub struct LogConfig {
     pub index_interval_bytes: u32,
     /// Bound of the tail cache of recent batches (16 MiB default).
     pub cache_bytes_max: usize,
+    /// Delete segments older than this (`retention.ms`; -1: never).
+    pub retention_ms: i64,
+    /// Delete old segments while the log is bigger than this (`retention.bytes`; -1: never).
+    pub retention_bytes: i64,
+    /// `cleanup.policy` contains `delete` (retention applies).
+    pub delete_enabled: bool,
+    /// `message.timestamp.type=LogAppendTime`: append stamps each batch's
+    /// maxTimestamp with the broker's clock, sets the timestamp-type bit and
+    /// recomputes the CRC (records are untouched; consumers read the batch's
+    /// maxTimestamp as every record's timestamp).
+    pub log_append_time: bool,
 }
 
 impl Default for LogConfig {
@@ -71,8 +84,29 @@ impl Default for LogConfig {
             segment_ms: 7 * 24 * 3600 * 1000,
             index_interval_bytes: 4096,
             cache_bytes_max: 16 << 20,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            delete_enabled: true,
+            log_append_time: false,
         }
     }
+}
+
+impl LogConfig {
+    /// Bounds the storage relies on (segment positions are u32, intervals >= 1).
+    fn clamped(mut self) -> LogConfig {
+        self.segment_bytes = self.segment_bytes.clamp(1, SEGMENT_BYTES_LIMIT);
+        self.index_interval_bytes = self.index_interval_bytes.max(1);
+        self
+    }
+}
+
+/// What one retention pass or DeleteRecords did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeadTruncation {
+    pub segments_deleted: usize,
+    pub bytes_deleted: u64,
+    pub log_start_offset: i64,
 }
 
 /// Offsets given to an append.
@@ -251,7 +285,7 @@ struct WriteJob {
 /// One partition replica's log in its own directory.
 pub struct Log {
     dir: PathBuf,
-    config: LogConfig,
+    config: std::cell::Cell<LogConfig>,
     me: Weak<Log>,
     state: RefCell<State>,
     progress: Notify,
@@ -271,11 +305,9 @@ fn align_up(v: u64, align: u64) -> u64 {
 impl Log {
     /// Creates the directory if missing, recovers, and is ready to append.
     pub async fn open(dir: PathBuf, config: LogConfig) -> Result<Rc<Log>, StorageError> {
-        let mut config = config;
-        config.segment_bytes = config.segment_bytes.clamp(1, SEGMENT_BYTES_LIMIT);
-        config.index_interval_bytes = config.index_interval_bytes.max(1);
+        let config = config.clamped();
         let segments = recover(&dir, &config).await?;
-        let log_start = segments[0].base_offset;
+        let (segments, log_start) = apply_log_start_checkpoint(&dir, segments)?;
         let log_end = segments[segments.len() - 1].next_offset;
         let max_ts = segments.iter().filter_map(|s| s.idx.max_ts).fold(
             None,
@@ -305,7 +337,7 @@ impl Log {
         };
         Ok(Rc::new_cyclic(|me| Log {
             dir,
-            config,
+            config: std::cell::Cell::new(config),
             me: me.clone(),
             state: RefCell::new(state),
             progress: Notify::default(),
@@ -316,6 +348,135 @@ impl Log {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> LogConfig {
+        self.config.get()
+    }
+
+    /// Applies new settings to the open log (a topic's configs changed):
+    /// segment.bytes / segment.ms from the next append's roll decision,
+    /// LogAppendTime from the next append, retention from the next pass.
+    pub fn set_config(&self, config: LogConfig) {
+        self.config.set(config.clamped());
+    }
+
+    /// Total bytes of the log's segments (for tests and metrics).
+    pub fn size_bytes(&self) -> u64 {
+        self.state.borrow().segments.iter().map(|s| s.size).sum()
+    }
+
+    /// DeleteRecords: moves the log start offset up to `offset` (at most the
+    /// written end, which is the high watermark) and deletes the segments
+    /// wholly below it. An offset at or below the current start changes
+    /// nothing. The data up to the new start is made durable and the new
+    /// start is checkpointed before any segment is dropped, so after a crash
+    /// the start never goes backwards.
+    pub async fn delete_records(&self, offset: i64) -> Result<HeadTruncation, StorageError> {
+        {
+            let st = self.state.borrow();
+            if st.closed {
+                return Err(StorageError::Closed);
+            }
+            if offset < 0 || offset > st.written_end {
+                return Err(StorageError::OffsetOutOfRange {
+                    requested: offset,
+                    start: st.log_start,
+                    end: st.written_end,
+                });
+            }
+            if offset <= st.log_start {
+                return Ok(HeadTruncation {
+                    log_start_offset: st.log_start,
+                    ..HeadTruncation::default()
+                });
+            }
+        }
+        self.wait_durable(offset).await?;
+        self.truncate_head(Some(offset), now_ms())
+    }
+
+    /// One retention pass (see `retention::deletable_head`): deletes at most
+    /// `SEGMENTS_PER_PASS_MAX` old segments and moves the log start offset to
+    /// the first kept one. When every segment expired, the active one is
+    /// made durable and a new empty segment is rolled first, as Kafka does.
+    pub async fn apply_retention(&self, now: i64) -> Result<HeadTruncation, StorageError> {
+        let wants_active = {
+            let st = self.state.borrow();
+            if st.closed {
+                return Err(StorageError::Closed);
+            }
+            let sums = summaries(&st);
+            let n = deletable_head(&sums, st.log_start, st.log_end, self.retention_policy(), now);
+            n > 0 && n == sums.len()
+        };
+        if wants_active {
+            let end = self.log_end_offset();
+            self.wait_durable(end).await?;
+        }
+        self.truncate_head(None, now)
+    }
+
+    fn retention_policy(&self) -> RetentionPolicy {
+        let c = self.config.get();
+        RetentionPolicy {
+            retention_ms: c.retention_ms,
+            retention_bytes: c.retention_bytes,
+            delete: c.delete_enabled,
+        }
+    }
+
+    /// The synchronous part of DeleteRecords and retention: no await, one
+    /// borrow. Order: decide, roll if needed, checkpoint the new start
+    /// (fsync'ed), move the start, drop the segments from the list, then
+    /// unlink their files. A reader holding a dropped segment's fd (a fetch
+    /// being sendfile'd) still completes: the inode lives until it closes.
+    fn truncate_head(&self, new_start: Option<i64>, now: i64) -> Result<HeadTruncation, StorageError> {
+        let removed: Vec<Segment> = {
+            let mut st = self.state.borrow_mut();
+            if st.closed {
+                return Err(StorageError::Closed);
+            }
+            let target = new_start.unwrap_or(st.log_start).max(st.log_start);
+            let sums = summaries(&st);
+            let mut n = deletable_head(&sums, target, st.durable_end, self.retention_policy(), now)
+                .min(SEGMENTS_PER_PASS_MAX);
+            if n > 0 && n == sums.len() {
+                if st.pending_bytes == 0 && st.durable_end == st.log_end {
+                    let base = st.log_end;
+                    st.segments.push(Segment::new_empty(&self.dir, base, now_ms()));
+                } else {
+                    n -= 1;
+                }
+            }
+            let start = target.max(st.segments[n].base_offset);
+            if n == 0 && start == st.log_start {
+                return Ok(HeadTruncation {
+                    log_start_offset: st.log_start,
+                    ..HeadTruncation::default()
+                });
+            }
+            debug_assert!(start <= st.durable_end, "new log start is durable");
+            write_log_start(&self.dir, start)?;
+            st.log_start = start;
+            let removed: Vec<Segment> = st.segments.drain(..n).collect();
+            st.max_ts = st.segments.iter().filter_map(|s| s.idx.max_ts).fold(None, |acc, m| match acc {
+                Some(a) if a.0 >= m.0 => Some(a),
+                _ => Some(m),
+            });
+            st.check_invariants();
+            removed
+        };
+        let out = HeadTruncation {
+            segments_deleted: removed.len(),
+            bytes_deleted: removed.iter().map(|s| s.size).sum(),
+            log_start_offset: self.log_start_offset(),
+        };
+        for seg in &removed {
+            remove_segment_files(&seg.log_path);
+        }
+        Ok(out)
     }
 
     pub fn log_start_offset(&self) -> i64 {
@@ -354,7 +515,7 @@ impl Log {
     }
 
     fn pending_bytes_max(&self) -> usize {
-        PENDING_BYTES_MAX.min(self.config.cache_bytes_max)
+        PENDING_BYTES_MAX.min(self.config.get().cache_bytes_max)
     }
 
     /// Appends batches that passed `validate_batches` (`headers` are theirs).
@@ -407,12 +568,16 @@ impl Log {
         let mut next = base_offset;
         let mut pos = 0usize;
         let mut patched = Vec::with_capacity(headers.len());
+        let append_time = self.config.get().log_append_time.then(now_ms);
         for h in headers {
             let mut h = *h;
             h.base_offset = next;
             h.partition_leader_epoch = leader_epoch;
             batches[pos..pos + 8].copy_from_slice(&next.to_be_bytes());
             batches[pos + 12..pos + 16].copy_from_slice(&leader_epoch.to_be_bytes());
+            if let Some(now) = append_time {
+                stamp_log_append_time(&mut batches[pos..pos + h.total_size()], &mut h, now);
+            }
             patched.push((pos, h));
             pos += h.total_size();
             next = h.last_offset() + 1;
@@ -422,7 +587,7 @@ impl Log {
         self.maybe_roll(&mut st, len as u64, last_offset);
 
         let log_max_ts_before = st.max_ts;
-        let interval = self.config.index_interval_bytes;
+        let interval = self.config.get().index_interval_bytes;
         let seg = st.segments.last_mut().expect("a log always has a segment");
         let mark = seg.mark();
         let file_pos = seg.size;
@@ -468,8 +633,8 @@ impl Log {
         if seg.size == 0 {
             return;
         }
-        let too_big = seg.size + len > self.config.segment_bytes;
-        let too_old = now.saturating_sub(seg.created_ms) >= self.config.segment_ms;
+        let too_big = seg.size + len > self.config.get().segment_bytes;
+        let too_old = now.saturating_sub(seg.created_ms) >= self.config.get().segment_ms;
         let rel_overflow = last_offset - seg.base_offset > i64::from(i32::MAX);
         if too_big || too_old || rel_overflow {
             let base = st.log_end;
@@ -479,7 +644,7 @@ impl Log {
 
     /// Drops written entries from the front while the cache is over its bound.
     fn evict(&self, st: &mut State) {
-        while st.cache_bytes > self.config.cache_bytes_max {
+        while st.cache_bytes > self.config.get().cache_bytes_max {
             let Some(front) = st.cache.front() else { break };
             if front.end_offset > st.written_end {
                 break;
@@ -967,6 +1132,92 @@ impl Log {
             _ => Ok(()),
         }
     }
+}
+
+/// Segment summaries for retention decisions.
+fn summaries(st: &State) -> Vec<SegmentSummary> {
+    st.segments
+        .iter()
+        .map(|s| SegmentSummary {
+            base_offset: s.base_offset,
+            next_offset: s.next_offset,
+            size_bytes: s.size,
+            max_timestamp_ms: s.idx.max_ts.map(|(ts, _)| ts),
+        })
+        .collect()
+}
+
+/// Unlinks a deleted segment's files. A failure is logged, not returned: the
+/// log start offset has already moved (durably), and the next open removes
+/// segments wholly below it.
+fn remove_segment_files(log_path: &Path) {
+    for path in [
+        log_path.to_path_buf(),
+        log_path.with_extension("index"),
+        log_path.with_extension("timeindex"),
+    ] {
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                tracing::warn!(file = %path.display(), error = %e, "deleting a segment file failed");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Applies the checkpointed log start offset to the recovered segments:
+/// finishes a deletion a crash interrupted (segments wholly below the start
+/// that are not the tail), starts an empty log at the checkpoint instead of
+/// 0, and returns the log start (never below the first segment, never above
+/// the log end).
+fn apply_log_start_checkpoint(
+    dir: &Path,
+    mut segments: Vec<Segment>,
+) -> Result<(Vec<Segment>, i64), StorageError> {
+    let checkpoint = super::retention::read_log_start(dir).map_err(|e| match e.kind() {
+        io::ErrorKind::InvalidData => corrupt(&dir.join(super::retention::LOG_START_CHECKPOINT), e),
+        _ => StorageError::Io(e),
+    })?;
+    let Some(start) = checkpoint else {
+        let start = segments[0].base_offset;
+        return Ok((segments, start));
+    };
+    if segments.len() == 1 && segments[0].reader.is_none() && segments[0].size == 0 {
+        // No segment file at all (every one deleted before the new active
+        // segment's file was created): continue from the checkpoint.
+        if segments[0].base_offset < start {
+            segments[0] = Segment::new_empty(dir, start, now_ms());
+        }
+    }
+    let below = segments[..segments.len() - 1]
+        .iter()
+        .take_while(|s| s.next_offset <= start)
+        .count();
+    for seg in segments.drain(..below) {
+        tracing::info!(file = %seg.log_path.display(), log_start = start, "finishing an interrupted segment deletion");
+        remove_segment_files(&seg.log_path);
+    }
+    let log_end = segments[segments.len() - 1].next_offset;
+    if start > log_end {
+        tracing::warn!(dir = %dir.display(), checkpoint = start, log_end, "log start checkpoint is past the log end; using the log end");
+    }
+    let log_start = start.min(log_end).max(segments[0].base_offset);
+    Ok((segments, log_start))
+}
+
+/// LogAppendTime: sets the batch's timestamp type bit and maxTimestamp to
+/// `now` and recomputes the CRC (which covers attributes onwards). Kafka does
+/// the same for compressed and uncompressed batches; records are untouched.
+fn stamp_log_append_time(batch: &mut [u8], h: &mut BatchHeader, now: i64) {
+    use super::batch::{ATTRIBUTES_POS, CRC_POS};
+    const MAX_TIMESTAMP_POS: usize = 35;
+    const ATTR_TIMESTAMP_TYPE: i16 = 0x08;
+    h.attributes |= ATTR_TIMESTAMP_TYPE;
+    h.max_timestamp = now;
+    batch[ATTRIBUTES_POS..ATTRIBUTES_POS + 2].copy_from_slice(&h.attributes.to_be_bytes());
+    batch[MAX_TIMESTAMP_POS..MAX_TIMESTAMP_POS + 8].copy_from_slice(&now.to_be_bytes());
+    h.crc = crc32c::crc32c(&batch[ATTRIBUTES_POS..]);
+    batch[CRC_POS..CRC_POS + 4].copy_from_slice(&h.crc.to_be_bytes());
 }
 
 /// fdatasync, then cut the zero padding of the last DMA write, then make the

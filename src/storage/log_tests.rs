@@ -39,6 +39,7 @@ fn small_config() -> LogConfig {
         segment_ms: i64::MAX,
         index_interval_bytes: 256,
         cache_bytes_max: 0,
+        ..LogConfig::default()
     }
 }
 
@@ -623,6 +624,7 @@ fn random_reads_and_timestamp_lookups_match_a_model() {
             segment_ms: i64::MAX,
             index_interval_bytes: 64,
             cache_bytes_max: 2048,
+            ..LogConfig::default()
         };
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         // Model: (base, last, bytes as assigned, per-record timestamps).

@@ -15,7 +15,8 @@
 //! | `index.rs` | sparse offset / time index entries and their file encoding |
 //! | `segment.rs` | one segment's bookkeeping, file handles, recovery scan |
 //! | `recovery.rs` | turning a directory into segments at open (truncating torn tails) |
-//! | `log.rs` | the `Log`: append, group-committed writer, reads, timestamps, close |
+//! | `log.rs` | the `Log`: append, group-committed writer, reads, timestamps, close, head truncation |
+//! | `retention.rs` | which old segments retention deletes; the durable log start offset checkpoint |
 //! | `notify.rs` | a tiny single-threaded "something changed" notifier |
 
 pub mod batch;
@@ -23,6 +24,7 @@ pub mod index;
 pub mod log;
 mod notify;
 pub mod recovery;
+pub mod retention;
 pub mod segment;
 
 use std::fmt;
@@ -30,7 +32,7 @@ use std::io;
 use std::path::PathBuf;
 
 pub use batch::{validate_batches, BatchError, BatchHeader};
-pub use log::{AppendResult, Chunk, Log, LogConfig, ReadResult};
+pub use log::{AppendResult, Chunk, HeadTruncation, Log, LogConfig, ReadResult};
 
 /// Errors of the storage layer.
 #[derive(Debug)]

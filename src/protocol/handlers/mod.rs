@@ -4,13 +4,16 @@
 //! `MAX_VERSION`); `HANDLERS` lists them, and that list is the single source
 //! of what ApiVersions advertises and what dispatch accepts.
 
+pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod fetch;
+pub mod incremental_alter_configs;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
@@ -49,6 +52,9 @@ pub const HANDLERS: &[HandlerDef] = &[
     handler_def!(ApiKey::DescribeConfigs, describe_configs),
     handler_def!(ApiKey::CreatePartitions, create_partitions),
     handler_def!(ApiKey::DescribeCluster, describe_cluster),
+    handler_def!(ApiKey::AlterConfigs, alter_configs),
+    handler_def!(ApiKey::IncrementalAlterConfigs, incremental_alter_configs),
+    handler_def!(ApiKey::DeleteRecords, delete_records),
 ];
 
 pub fn handler_for(key: ApiKey) -> Option<&'static HandlerDef> {
@@ -140,6 +146,9 @@ pub async fn dispatch(shard: &Rc<ShardState>, frame: Bytes) -> Dispatch {
         ApiKey::DescribeConfigs => route!(m::DescribeConfigsRequest, describe_configs::handle),
         ApiKey::CreatePartitions => route!(m::CreatePartitionsRequest, create_partitions::handle),
         ApiKey::DescribeCluster => route!(m::DescribeClusterRequest, describe_cluster::handle),
+        ApiKey::AlterConfigs => route!(m::AlterConfigsRequest, alter_configs::handle),
+        ApiKey::IncrementalAlterConfigs => route!(m::IncrementalAlterConfigsRequest, incremental_alter_configs::handle),
+        ApiKey::DeleteRecords => route!(m::DeleteRecordsRequest, delete_records::handle),
         other => Dispatch::Close(format!("API {other:?} has no route")),
     }
 }
