@@ -45,6 +45,10 @@ pub struct Config {
     pub batch_cache_bytes: usize,
     /// Bound on connections per shard; more are refused (closed at accept).
     pub max_connections_per_shard: usize,
+    /// `producer.id.expiration.ms`: idempotent producers idle this long are forgotten.
+    pub producer_id_expiration_ms: i64,
+    /// Idempotent producers remembered per partition (least recently written forgotten first).
+    pub producer_state_entries_max: usize,
 }
 
 /// Where a value came from, for error messages.
@@ -117,6 +121,8 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("message.max.bytes", "largest record batch accepted [1048588]"),
     ("fjord.batch.cache.bytes", "per-shard cache of recent batches for fetch [67108864]"),
     ("fjord.max.connections.per.shard", "connections accepted per shard [10000]"),
+    ("producer.id.expiration.ms", "forget an idempotent producer idle this long [86400000]"),
+    ("fjord.producer.state.entries.max", "idempotent producers remembered per partition [100000]"),
 ];
 
 /// `FJORD_` + name upper-cased, dots and dashes as underscores.
@@ -158,6 +164,8 @@ impl Default for Config {
             message_max_bytes: 1_048_588,
             batch_cache_bytes: 64 << 20,
             max_connections_per_shard: 10_000,
+            producer_id_expiration_ms: 86_400_000,
+            producer_state_entries_max: 100_000,
         }
     }
 }
@@ -285,6 +293,12 @@ impl Config {
             }
             "fjord.max.connections.per.shard" => {
                 self.max_connections_per_shard = parse_range(v, 1, i32::MAX as i64).ok_or_else(|| bad("an integer >= 1"))? as usize
+            }
+            "producer.id.expiration.ms" => {
+                self.producer_id_expiration_ms = parse_range(v, 1, i64::MAX).ok_or_else(|| bad("an integer >= 1"))?
+            }
+            "fjord.producer.state.entries.max" => {
+                self.producer_state_entries_max = parse_range(v, 1, i32::MAX as i64).ok_or_else(|| bad("an integer >= 1"))? as usize
             }
             _ => return Err(ConfigError::UnknownSetting { name: name.to_string(), source }),
         }

@@ -3,6 +3,7 @@
 pub use kafka_protocol::error::ResponseError;
 
 use crate::metadata::ControllerError;
+use crate::partition::producer_state::ProducerStateError;
 use crate::partition::PartitionError;
 use crate::storage::{BatchError, StorageError};
 
@@ -47,5 +48,14 @@ pub fn partition_error_code(e: &PartitionError) -> i16 {
     match e {
         PartitionError::NotHere => ResponseError::NotLeaderOrFollower.code(),
         PartitionError::Storage(s) => storage_error_code(s),
+        PartitionError::Producer(p) => producer_state_error_code(p),
+    }
+}
+
+/// Idempotent-producer refusals, as Kafka answers them on produce.
+pub fn producer_state_error_code(e: &ProducerStateError) -> i16 {
+    match e {
+        ProducerStateError::InvalidEpoch { .. } => ResponseError::InvalidProducerEpoch.code(),
+        ProducerStateError::OutOfOrder { .. } => ResponseError::OutOfOrderSequenceNumber.code(),
     }
 }

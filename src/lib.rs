@@ -7,6 +7,7 @@ pub mod controller;
 pub mod error;
 pub mod metadata;
 pub mod partition;
+pub mod producer_ids;
 pub mod protocol;
 pub mod server;
 pub mod shard;

@@ -62,6 +62,10 @@ pub struct ClusterMetadata {
     pub controller_id: NodeId,
     pub brokers: BTreeMap<NodeId, BrokerMeta>,
     pub topics: BTreeMap<String, TopicMeta>,
+    /// The first producer id not yet handed out in a block
+    /// (`ControllerHandle::allocate_producer_ids`); ids are never reused.
+    #[serde(default)]
+    pub next_producer_id: i64,
 }
 
 impl ClusterMetadata {

@@ -19,6 +19,8 @@ pub struct ShardState {
     pub config: Config,
     pub controller: ControllerHandle,
     pub partitions: PartitionManager,
+    /// This shard's block of producer ids for InitProducerId.
+    pub producer_ids: crate::producer_ids::ProducerIdAllocator,
     pub shutdown: Shutdown,
     metadata_rx: MetadataReceiver,
 }
@@ -33,7 +35,7 @@ impl ShardState {
     ) -> Self {
         let metadata_rx = controller.subscribe();
         let partitions = PartitionManager::new(&config, id);
-        ShardState { id, mesh, config, controller, partitions, shutdown, metadata_rx }
+        ShardState { id, mesh, config, controller, partitions, producer_ids: Default::default(), shutdown, metadata_rx }
     }
 
     /// The shard of this process that serves a replica placed on `placed`.

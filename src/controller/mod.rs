@@ -102,6 +102,11 @@ enum Request {
         validate_only: bool,
         reply: Reply<Result<(), ControllerError>>,
     },
+    /// Hand out a block of `count` producer ids; answers the first.
+    AllocateProducerIds {
+        count: i64,
+        reply: Reply<Result<i64, ControllerError>>,
+    },
     /// Take a snapshot now and purge the log behind it (tests, admin later).
     Snapshot {
         reply: Reply<Result<(), ControllerError>>,
@@ -413,6 +418,17 @@ async fn handle_request(raft: &Raft<TypeConfig>, publisher: &Publisher, request:
             };
             let _ = reply.send(result);
         }
+        Request::AllocateProducerIds { count, reply } => {
+            let result = state::plan_allocate_producer_ids(&meta, count);
+            let result = match result {
+                Ok(cmd @ Command::AllocateProducerIds { start, .. }) => {
+                    write(raft, cmd).await.and_then(single_outcome).map(|()| start)
+                }
+                Ok(_) => Err(unavailable("controller", "unexpected plan")),
+                Err(e) => Err(e),
+            };
+            let _ = reply.send(result);
+        }
         Request::Snapshot { reply } => {
             let _ = reply.send(snapshot_and_purge(raft).await);
         }
@@ -587,6 +603,13 @@ impl ControllerHandle {
             reply,
         })
         .await?
+    }
+
+    /// Allocates `count` producer ids unique in the cluster and across
+    /// restarts (a Raft-committed counter); returns the first of the block.
+    pub async fn allocate_producer_ids(&self, count: i64) -> Result<i64, ControllerError> {
+        self.call(|reply| Request::AllocateProducerIds { count, reply })
+            .await?
     }
 
     /// Snapshots the state machine now and purges the log up to it.

@@ -48,6 +48,9 @@ pub enum Command {
         topic_id: Uuid,
         changes: BTreeMap<String, Option<String>>,
     },
+    /// Hand out producer ids `[start, start + count)`; `start` must be the
+    /// current `next_producer_id` (planned by the proposer).
+    AllocateProducerIds { start: i64, count: i64 },
 }
 
 /// Why `apply` refused (part of) a command: the state changed between
@@ -57,6 +60,8 @@ pub enum Rejection {
     TopicAlreadyExists(String),
     UnknownTopic(String),
     InvalidPartitions(String),
+    /// The state moved on between planning and commit (e.g. producer ids).
+    Stale(String),
 }
 
 impl From<Rejection> for ControllerError {
@@ -65,6 +70,7 @@ impl From<Rejection> for ControllerError {
             Rejection::TopicAlreadyExists(m) => ControllerError::TopicAlreadyExists(m),
             Rejection::UnknownTopic(m) => ControllerError::UnknownTopic(m),
             Rejection::InvalidPartitions(m) => ControllerError::InvalidPartitions(m),
+            Rejection::Stale(m) => ControllerError::Unavailable(m),
         }
     }
 }
@@ -173,6 +179,19 @@ pub fn apply_command(meta: &mut ClusterMetadata, cmd: &Command) -> CommandRespon
                     Ok(())
                 }
                 _ => Err(unknown_topic(topic)),
+            };
+            vec![outcome]
+        }
+        Command::AllocateProducerIds { start, count } => {
+            let outcome = if *start == meta.next_producer_id && *count > 0 {
+                meta.next_producer_id = start.saturating_add(*count);
+                changed = true;
+                Ok(())
+            } else {
+                Err(Rejection::Stale(format!(
+                    "producer id block {start}+{count} does not start at {}",
+                    meta.next_producer_id
+                )))
             };
             vec![outcome]
         }
@@ -479,6 +498,22 @@ pub fn plan_create_partitions(
 
 /// Validates config changes for `topic` (each set value on its own, each
 /// removed name known, then the merged set) and plans the command.
+/// Producer ids one `allocate_producer_ids` call may ask for (Kafka's blocks are 1000).
+pub const PRODUCER_ID_BLOCK_MAX: i64 = 1_000_000;
+
+/// Plans a block of `count` producer ids starting at the next free one.
+pub fn plan_allocate_producer_ids(meta: &ClusterMetadata, count: i64) -> Result<Command, ControllerError> {
+    if !(1..=PRODUCER_ID_BLOCK_MAX).contains(&count) {
+        return Err(ControllerError::InvalidConfig(format!(
+            "producer id block size {count} is not in 1..={PRODUCER_ID_BLOCK_MAX}"
+        )));
+    }
+    if meta.next_producer_id > i64::MAX - count {
+        return Err(ControllerError::Unavailable("producer ids are exhausted".into()));
+    }
+    Ok(Command::AllocateProducerIds { start: meta.next_producer_id, count })
+}
+
 pub fn plan_alter_topic_configs(
     meta: &ClusterMetadata,
     topic: &str,

@@ -407,3 +407,28 @@ async fn wrong_node_id_or_no_shards_is_refused() {
         .expect("the right node still starts")
         .shutdown();
 }
+
+/// Producer id blocks never overlap, also across a restart from the log and
+/// from a snapshot; bad block sizes are refused.
+#[tokio::test]
+async fn producer_id_blocks_are_unique_across_restarts() {
+    let dir = TestDir::new("ctl-pids");
+    let c = start(config(&dir, 1)).expect("start");
+    let a = c.allocate_producer_ids(1000).await.expect("first block");
+    let b = c.allocate_producer_ids(10).await.expect("second block");
+    assert_eq!(a, 0);
+    assert_eq!(b, 1000);
+    assert!(c.allocate_producer_ids(0).await.is_err());
+    assert!(c.allocate_producer_ids(-5).await.is_err());
+    assert_eq!(c.current().next_producer_id, 1010);
+    c.shutdown();
+
+    let c = start(config(&dir, 1)).expect("restart from log");
+    assert_eq!(c.allocate_producer_ids(1000).await.expect("after restart"), 1010);
+    c.snapshot().await.expect("snapshot");
+    c.shutdown();
+
+    let c = start(config(&dir, 1)).expect("restart from snapshot");
+    assert_eq!(c.allocate_producer_ids(1).await.expect("after snapshot"), 2010);
+    c.shutdown();
+}

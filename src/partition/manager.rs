@@ -131,6 +131,10 @@ impl PartitionManager {
                 match Log::open(dir.clone(), self.log_config(topic)).await {
                     Ok(log) => {
                         let part = Rc::new(Partition::new(topic.name.clone(), p.partition, topic.id, p.leader_epoch, log));
+                        part.set_producer_state_config(crate::partition::producer_state::ProducerStateConfig {
+                            expiration_ms: self.config.producer_id_expiration_ms,
+                            entries_max: self.config.producer_state_entries_max,
+                        });
                         self.partitions.borrow_mut().insert(key, part);
                     }
                     Err(e) => {

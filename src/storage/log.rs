@@ -1467,3 +1467,6 @@ fn resolve_in_batch(
 #[cfg(test)]
 #[path = "log_tests.rs"]
 mod tests;
+
+#[path = "log_checked.rs"]
+pub mod checked;

@@ -13,6 +13,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod fetch;
+pub mod init_producer_id;
 pub mod incremental_alter_configs;
 pub mod list_offsets;
 pub mod metadata;
@@ -55,6 +56,7 @@ pub const HANDLERS: &[HandlerDef] = &[
     handler_def!(ApiKey::AlterConfigs, alter_configs),
     handler_def!(ApiKey::IncrementalAlterConfigs, incremental_alter_configs),
     handler_def!(ApiKey::DeleteRecords, delete_records),
+    handler_def!(ApiKey::InitProducerId, init_producer_id),
 ];
 
 pub fn handler_for(key: ApiKey) -> Option<&'static HandlerDef> {
@@ -146,6 +148,7 @@ pub async fn dispatch(shard: &Rc<ShardState>, frame: Bytes) -> Dispatch {
         ApiKey::DescribeConfigs => route!(m::DescribeConfigsRequest, describe_configs::handle),
         ApiKey::CreatePartitions => route!(m::CreatePartitionsRequest, create_partitions::handle),
         ApiKey::DescribeCluster => route!(m::DescribeClusterRequest, describe_cluster::handle),
+        ApiKey::InitProducerId => route!(m::InitProducerIdRequest, init_producer_id::handle),
         ApiKey::AlterConfigs => route!(m::AlterConfigsRequest, alter_configs::handle),
         ApiKey::IncrementalAlterConfigs => route!(m::IncrementalAlterConfigsRequest, incremental_alter_configs::handle),
         ApiKey::DeleteRecords => route!(m::DeleteRecordsRequest, delete_records::handle),

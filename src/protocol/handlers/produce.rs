@@ -122,6 +122,13 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> ProduceOutcome
                 slot.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
                 continue;
             }
+            // Idempotent batches are checked against the producer's sequence
+            // on the owner (`partition::idempotent`); like Kafka (v3+), one
+            // batch per partition is all such a request may carry.
+            if headers.len() > 1 && headers.iter().any(|h| h.producer_id >= 0) {
+                slot.error_code = ResponseError::InvalidRecord.code();
+                continue;
+            }
             by_shard.entry(ctx.shard.owner_of(pmeta.leader.shard)).or_default().push(LocalAppend {
                 slot: (ti, pi),
                 topic: name.clone(),
