@@ -49,6 +49,16 @@ pub struct Config {
     pub producer_id_expiration_ms: i64,
     /// Idempotent producers remembered per partition (least recently written forgotten first).
     pub producer_state_entries_max: usize,
+    /// Partitions of `__consumer_offsets` when the broker creates it.
+    pub offsets_topic_num_partitions: i32,
+    /// How long an empty group waits for more members before its first rebalance.
+    pub group_initial_rebalance_delay_ms: u64,
+    pub group_min_session_timeout_ms: i32,
+    pub group_max_session_timeout_ms: i32,
+    /// Members per consumer group; joins beyond it get GROUP_MAX_SIZE_REACHED.
+    pub group_max_size: usize,
+    /// Protocol metadata bytes one JoinGroup may carry (sum over its protocols).
+    pub group_member_metadata_max_bytes: usize,
 }
 
 /// Where a value came from, for error messages.
@@ -123,6 +133,12 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("fjord.max.connections.per.shard", "connections accepted per shard [10000]"),
     ("producer.id.expiration.ms", "forget an idempotent producer idle this long [86400000]"),
     ("fjord.producer.state.entries.max", "idempotent producers remembered per partition [100000]"),
+    ("offsets.topic.num.partitions", "partitions of __consumer_offsets, fixed once created [16]"),
+    ("group.initial.rebalance.delay.ms", "wait for more members before an empty group's first rebalance [3000]"),
+    ("group.min.session.timeout.ms", "smallest session timeout a member may ask for [6000]"),
+    ("group.max.session.timeout.ms", "largest session timeout a member may ask for [1800000]"),
+    ("group.max.size", "members per consumer group [1000]"),
+    ("fjord.group.member.metadata.max.bytes", "protocol metadata bytes per JoinGroup [262144]"),
 ];
 
 /// `FJORD_` + name upper-cased, dots and dashes as underscores.
@@ -166,6 +182,19 @@ impl Default for Config {
             max_connections_per_shard: 10_000,
             producer_id_expiration_ms: 86_400_000,
             producer_state_entries_max: 100_000,
+            // Redpanda's default; Kafka's is 50. Every partition is a log and a
+            // load task on some shard, and groups are few per broker here:
+            // 16 spreads them over the shards of one host at a fraction of the cost.
+            offsets_topic_num_partitions: 16,
+            group_initial_rebalance_delay_ms: 3000,
+            group_min_session_timeout_ms: 6000,
+            group_max_session_timeout_ms: 1_800_000,
+            // Kafka's default is Integer.MAX_VALUE. A group's members and their
+            // subscriptions/assignments all go into one GroupMetadataValue record and
+            // all subscriptions into the leader's JoinGroup response: 1000 members of
+            // typical (KiB-sized) metadata keep both within message.max.bytes-scale sizes.
+            group_max_size: 1000,
+            group_member_metadata_max_bytes: 256 << 10,
         }
     }
 }
@@ -299,6 +328,22 @@ impl Config {
             }
             "fjord.producer.state.entries.max" => {
                 self.producer_state_entries_max = parse_range(v, 1, i32::MAX as i64).ok_or_else(|| bad("an integer >= 1"))? as usize
+            }
+            "offsets.topic.num.partitions" => {
+                self.offsets_topic_num_partitions = parse_range(v, 1, 10_000).ok_or_else(|| bad("an integer 1..10000"))? as i32
+            }
+            "group.initial.rebalance.delay.ms" => {
+                self.group_initial_rebalance_delay_ms = parse_range(v, 0, i32::MAX as i64).ok_or_else(|| bad("an integer >= 0"))? as u64
+            }
+            "group.min.session.timeout.ms" => {
+                self.group_min_session_timeout_ms = parse_range(v, 1, i32::MAX as i64).ok_or_else(|| bad("an integer >= 1"))? as i32
+            }
+            "group.max.session.timeout.ms" => {
+                self.group_max_session_timeout_ms = parse_range(v, 1, i32::MAX as i64).ok_or_else(|| bad("an integer >= 1"))? as i32
+            }
+            "group.max.size" => self.group_max_size = parse_range(v, 1, i32::MAX as i64).ok_or_else(|| bad("an integer >= 1"))? as usize,
+            "fjord.group.member.metadata.max.bytes" => {
+                self.group_member_metadata_max_bytes = parse_range(v, 1, i32::MAX as i64).ok_or_else(|| bad("an integer >= 1"))? as usize
             }
             _ => return Err(ConfigError::UnknownSetting { name: name.to_string(), source }),
         }

@@ -2,6 +2,7 @@
 
 pub use kafka_protocol::error::ResponseError;
 
+use crate::coordinator::GroupError;
 use crate::metadata::ControllerError;
 use crate::partition::producer_state::ProducerStateError;
 use crate::partition::PartitionError;
@@ -58,4 +59,34 @@ pub fn producer_state_error_code(e: &ProducerStateError) -> i16 {
         ProducerStateError::InvalidEpoch { .. } => ResponseError::InvalidProducerEpoch.code(),
         ProducerStateError::OutOfOrder { .. } => ResponseError::OutOfOrderSequenceNumber.code(),
     }
+}
+
+/// Group coordinator errors. Oversized protocol metadata in a JoinGroup has no
+/// code of its own in Kafka: it is an INVALID_REQUEST.
+pub fn group_error_code(e: &GroupError) -> i16 {
+    match e {
+        GroupError::NotCoordinator => ResponseError::NotCoordinator.code(),
+        GroupError::LoadInProgress => ResponseError::CoordinatorLoadInProgress.code(),
+        GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable.code(),
+        GroupError::InvalidGroupId => ResponseError::InvalidGroupId.code(),
+        GroupError::UnknownMemberId => ResponseError::UnknownMemberId.code(),
+        GroupError::IllegalGeneration => ResponseError::IllegalGeneration.code(),
+        GroupError::RebalanceInProgress => ResponseError::RebalanceInProgress.code(),
+        GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol.code(),
+        GroupError::FencedInstanceId => ResponseError::FencedInstanceId.code(),
+        GroupError::MemberIdRequired => ResponseError::MemberIdRequired.code(),
+        GroupError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached.code(),
+        GroupError::InvalidSessionTimeout => ResponseError::InvalidSessionTimeout.code(),
+        GroupError::GroupIdNotFound => ResponseError::GroupIdNotFound.code(),
+        GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup.code(),
+        GroupError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition.code(),
+        GroupError::OffsetMetadataTooLarge => ResponseError::OffsetMetadataTooLarge.code(),
+        GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic.code(),
+        GroupError::MetadataTooLarge => ResponseError::InvalidRequest.code(),
+    }
+}
+
+/// `group_error_code` for an optional error (None = 0).
+pub fn group_result_code(e: Option<&GroupError>) -> i16 {
+    e.map_or(NONE, group_error_code)
 }

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod config;
 pub mod controller;
+pub mod coordinator;
 pub mod error;
 pub mod metadata;
 pub mod partition;

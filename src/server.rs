@@ -128,6 +128,7 @@ async fn shard_main(mut shard: Shard<ShardState>, config: Config, controller: Co
         std::process::exit(1);
     }
     glommio::spawn_local(state.clone().follow_metadata()).detach();
+    glommio::spawn_local(crate::coordinator::load_owned(state.clone())).detach();
     {
         let state = state.clone();
         glommio::spawn_local(async move { state.partitions.retention_loop(&state.shutdown).await }).detach();

@@ -22,6 +22,8 @@ pub struct ShardState {
     /// This shard's block of producer ids for InitProducerId.
     pub producer_ids: crate::producer_ids::ProducerIdAllocator,
     pub shutdown: Shutdown,
+    /// Consumer groups of the `__consumer_offsets` partitions this shard owns.
+    pub groups: crate::coordinator::GroupCoordinator,
     metadata_rx: MetadataReceiver,
 }
 
@@ -35,7 +37,7 @@ impl ShardState {
     ) -> Self {
         let metadata_rx = controller.subscribe();
         let partitions = PartitionManager::new(&config, id);
-        ShardState { id, mesh, config, controller, partitions, producer_ids: Default::default(), shutdown, metadata_rx }
+        ShardState { id, mesh, config, controller, partitions, producer_ids: Default::default(), shutdown, groups: crate::coordinator::GroupCoordinator::new(), metadata_rx }
     }
 
     /// The shard of this process that serves a replica placed on `placed`.

@@ -75,14 +75,8 @@ def test_produce_to_many_partitions_spread_over_shards(any_broker, topic_name):
 
 
 # librdkafka only compresses with LZ4 when the broker advertises FindCoordinator v0
-# (its LZ4 feature check); FindCoordinator arrives with consumer groups (issue 3).
-LZ4_NEEDS_FIND_COORDINATOR = pytest.mark.xfail(
-    strict=True,
-    reason="issue 3: librdkafka logs 'Broker does not support compression type lz4: not compressing batch' "
-           "until ApiVersions lists FindCoordinator (key 10) v0")
-
-
-@pytest.mark.parametrize("codec", ["gzip", "snappy", pytest.param("lz4", marks=LZ4_NEEDS_FIND_COORDINATOR), "zstd"])
+# (its LZ4 feature check): served since consumer groups (issue 3).
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
 def test_confluent_compressed_batches_round_trip_and_are_stored_compressed(broker, topic_name, codec):
     """A confluent-kafka producer with compression.type=<codec> is read back byte-exact by confluent and kcat, and a raw Fetch shows the batches still carry that codec (stored as-is)."""
     create_topic(broker.bootstrap, topic_name)

@@ -6,6 +6,17 @@
 
 pub mod alter_configs;
 pub mod api_versions;
+pub mod delete_groups;
+pub mod describe_groups;
+pub mod find_coordinator;
+pub mod heartbeat;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
+pub mod sync_group;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_records;
@@ -13,8 +24,8 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod fetch;
-pub mod init_producer_id;
 pub mod incremental_alter_configs;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
@@ -47,6 +58,17 @@ pub const HANDLERS: &[HandlerDef] = &[
     handler_def!(ApiKey::Fetch, fetch),
     handler_def!(ApiKey::ListOffsets, list_offsets),
     handler_def!(ApiKey::Metadata, metadata),
+    handler_def!(ApiKey::FindCoordinator, find_coordinator),
+    handler_def!(ApiKey::JoinGroup, join_group),
+    handler_def!(ApiKey::SyncGroup, sync_group),
+    handler_def!(ApiKey::Heartbeat, heartbeat),
+    handler_def!(ApiKey::LeaveGroup, leave_group),
+    handler_def!(ApiKey::OffsetCommit, offset_commit),
+    handler_def!(ApiKey::OffsetFetch, offset_fetch),
+    handler_def!(ApiKey::DescribeGroups, describe_groups),
+    handler_def!(ApiKey::ListGroups, list_groups),
+    handler_def!(ApiKey::DeleteGroups, delete_groups),
+    handler_def!(ApiKey::OffsetDelete, offset_delete),
     handler_def!(ApiKey::ApiVersions, api_versions),
     handler_def!(ApiKey::CreateTopics, create_topics),
     handler_def!(ApiKey::DeleteTopics, delete_topics),
@@ -142,16 +164,27 @@ pub async fn dispatch(shard: &Rc<ShardState>, frame: Bytes) -> Dispatch {
         }
         ApiKey::ListOffsets => route!(m::ListOffsetsRequest, list_offsets::handle),
         ApiKey::Metadata => route!(m::MetadataRequest, metadata::handle),
+        ApiKey::FindCoordinator => route!(m::FindCoordinatorRequest, find_coordinator::handle),
+        ApiKey::JoinGroup => route!(m::JoinGroupRequest, join_group::handle),
+        ApiKey::SyncGroup => route!(m::SyncGroupRequest, sync_group::handle),
+        ApiKey::Heartbeat => route!(m::HeartbeatRequest, heartbeat::handle),
+        ApiKey::LeaveGroup => route!(m::LeaveGroupRequest, leave_group::handle),
+        ApiKey::OffsetCommit => route!(m::OffsetCommitRequest, offset_commit::handle),
+        ApiKey::OffsetFetch => route!(m::OffsetFetchRequest, offset_fetch::handle),
+        ApiKey::DescribeGroups => route!(m::DescribeGroupsRequest, describe_groups::handle),
+        ApiKey::ListGroups => route!(m::ListGroupsRequest, list_groups::handle),
+        ApiKey::DeleteGroups => route!(m::DeleteGroupsRequest, delete_groups::handle),
+        ApiKey::OffsetDelete => route!(m::OffsetDeleteRequest, offset_delete::handle),
         ApiKey::ApiVersions => route!(m::ApiVersionsRequest, api_versions::handle),
         ApiKey::CreateTopics => route!(m::CreateTopicsRequest, create_topics::handle),
         ApiKey::DeleteTopics => route!(m::DeleteTopicsRequest, delete_topics::handle),
         ApiKey::DescribeConfigs => route!(m::DescribeConfigsRequest, describe_configs::handle),
         ApiKey::CreatePartitions => route!(m::CreatePartitionsRequest, create_partitions::handle),
         ApiKey::DescribeCluster => route!(m::DescribeClusterRequest, describe_cluster::handle),
-        ApiKey::InitProducerId => route!(m::InitProducerIdRequest, init_producer_id::handle),
         ApiKey::AlterConfigs => route!(m::AlterConfigsRequest, alter_configs::handle),
         ApiKey::IncrementalAlterConfigs => route!(m::IncrementalAlterConfigsRequest, incremental_alter_configs::handle),
         ApiKey::DeleteRecords => route!(m::DeleteRecordsRequest, delete_records::handle),
+        ApiKey::InitProducerId => route!(m::InitProducerIdRequest, init_producer_id::handle),
         other => Dispatch::Close(format!("API {other:?} has no route")),
     }
 }
