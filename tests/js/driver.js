@@ -106,6 +106,31 @@ async function produce(req) {
   }
 }
 
+// Idempotent producer (idempotent: true, acks -1): `sends` is a list of
+// message lists, all sent concurrently (up to maxInFlightRequests in flight)
+// to req.partition; returns each send's result in order.
+async function produceIdempotent(req) {
+  const producer = client(req).producer({
+    idempotent: true,
+    maxInFlightRequests: req.maxInFlightRequests || 5,
+    allowAutoTopicCreation: false,
+  })
+  await producer.connect()
+  try {
+    const sends = req.sends.map(values =>
+      producer.send({
+        topic: req.topic,
+        acks: -1,
+        timeout: 10000,
+        messages: values.map(v => ({ value: unb64(v), partition: req.partition || 0 })),
+      })
+    )
+    return await Promise.all(sends)
+  } finally {
+    await producer.disconnect()
+  }
+}
+
 // Low-level fetch through kafkajs' own Cluster/Broker classes: kafkajs' consumer
 // API requires consumer groups, which Fjord does not serve yet.
 async function fetchRecords(req) {
@@ -167,6 +192,7 @@ async function fetchRecords(req) {
 
 const OPS = {
   produce,
+  produceIdempotent,
   fetch: fetchRecords,
   createTopics: req =>
     withAdmin(req, admin =>
@@ -183,6 +209,14 @@ const OPS = {
   describeConfigs: req =>
     withAdmin(req, admin => admin.describeConfigs({ resources: req.resources, includeSynonyms: false })),
   describeCluster: req => withAdmin(req, admin => admin.describeCluster()),
+  alterConfigs: req =>
+    withAdmin(req, admin => admin.alterConfigs({ resources: req.resources, validateOnly: !!req.validateOnly })),
+  deleteTopicRecords: req =>
+    // kafkajs looks up leaders from cached metadata only: load the topic's first.
+    withAdmin(req, async admin => {
+      await admin.fetchTopicMetadata({ topics: [req.topic] })
+      return admin.deleteTopicRecords({ topic: req.topic, partitions: req.partitions })
+    }),
 }
 
 async function main() {
