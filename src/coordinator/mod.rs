@@ -44,6 +44,9 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 const TICK: Duration = Duration::from_millis(100);
 /// Bytes read from the log per step when rebuilding a partition's groups.
 const LOAD_READ_BYTES: usize = 1 << 20;
+/// How long a group request waits for its partition to load before answering
+/// COORDINATOR_LOAD_IN_PROGRESS (the client retries).
+const LOAD_WAIT: Duration = Duration::from_secs(5);
 /// Largest `committed_metadata` string (Kafka's offset.metadata.max.bytes default).
 pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
 
@@ -432,7 +435,8 @@ pub async fn locate(shard: &ShardState, group: &str, create: bool) -> Result<Rou
     Ok(Route { partition, shard: shard.owner_of(p.leader.shard) })
 }
 
-/// Runs `f` on the coordinator shard with the loaded offsets partition.
+/// Runs `f` on the coordinator shard with the loaded offsets partition
+/// (waiting up to `LOAD_WAIT` for a load, then COORDINATOR_LOAD_IN_PROGRESS).
 pub async fn call_partition<T, F, Fut>(shard: &ShardState, route: Route, f: F) -> Result<T, GroupError>
 where
     T: Send + 'static,
@@ -443,7 +447,7 @@ where
     shard
         .mesh
         .call(route.shard, move |s: Rc<ShardState>| async move {
-            let op = s.groups.partition(&s, index).await?;
+            let op = s.groups.partition_loaded(&s, index, LOAD_WAIT).await?;
             f(s, op).await
         })
         .await
