@@ -190,7 +190,44 @@ async function fetchRecords(req) {
   }
 }
 
+// A kafkajs group consumer through its normal API (subscribe + run), with
+// autoCommit off and commitOffsets after each batch; stops after `count`
+// records or `timeoutMs`. Returns the records read and the group's committed
+// offsets as admin.fetchOffsets reports them, plus admin.describeGroups.
+async function groupConsume(req) {
+  const kafka = client(req)
+  const consumer = kafka.consumer({ groupId: req.groupId, sessionTimeout: 10000, rebalanceTimeout: 10000, retry: RETRY })
+  await consumer.connect()
+  const records = []
+  let described = null
+  try {
+    await consumer.subscribe({ topics: [req.topic], fromBeginning: true })
+    let done
+    const finished = new Promise(resolve => (done = resolve))
+    await consumer.run({
+      autoCommit: false,
+      eachBatch: async ({ batch }) => {
+        for (const m of batch.messages) {
+          records.push({ partition: batch.partition, offset: m.offset, value: b64(m.value) })
+        }
+        const next = String(BigInt(batch.lastOffset()) + 1n)
+        await consumer.commitOffsets([{ topic: req.topic, partition: batch.partition, offset: next }])
+        if (records.length >= req.count) done()
+      },
+    })
+    const timer = setTimeout(done, req.timeoutMs || 30000)
+    await finished
+    clearTimeout(timer)
+    described = await withAdmin(req, admin => admin.describeGroups([req.groupId]))
+  } finally {
+    await consumer.disconnect()
+  }
+  const offsets = await withAdmin(req, admin => admin.fetchOffsets({ groupId: req.groupId, topics: [req.topic] }))
+  return { records, offsets, described }
+}
+
 const OPS = {
+  groupConsume,
   produce,
   produceIdempotent,
   fetch: fetchRecords,
