@@ -312,3 +312,16 @@ def test_broker_refuses_to_start_on_a_damaged_sealed_segment(broker_factory, top
     out = proc.stdout.decode(errors="replace")
     assert proc.returncode != 0, out[-2000:]
     assert first.name in out and "corrupt" in out.lower(), out[-2000:]
+
+
+def test_min_insync_replicas_above_rf_refuses_acks_all_only(broker, topic_name):
+    """min.insync.replicas=2 on a one-replica topic makes acks=all produce fail with NOT_ENOUGH_REPLICAS (as Kafka), while acks=1 still succeeds; lowering it live with AlterConfigs lets acks=all through."""
+    clients.create_topic(broker.bootstrap, topic_name, config={"min.insync.replicas": "2"})
+    p = clients.producer(broker.bootstrap, **{"acks": "all", "retries": 0})
+    report = {}
+    p.produce(topic_name, value=b"x", on_delivery=lambda err, msg: report.update(err=err))
+    p.flush(30)
+    assert report["err"] is not None and report["err"].code() == KafkaError.NOT_ENOUGH_REPLICAS, report
+    assert clients.produce_all(broker.bootstrap, topic_name, [{"value": b"one"}], acks=1) == [(0, 0)]
+    assert alter(broker.bootstrap, topic_name, {"min.insync.replicas": "1"}) is None
+    assert clients.produce_all(broker.bootstrap, topic_name, [{"value": b"all"}], acks="all") == [(0, 1)]

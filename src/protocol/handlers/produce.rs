@@ -105,6 +105,12 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> ProduceOutcome
                 slot.error_code = ResponseError::NotLeaderOrFollower.code();
                 continue;
             }
+            // Kafka: acks=all needs at least min.insync.replicas in-sync replicas (checked before the batches).
+            let min_insync = meta.configs.get("min.insync.replicas").and_then(|v| v.trim().parse::<usize>().ok()).unwrap_or(1);
+            if acks == -1 && pmeta.isr.len() < min_insync {
+                slot.error_code = ResponseError::NotEnoughReplicas.code();
+                continue;
+            }
             let records = part.records.unwrap_or_default();
             let headers = match validate_batches(&records) {
                 Ok(h) => h,
