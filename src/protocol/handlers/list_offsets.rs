@@ -130,7 +130,8 @@ async fn lookup_local(shard: Rc<ShardState>, lookups: Vec<Lookup>) -> Vec<Found>
             },
             ts => match p.log().offset_for_timestamp(ts).await {
                 // Never point past what consumers may read.
-                Ok(Some((offset, t))) if offset < p.high_watermark() => found(t, offset),
+                // Nor below the log start (DeleteRecords may cut inside a batch or segment).
+                Ok(Some((offset, t))) if offset < p.high_watermark() => found(t, offset.max(p.log_start_offset())),
                 Ok(_) => found(-1, -1),
                 Err(e) => Found {
                     slot: l.slot,
