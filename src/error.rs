@@ -28,11 +28,13 @@ pub fn controller_error_code(e: &ControllerError) -> i16 {
 }
 
 /// A batch that fails validation: a bad CRC is CORRUPT_MESSAGE, an old
-/// message format is UNSUPPORTED_FOR_MESSAGE_FORMAT, anything else about its
+/// message format is INVALID_RECORD (as Kafka answers Produce v3+), anything else about its
 /// framing is CORRUPT_MESSAGE too (what Kafka answers for lying lengths).
 pub fn batch_error_code(e: &BatchError) -> i16 {
     match e {
-        BatchError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat.code(),
+        // Kafka: "Produce requests with version 3 or higher must only contain
+        // record batches with magic version 2" is an InvalidRecordException.
+        BatchError::UnsupportedMagic(_) => ResponseError::InvalidRecord.code(),
         _ => ResponseError::CorruptMessage.code(),
     }
 }

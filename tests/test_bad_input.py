@@ -14,6 +14,7 @@ ERR_CORRUPT_MESSAGE = 2
 ERR_UNKNOWN_TOPIC_OR_PARTITION = 3
 ERR_UNSUPPORTED_VERSION = 35
 ERR_UNSUPPORTED_FOR_MESSAGE_FORMAT = 43
+ERR_INVALID_RECORD = 87
 
 
 @pytest.fixture
@@ -136,10 +137,10 @@ def test_produce_with_bad_crc_is_corrupt_message(seeded):
 
 @pytest.mark.parametrize("magic", [0, 1, 3])
 def test_produce_with_wrong_magic_is_rejected(seeded, magic):
-    """A batch with magic != 2 (CRC valid over the rest) is rejected with CORRUPT_MESSAGE (2) or UNSUPPORTED_FOR_MESSAGE_FORMAT (43) and nothing is appended."""
+    """A batch with magic != 2 (CRC valid over the rest) is rejected with INVALID_RECORD (87), as Kafka answers Produce v3+ with an old or unknown format, and nothing is appended."""
     broker, topic, sent = seeded
     res = produce_raw(broker, topic, 0, kw.record_batch([(None, b"bad-magic")], magic=magic))
-    assert res[(topic, 0)][0] in (ERR_CORRUPT_MESSAGE, ERR_UNSUPPORTED_FOR_MESSAGE_FORMAT), res
+    assert res[(topic, 0)][0] == ERR_INVALID_RECORD, res
     assert_still_serving(broker, topic, sent)
 
 
