@@ -204,3 +204,34 @@ def test_non_idempotent_producers_are_unaffected(broker, topic_name):
     with kw.RawConnection("127.0.0.1", broker.kafka_port) as c:
         assert produce(c, 1, topic_name, blob) == (0, 0)
         assert produce(c, 2, topic_name, blob) == (0, 1)
+
+
+def test_producer_state_snapshots_at_roll_and_close_serve_recovery(broker_factory, topic_name):
+    """With 1 KiB segments, idempotent appends leave `.snapshot` files at segment rolls (and one at clean close); after kill -9 and after SIGTERM the rebuilt state still answers a resend of each of the last batches with its original offset and refuses a gap."""
+    broker = broker_factory(env={"FJORD_LOG_SEGMENT_BYTES": "1024", "FJORD_LOG": "debug"})
+    create_topic(broker.bootstrap, topic_name)
+    err, pid, epoch = init_producer_id(broker.kafka_port)
+    assert err == 0
+    sent = []
+    with kw.RawConnection("127.0.0.1", broker.kafka_port) as c:
+        for i in range(40):
+            blob = idempotent_batch([b"r%03d-%s" % (i, b"x" * 100)], pid, epoch, i)
+            assert produce(c, i, topic_name, blob) == (0, i)
+            sent.append(blob)
+    part_dir = next((broker.data_dir / "kafka" / topic_name).iterdir())
+    assert len(list(part_dir.glob("*.log"))) > 5, "segments did not roll"
+    assert list(part_dir.glob("*.snapshot")), "no snapshot written at a roll"
+
+    for restart in ("kill9", "sigterm"):
+        broker.restart(hard=(restart == "kill9"))
+        with kw.RawConnection("127.0.0.1", broker.kafka_port) as c:
+            for i in range(35, 40):
+                assert produce(c, i, topic_name, sent[i]) == (0, i), f"resend of {i} after {restart}"
+            gap = idempotent_batch([b"gap"], pid, epoch, 41)
+            assert produce(c, 99, topic_name, gap)[0] == OUT_OF_ORDER_SEQUENCE_NUMBER
+        recovered = [l for l in broker.log_tail().splitlines() if "producer state recovered" in l]
+        assert recovered and "snapshot=Some(" in recovered[-1], recovered[-1:]
+        scanned = int(recovered[-1].split("batches=")[1].split()[0])
+        assert scanned < 40, f"recovery after {restart} scanned {scanned} batches: the snapshot was not used"
+    assert (part_dir / ("%020d.snapshot" % 40)).exists(), "no snapshot at the log end after a clean close"
+    assert watermarks(broker.bootstrap, topic_name)[1] == 40

@@ -5,13 +5,14 @@
 //!
 //! Runs on the shard that owns the partition. Producer state lives in the
 //! partition (`producer_state`), rebuilt at open from the log's batch headers
-//! (a full scan of the written segments; no snapshot files yet).
+//! (the newest `producer_snapshot` plus the batch headers after it).
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use bytes::BytesMut;
 
+use super::producer_snapshot;
 use super::producer_state::{Decision, ProducerStateConfig, ProducerStates};
 use super::{Partition, PartitionError};
 use crate::storage::recovery::now_ms;
@@ -20,8 +21,10 @@ use crate::storage::{AppendResult, BatchHeader, Log, StorageError};
 /// Producer state rebuilt from every batch header in `log`'s segments.
 pub(super) fn recover_producer_states(log: &Log, config: ProducerStateConfig) -> Rc<RefCell<ProducerStates>> {
     let mut states = ProducerStates::new(config);
+    let snapshot = producer_snapshot::load_newest(log.dir(), log.log_end_offset(), &mut states);
+    states.segment_rolled(log.active_segment_base());
     let mut batches = 0u64;
-    if let Err(e) = log.scan_written_headers(|h| {
+    if let Err(e) = log.scan_written_headers(snapshot.unwrap_or(i64::MIN), |h| {
         batches += 1;
         states.recover_batch(h);
     }) {
@@ -31,7 +34,7 @@ pub(super) fn recover_producer_states(log: &Log, config: ProducerStateConfig) ->
     }
     states.expire(now_ms());
     if !states.is_empty() {
-        tracing::debug!(dir = %log.dir().display(), batches, producers = states.len(), "producer state recovered");
+        tracing::debug!(dir = %log.dir().display(), ?snapshot, batches, producers = states.len(), "producer state recovered");
     }
     Rc::new(RefCell::new(states))
 }
@@ -70,6 +73,10 @@ impl Partition {
             return Ok(AppendResult { base_offset: first_offset, last_offset });
         }
         let result = self.log.append_in_place(batches, headers, self.leader_epoch)?;
+        if self.producers.borrow_mut().segment_rolled(self.log.active_segment_base()) {
+            // The state of every batch below this one, as Kafka snapshots at a roll.
+            self.write_producer_snapshot(result.base_offset);
+        }
         let mut appended = *h;
         appended.base_offset = result.base_offset;
         self.producers.borrow_mut().record(&appended, now);
@@ -89,6 +96,24 @@ impl Partition {
             }
         })
         .detach();
+    }
+
+    /// Writes `<offset>.snapshot` of the current producer state (which must
+    /// cover exactly the batches below `offset`). Failures are logged: the
+    /// next open then scans further back.
+    pub(super) fn write_producer_snapshot(&self, offset: i64) {
+        let producers = self.producers.borrow();
+        if let Err(e) = producer_snapshot::write(self.log.dir(), offset, &producers) {
+            tracing::warn!(topic = %self.topic, partition = self.partition, offset, error = %e, "producer state snapshot failed");
+        }
+    }
+
+    /// At clean close: a snapshot at the log end, so the next open scans nothing.
+    pub(super) fn snapshot_producers_at_close(&self) {
+        let end = self.log.log_end_offset();
+        if end > self.log.log_start_offset() {
+            self.write_producer_snapshot(end);
+        }
     }
 
     /// Sets the expiry and count bounds (topic or broker settings).

@@ -6,6 +6,7 @@
 
 mod idempotent;
 pub mod manager;
+mod producer_snapshot;
 pub mod producer_state;
 
 use std::cell::RefCell;
@@ -182,6 +183,7 @@ impl Partition {
 
     pub async fn close(&self) -> Result<(), StorageError> {
         self.wake_waiters();
+        self.snapshot_producers_at_close();
         self.log.close().await
     }
 

@@ -120,11 +120,22 @@ pub struct ProducerStates {
     config: ProducerStateConfig,
     entries: HashMap<i64, ProducerEntry>,
     last_expiry_ms: i64,
+    /// The log's active segment when the last snapshot was taken (a roll
+    /// since then asks for a new snapshot).
+    snapshot_segment_base: i64,
 }
 
 impl ProducerStates {
     pub fn new(config: ProducerStateConfig) -> Self {
-        ProducerStates { config, entries: HashMap::new(), last_expiry_ms: 0 }
+        ProducerStates { config, entries: HashMap::new(), last_expiry_ms: 0, snapshot_segment_base: 0 }
+    }
+
+    /// Notes the log's active segment; true if it changed since the last call
+    /// (the log rolled: time for a snapshot).
+    pub fn segment_rolled(&mut self, active_segment_base: i64) -> bool {
+        let rolled = active_segment_base != self.snapshot_segment_base;
+        self.snapshot_segment_base = active_segment_base;
+        rolled
     }
 
     pub fn set_config(&mut self, config: ProducerStateConfig) {
@@ -242,6 +253,24 @@ impl ProducerStates {
         self.last_expiry_ms = now_ms;
         let horizon = now_ms.saturating_sub(self.config.expiration_ms);
         self.entries.retain(|_, e| e.last_write_ms >= horizon);
+    }
+
+    /// Every producer as (id, epoch, last write ms, batches oldest first), for snapshots.
+    pub fn export(&self) -> Vec<(i64, i16, i64, Vec<BatchMeta>)> {
+        let mut out: Vec<_> = self
+            .entries
+            .iter()
+            .map(|(id, e)| (*id, e.epoch, e.last_write_ms, e.batches.iter().copied().collect()))
+            .collect();
+        out.sort_by_key(|e| e.0);
+        out
+    }
+
+    /// Puts back one exported producer (at open, from a snapshot).
+    pub fn import(&mut self, producer_id: i64, epoch: i16, last_write_ms: i64, batches: &[BatchMeta]) {
+        let keep = batches.len().saturating_sub(BATCHES_RETAINED);
+        let batches: VecDeque<BatchMeta> = batches[keep..].iter().copied().collect();
+        self.entries.insert(producer_id, ProducerEntry { epoch, batches, last_write_ms });
     }
 
     fn enforce_bounds(&mut self, now_ms: i64) {

@@ -44,22 +44,37 @@ impl Log {
     }
 
     /// Calls `visit` with the header of every batch written to the segment
-    /// files, oldest first (blocking preads; meant for open, when everything
-    /// recovered is written and nothing is pending).
-    pub fn scan_written_headers(&self, mut visit: impl FnMut(&BatchHeader)) -> Result<(), StorageError> {
+    /// files that ends at or after `from`, oldest first (blocking preads;
+    /// meant for open, when everything recovered is written and nothing is
+    /// pending). Starts at the offset index entry below `from`.
+    pub fn scan_written_headers(&self, from: i64, mut visit: impl FnMut(&BatchHeader)) -> Result<(), StorageError> {
         let st = self.state.borrow();
         for seg in &st.segments {
+            if seg.next_offset <= from {
+                continue;
+            }
             let Some(file) = seg.reader.as_ref() else { continue };
-            scan_file(file, &seg.log_path, seg.written_size, &mut visit)?;
+            let start = if from > seg.base_offset { seg.position_floor(from) } else { 0 };
+            scan_file(file, &seg.log_path, start, seg.written_size, &mut |h: &BatchHeader| {
+                if h.last_offset() >= from {
+                    visit(h)
+                }
+            })?;
         }
         Ok(())
     }
+
+    /// Base offset of the segment appends go to (changes when the log rolls).
+    pub fn active_segment_base(&self) -> i64 {
+        self.state.borrow().segments.last().map_or(0, |s| s.base_offset)
+    }
 }
 
-/// Walks the batch headers of `[0, limit)` of one segment file.
+/// Walks the batch headers of `[start, limit)` of one segment file.
 fn scan_file(
     file: &File,
     path: &Path,
+    start: u64,
     limit: u64,
     visit: &mut impl FnMut(&BatchHeader),
 ) -> Result<(), StorageError> {
@@ -67,7 +82,7 @@ fn scan_file(
     // `buf[..filled]` holds the file from `buf_pos`.
     let mut buf_pos = 0u64;
     let mut filled = 0usize;
-    let mut pos = 0u64;
+    let mut pos = start;
     while pos < limit {
         let header_end = pos + BatchHeader::SIZE as u64;
         if header_end > limit {
