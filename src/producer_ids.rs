@@ -25,7 +25,11 @@ pub struct ProducerIdAllocator {
 
 impl Default for ProducerIdAllocator {
     fn default() -> Self {
-        ProducerIdAllocator { next: Cell::new(0), end: Cell::new(0), refill: async_lock::Mutex::new(()) }
+        ProducerIdAllocator {
+            next: Cell::new(0),
+            end: Cell::new(0),
+            refill: async_lock::Mutex::new(()),
+        }
     }
 }
 
@@ -48,7 +52,9 @@ impl ProducerIdAllocator {
         if let Some(id) = self.take() {
             return Ok(id);
         }
-        let start = controller.allocate_producer_ids(PRODUCER_ID_BLOCK_SIZE).await?;
+        let start = controller
+            .allocate_producer_ids(PRODUCER_ID_BLOCK_SIZE)
+            .await?;
         assert!(start >= 0, "the controller hands out non-negative ids");
         self.next.set(start);
         self.end.set(start + PRODUCER_ID_BLOCK_SIZE);

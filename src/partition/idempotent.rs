@@ -19,7 +19,10 @@ use crate::storage::recovery::now_ms;
 use crate::storage::{AppendResult, BatchHeader, Log, StorageError};
 
 /// Producer state rebuilt from every batch header in `log`'s segments.
-pub(super) fn recover_producer_states(log: &Log, config: ProducerStateConfig) -> Rc<RefCell<ProducerStates>> {
+pub(super) fn recover_producer_states(
+    log: &Log,
+    config: ProducerStateConfig,
+) -> Rc<RefCell<ProducerStates>> {
     let mut states = ProducerStates::new(config);
     let snapshot = producer_snapshot::load_newest(log.dir(), log.log_end_offset(), &mut states);
     states.segment_rolled(log.active_segment_base());
@@ -55,7 +58,10 @@ impl Partition {
             return Ok(self.log.append(batches, headers, self.leader_epoch).await?);
         }
         let [h] = headers else {
-            return Err(StorageError::InvalidAppend("an idempotent produce carries exactly one batch").into());
+            return Err(StorageError::InvalidAppend(
+                "an idempotent produce carries exactly one batch",
+            )
+            .into());
         };
         self.log.reserve(batches.len()).await?;
         // From here on no `.await`: the check and the offsets are one step.
@@ -65,15 +71,28 @@ impl Partition {
             producers.maybe_expire(now);
             producers.check(h)?
         };
-        if let Decision::Duplicate { first_offset, last_offset } = decision {
+        if let Decision::Duplicate {
+            first_offset,
+            last_offset,
+        } = decision
+        {
             tracing::debug!(
                 topic = %self.topic, partition = self.partition, producer_id = h.producer_id,
                 sequence = h.base_sequence, first_offset, "duplicate batch answered with its original offsets"
             );
-            return Ok(AppendResult { base_offset: first_offset, last_offset });
+            return Ok(AppendResult {
+                base_offset: first_offset,
+                last_offset,
+            });
         }
-        let result = self.log.append_in_place(batches, headers, self.leader_epoch)?;
-        if self.producers.borrow_mut().segment_rolled(self.log.active_segment_base()) {
+        let result = self
+            .log
+            .append_in_place(batches, headers, self.leader_epoch)?;
+        if self
+            .producers
+            .borrow_mut()
+            .segment_rolled(self.log.active_segment_base())
+        {
             // The state of every batch below this one, as Kafka snapshots at a roll.
             self.write_producer_snapshot(result.base_offset);
         }
@@ -92,7 +111,9 @@ impl Partition {
         glommio::spawn_local(async move {
             match log.wait_written(result.last_offset + 1).await {
                 Ok(()) | Err(StorageError::Closed) => {}
-                Err(_) => producers.borrow_mut().forget(producer_id, result.base_offset),
+                Err(_) => producers
+                    .borrow_mut()
+                    .forget(producer_id, result.base_offset),
             }
         })
         .detach();
@@ -122,7 +143,10 @@ impl Partition {
     }
 
     /// Epoch and remembered batches of one producer (tests, DescribeProducers).
-    pub fn producer_state(&self, producer_id: i64) -> Option<(i16, Vec<super::producer_state::BatchMeta>)> {
+    pub fn producer_state(
+        &self,
+        producer_id: i64,
+    ) -> Option<(i16, Vec<super::producer_state::BatchMeta>)> {
         self.producers.borrow().get(producer_id)
     }
 }

@@ -32,7 +32,9 @@ pub fn snapshot_path(dir: &Path, offset: i64) -> PathBuf {
 
 fn parse_name(name: &str) -> Option<i64> {
     let stem = name.strip_suffix(".snapshot")?;
-    (stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit())).then(|| stem.parse().ok()).flatten()
+    (stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| stem.parse().ok())
+        .flatten()
 }
 
 /// Snapshot offsets in `dir`, ascending.
@@ -176,7 +178,11 @@ mod tests {
     #[test]
     fn snapshot_roundtrip_newest_usable_wins_and_bad_ones_go() {
         // Proves: a written snapshot reloads to the same state; one above the log end or corrupt is skipped and deleted.
-        let dir = std::env::temp_dir().join(format!("fjord-psnap-{}-{}", std::process::id(), uuid::Uuid::new_v4()));
+        let dir = std::env::temp_dir().join(format!(
+            "fjord-psnap-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        ));
         fs::create_dir_all(&dir).unwrap();
         let mut s = ProducerStates::new(Default::default());
         for i in 0..7 {
@@ -188,7 +194,11 @@ mod tests {
         write(&dir, 18, &s).unwrap();
         s.record(&batch(2, 4, 18), 8);
         write(&dir, 20, &s).unwrap();
-        assert_eq!(list(&dir).unwrap(), vec![18, 20], "only the newest two are kept");
+        assert_eq!(
+            list(&dir).unwrap(),
+            vec![18, 20],
+            "only the newest two are kept"
+        );
 
         let mut r = ProducerStates::new(Default::default());
         assert_eq!(load_newest(&dir, 100, &mut r), Some(20));

@@ -45,7 +45,10 @@ pub struct ProducerStateConfig {
 
 impl Default for ProducerStateConfig {
     fn default() -> Self {
-        ProducerStateConfig { expiration_ms: 86_400_000, entries_max: 100_000 }
+        ProducerStateConfig {
+            expiration_ms: 86_400_000,
+            entries_max: 100_000,
+        }
     }
 }
 
@@ -71,16 +74,28 @@ struct ProducerEntry {
 pub enum Decision {
     Append,
     /// Already in the log at these offsets: answer success, do not append.
-    Duplicate { first_offset: i64, last_offset: i64 },
+    Duplicate {
+        first_offset: i64,
+        last_offset: i64,
+    },
 }
 
 /// Why an idempotent batch is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProducerStateError {
     /// INVALID_PRODUCER_EPOCH (47).
-    InvalidEpoch { producer_id: i64, epoch: i16, current: i16 },
+    InvalidEpoch {
+        producer_id: i64,
+        epoch: i16,
+        current: i16,
+    },
     /// OUT_OF_ORDER_SEQUENCE_NUMBER (45).
-    OutOfOrder { producer_id: i64, epoch: i16, first_seq: i32, last_seq: Option<i32> },
+    OutOfOrder {
+        producer_id: i64,
+        epoch: i16,
+        first_seq: i32,
+        last_seq: Option<i32>,
+    },
 }
 
 impl fmt::Display for ProducerStateError {
@@ -127,7 +142,12 @@ pub struct ProducerStates {
 
 impl ProducerStates {
     pub fn new(config: ProducerStateConfig) -> Self {
-        ProducerStates { config, entries: HashMap::new(), last_expiry_ms: 0, snapshot_segment_base: 0 }
+        ProducerStates {
+            config,
+            entries: HashMap::new(),
+            last_expiry_ms: 0,
+            snapshot_segment_base: 0,
+        }
     }
 
     /// Notes the log's active segment; true if it changed since the last call
@@ -152,7 +172,9 @@ impl ProducerStates {
 
     /// Epoch and remembered batches of a producer (tests, DescribeProducers later).
     pub fn get(&self, producer_id: i64) -> Option<(i16, Vec<BatchMeta>)> {
-        self.entries.get(&producer_id).map(|e| (e.epoch, e.batches.iter().copied().collect()))
+        self.entries
+            .get(&producer_id)
+            .map(|e| (e.epoch, e.batches.iter().copied().collect()))
     }
 
     /// Checks an idempotent batch (`producer_id >= 0`) against the state. No change.
@@ -164,8 +186,15 @@ impl ProducerStates {
         let first_seq = h.base_sequence;
         let last_seq = last_sequence(first_seq, h.last_offset_delta);
         if h.producer_epoch == e.epoch {
-            if let Some(b) = e.batches.iter().find(|b| b.first_seq == first_seq && b.last_seq == last_seq) {
-                return Ok(Decision::Duplicate { first_offset: b.first_offset, last_offset: b.last_offset });
+            if let Some(b) = e
+                .batches
+                .iter()
+                .find(|b| b.first_seq == first_seq && b.last_seq == last_seq)
+            {
+                return Ok(Decision::Duplicate {
+                    first_offset: b.first_offset,
+                    last_offset: b.last_offset,
+                });
             }
         }
         if h.producer_epoch < e.epoch {
@@ -182,7 +211,11 @@ impl ProducerStates {
             last_seq: last,
         };
         if h.producer_epoch > e.epoch {
-            return if first_seq == 0 { Ok(Decision::Append) } else { Err(out_of_order(None)) };
+            return if first_seq == 0 {
+                Ok(Decision::Append)
+            } else {
+                Err(out_of_order(None))
+            };
         }
         match e.batches.back() {
             Some(b) if in_sequence(b.last_seq, first_seq) => Ok(Decision::Append),
@@ -202,11 +235,14 @@ impl ProducerStates {
             first_offset: h.base_offset,
             last_offset: h.last_offset(),
         };
-        let e = self.entries.entry(h.producer_id).or_insert_with(|| ProducerEntry {
-            epoch: h.producer_epoch,
-            batches: VecDeque::with_capacity(BATCHES_RETAINED),
-            last_write_ms: now_ms,
-        });
+        let e = self
+            .entries
+            .entry(h.producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch: h.producer_epoch,
+                batches: VecDeque::with_capacity(BATCHES_RETAINED),
+                last_write_ms: now_ms,
+            });
         if h.producer_epoch != e.epoch {
             e.epoch = h.producer_epoch;
             e.batches.clear();
@@ -242,7 +278,9 @@ impl ProducerStates {
     /// Drops producers not written within `expiration_ms`, at most once per
     /// `EXPIRATION_CHECK_INTERVAL_MS`.
     pub fn maybe_expire(&mut self, now_ms: i64) {
-        if now_ms.saturating_sub(self.last_expiry_ms) < EXPIRATION_CHECK_INTERVAL_MS.min(self.config.expiration_ms) {
+        if now_ms.saturating_sub(self.last_expiry_ms)
+            < EXPIRATION_CHECK_INTERVAL_MS.min(self.config.expiration_ms)
+        {
             return;
         }
         self.expire(now_ms);
@@ -260,17 +298,37 @@ impl ProducerStates {
         let mut out: Vec<_> = self
             .entries
             .iter()
-            .map(|(id, e)| (*id, e.epoch, e.last_write_ms, e.batches.iter().copied().collect()))
+            .map(|(id, e)| {
+                (
+                    *id,
+                    e.epoch,
+                    e.last_write_ms,
+                    e.batches.iter().copied().collect(),
+                )
+            })
             .collect();
         out.sort_by_key(|e| e.0);
         out
     }
 
     /// Puts back one exported producer (at open, from a snapshot).
-    pub fn import(&mut self, producer_id: i64, epoch: i16, last_write_ms: i64, batches: &[BatchMeta]) {
+    pub fn import(
+        &mut self,
+        producer_id: i64,
+        epoch: i16,
+        last_write_ms: i64,
+        batches: &[BatchMeta],
+    ) {
         let keep = batches.len().saturating_sub(BATCHES_RETAINED);
         let batches: VecDeque<BatchMeta> = batches[keep..].iter().copied().collect();
-        self.entries.insert(producer_id, ProducerEntry { epoch, batches, last_write_ms });
+        self.entries.insert(
+            producer_id,
+            ProducerEntry {
+                epoch,
+                batches,
+                last_write_ms,
+            },
+        );
     }
 
     fn enforce_bounds(&mut self, now_ms: i64) {
@@ -279,7 +337,12 @@ impl ProducerStates {
         }
         self.expire(now_ms);
         while self.entries.len() > self.config.entries_max.max(1) {
-            let Some(oldest) = self.entries.iter().min_by_key(|(_, e)| e.last_write_ms).map(|(id, _)| *id) else {
+            let Some(oldest) = self
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.last_write_ms)
+                .map(|(id, _)| *id)
+            else {
                 break;
             };
             self.entries.remove(&oldest);
@@ -315,7 +378,11 @@ mod tests {
     }
 
     /// Appends like the partition does: check, then record at the next offset.
-    fn append(s: &mut ProducerStates, next: &mut i64, h: BatchHeader) -> Result<Decision, ProducerStateError> {
+    fn append(
+        s: &mut ProducerStates,
+        next: &mut i64,
+        h: BatchHeader,
+    ) -> Result<Decision, ProducerStateError> {
         let d = s.check(&h)?;
         if d == Decision::Append {
             let mut h = h;
@@ -332,19 +399,37 @@ mod tests {
         let mut s = states();
         let mut next = 100;
         for i in 0..5 {
-            assert_eq!(append(&mut s, &mut next, batch(7, 0, i * 3, 3, 0)), Ok(Decision::Append));
+            assert_eq!(
+                append(&mut s, &mut next, batch(7, 0, i * 3, 3, 0)),
+                Ok(Decision::Append)
+            );
         }
         for i in 0..5i32 {
             let first = 100 + i64::from(i) * 3;
             assert_eq!(
                 s.check(&batch(7, 0, i * 3, 3, 0)),
-                Ok(Decision::Duplicate { first_offset: first, last_offset: first + 2 })
+                Ok(Decision::Duplicate {
+                    first_offset: first,
+                    last_offset: first + 2
+                })
             );
         }
         // A sixth batch pushes the first out: its retry is now out of order.
-        assert_eq!(append(&mut s, &mut next, batch(7, 0, 15, 3, 0)), Ok(Decision::Append));
-        assert!(matches!(s.check(&batch(7, 0, 0, 3, 0)), Err(ProducerStateError::OutOfOrder { .. })));
-        assert!(matches!(s.check(&batch(7, 0, 3, 3, 0)), Ok(Decision::Duplicate { first_offset: 103, .. })));
+        assert_eq!(
+            append(&mut s, &mut next, batch(7, 0, 15, 3, 0)),
+            Ok(Decision::Append)
+        );
+        assert!(matches!(
+            s.check(&batch(7, 0, 0, 3, 0)),
+            Err(ProducerStateError::OutOfOrder { .. })
+        ));
+        assert!(matches!(
+            s.check(&batch(7, 0, 3, 3, 0)),
+            Ok(Decision::Duplicate {
+                first_offset: 103,
+                ..
+            })
+        ));
         assert_eq!(s.get(7).map(|(_, b)| b.len()), Some(BATCHES_RETAINED));
     }
 
@@ -354,7 +439,10 @@ mod tests {
         let mut s = states();
         let mut next = 0;
         append(&mut s, &mut next, batch(1, 0, 0, 3, 0)).unwrap();
-        assert!(matches!(s.check(&batch(1, 0, 0, 2, 0)), Err(ProducerStateError::OutOfOrder { .. })));
+        assert!(matches!(
+            s.check(&batch(1, 0, 0, 2, 0)),
+            Err(ProducerStateError::OutOfOrder { .. })
+        ));
     }
 
     #[test]
@@ -364,7 +452,15 @@ mod tests {
         let mut next = 0;
         append(&mut s, &mut next, batch(1, 0, 0, 5, 0)).unwrap();
         let err = s.check(&batch(1, 0, 6, 1, 0)).unwrap_err();
-        assert_eq!(err, ProducerStateError::OutOfOrder { producer_id: 1, epoch: 0, first_seq: 6, last_seq: Some(4) });
+        assert_eq!(
+            err,
+            ProducerStateError::OutOfOrder {
+                producer_id: 1,
+                epoch: 0,
+                first_seq: 6,
+                last_seq: Some(4)
+            }
+        );
         assert!(s.check(&batch(1, 0, 4, 1, 0)).is_err());
         assert_eq!(s.check(&batch(1, 0, 5, 1, 0)), Ok(Decision::Append));
     }
@@ -375,12 +471,24 @@ mod tests {
         let mut s = states();
         let mut next = 0;
         append(&mut s, &mut next, batch(1, 3, 0, 2, 0)).unwrap();
-        assert!(matches!(s.check(&batch(1, 2, 2, 1, 0)), Err(ProducerStateError::InvalidEpoch { current: 3, .. })));
-        assert!(matches!(s.check(&batch(1, 4, 2, 1, 0)), Err(ProducerStateError::OutOfOrder { .. })));
-        assert_eq!(append(&mut s, &mut next, batch(1, 4, 0, 1, 0)), Ok(Decision::Append));
+        assert!(matches!(
+            s.check(&batch(1, 2, 2, 1, 0)),
+            Err(ProducerStateError::InvalidEpoch { current: 3, .. })
+        ));
+        assert!(matches!(
+            s.check(&batch(1, 4, 2, 1, 0)),
+            Err(ProducerStateError::OutOfOrder { .. })
+        ));
+        assert_eq!(
+            append(&mut s, &mut next, batch(1, 4, 0, 1, 0)),
+            Ok(Decision::Append)
+        );
         assert_eq!(s.get(1).map(|(e, b)| (e, b.len())), Some((4, 1)));
         // The old epoch's batches are gone: its retry is stale, not a duplicate.
-        assert!(matches!(s.check(&batch(1, 3, 0, 2, 0)), Err(ProducerStateError::InvalidEpoch { .. })));
+        assert!(matches!(
+            s.check(&batch(1, 3, 0, 2, 0)),
+            Err(ProducerStateError::InvalidEpoch { .. })
+        ));
     }
 
     #[test]
@@ -403,14 +511,23 @@ mod tests {
         assert_eq!(s.check(&batch(1, 0, i32::MAX, 1, 0)), Ok(Decision::Append));
         append(&mut s, &mut next, batch(1, 0, i32::MAX, 3, 0)).unwrap();
         assert_eq!(s.get(1).unwrap().1.last().unwrap().last_seq, 1);
-        assert!(matches!(s.check(&batch(1, 0, i32::MAX, 3, 0)), Ok(Decision::Duplicate { first_offset: 2, .. })));
+        assert!(matches!(
+            s.check(&batch(1, 0, i32::MAX, 3, 0)),
+            Ok(Decision::Duplicate {
+                first_offset: 2,
+                ..
+            })
+        ));
         assert_eq!(s.check(&batch(1, 0, 2, 1, 0)), Ok(Decision::Append));
     }
 
     #[test]
     fn expiry_by_last_write_and_count_bound() {
         // Proves: producers idle past expiration are dropped; the count bound evicts the least recent.
-        let mut s = ProducerStates::new(ProducerStateConfig { expiration_ms: 1_000, entries_max: 3 });
+        let mut s = ProducerStates::new(ProducerStateConfig {
+            expiration_ms: 1_000,
+            entries_max: 3,
+        });
         s.record(&batch(1, 0, 0, 1, 0), 100);
         s.record(&batch(2, 0, 0, 1, 1), 900);
         s.maybe_expire(1_500);
@@ -430,7 +547,14 @@ mod tests {
         let mut live = states();
         let mut next = 0;
         let mut log = Vec::new();
-        for (pid, seq, n) in [(1, 0, 2), (2, 0, 1), (1, 2, 2), (-1, -1, 4), (1, 4, 1), (2, 1, 3)] {
+        for (pid, seq, n) in [
+            (1, 0, 2),
+            (2, 0, 1),
+            (1, 2, 2),
+            (-1, -1, 4),
+            (1, 4, 1),
+            (2, 1, 3),
+        ] {
             let mut h = batch(pid, 0, seq, n, 0);
             h.base_offset = next;
             next = h.last_offset() + 1;
@@ -449,7 +573,13 @@ mod tests {
         }
         assert_eq!(rebuilt.get(1), live.get(1));
         assert_eq!(rebuilt.get(2), live.get(2));
-        assert!(matches!(rebuilt.check(&batch(1, 0, 2, 2, 0)), Ok(Decision::Duplicate { first_offset: 3, last_offset: 4 })));
+        assert!(matches!(
+            rebuilt.check(&batch(1, 0, 2, 2, 0)),
+            Ok(Decision::Duplicate {
+                first_offset: 3,
+                last_offset: 4
+            })
+        ));
         assert!(rebuilt.check(&batch(1, 0, 6, 1, 0)).is_err());
         assert_eq!(rebuilt.check(&batch(2, 0, 4, 1, 0)), Ok(Decision::Append));
     }

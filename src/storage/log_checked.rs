@@ -47,26 +47,46 @@ impl Log {
     /// files that ends at or after `from`, oldest first (blocking preads;
     /// meant for open, when everything recovered is written and nothing is
     /// pending). Starts at the offset index entry below `from`.
-    pub fn scan_written_headers(&self, from: i64, mut visit: impl FnMut(&BatchHeader)) -> Result<(), StorageError> {
+    pub fn scan_written_headers(
+        &self,
+        from: i64,
+        mut visit: impl FnMut(&BatchHeader),
+    ) -> Result<(), StorageError> {
         let st = self.state.borrow();
         for seg in &st.segments {
             if seg.next_offset <= from {
                 continue;
             }
-            let Some(file) = seg.reader.as_ref() else { continue };
-            let start = if from > seg.base_offset { seg.position_floor(from) } else { 0 };
-            scan_file(file, &seg.log_path, start, seg.written_size, &mut |h: &BatchHeader| {
-                if h.last_offset() >= from {
-                    visit(h)
-                }
-            })?;
+            let Some(file) = seg.reader.as_ref() else {
+                continue;
+            };
+            let start = if from > seg.base_offset {
+                seg.position_floor(from)
+            } else {
+                0
+            };
+            scan_file(
+                file,
+                &seg.log_path,
+                start,
+                seg.written_size,
+                &mut |h: &BatchHeader| {
+                    if h.last_offset() >= from {
+                        visit(h)
+                    }
+                },
+            )?;
         }
         Ok(())
     }
 
     /// Base offset of the segment appends go to (changes when the log rolls).
     pub fn active_segment_base(&self) -> i64 {
-        self.state.borrow().segments.last().map_or(0, |s| s.base_offset)
+        self.state
+            .borrow()
+            .segments
+            .last()
+            .map_or(0, |s| s.base_offset)
     }
 }
 
@@ -107,5 +127,8 @@ fn scan_file(
 }
 
 fn corrupt(path: &Path, pos: u64, why: &str) -> StorageError {
-    StorageError::Corrupt { file: path.to_path_buf(), reason: format!("batch header at position {pos}: {why}") }
+    StorageError::Corrupt {
+        file: path.to_path_buf(),
+        reason: format!("batch header at position {pos}: {why}"),
+    }
 }

@@ -21,7 +21,10 @@ pub const MAX_VERSION: i16 = 5;
 
 pub async fn handle(ctx: &RequestContext, req: InitProducerIdRequest) -> InitProducerIdResponse {
     let failed = |e: ResponseError| {
-        InitProducerIdResponse::default().with_error_code(e.code()).with_producer_id(ProducerId(-1)).with_producer_epoch(-1)
+        InitProducerIdResponse::default()
+            .with_error_code(e.code())
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1)
     };
     match req.transactional_id.as_ref().map(|t| t.0.is_empty()) {
         // Kafka: an empty transactional id is an INVALID_REQUEST.
@@ -30,7 +33,9 @@ pub async fn handle(ctx: &RequestContext, req: InitProducerIdRequest) -> InitPro
         None => {}
     }
     match ctx.shard.producer_ids.next_id(&ctx.shard.controller).await {
-        Ok(id) => InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(0),
+        Ok(id) => InitProducerIdResponse::default()
+            .with_producer_id(ProducerId(id))
+            .with_producer_epoch(0),
         Err(e) => {
             tracing::warn!(error = %e, "no producer id block");
             failed(match e {
