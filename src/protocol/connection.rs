@@ -43,7 +43,9 @@ enum CloseReason {
 }
 
 pub async fn serve(shard: Rc<ShardState>, stream: TcpStream) {
-    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let peer_addr = stream.peer_addr().ok();
+    let peer = peer_addr.map(|a| a.to_string()).unwrap_or_default();
+    let client_host = peer_addr.map(|a| format!("/{}", a.ip())).unwrap_or_default();
     let _ = stream.set_nodelay(true);
     let socket_fd = stream.as_raw_fd();
     let (mut reader, writer) = futures_lite::io::split(stream);
@@ -61,7 +63,7 @@ pub async fn serve(shard: Rc<ShardState>, stream: TcpStream) {
                 Err(r) => break r,
             }
         };
-        match handlers::dispatch(&shard, frame).await {
+        match handlers::dispatch(&shard, frame, &client_host).await {
             Dispatch::NoResponse => {}
             Dispatch::Close(why) => break CloseReason::Protocol(why),
             response => {

@@ -20,4 +20,6 @@ pub struct RequestContext {
     pub api_version: i16,
     pub correlation_id: i32,
     pub client_id: Option<String>,
+    /// The peer's address as Kafka shows it in DescribeGroups ("/127.0.0.1").
+    pub client_host: String,
 }

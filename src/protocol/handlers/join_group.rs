@@ -24,7 +24,7 @@ pub async fn handle(ctx: &RequestContext, req: JoinGroupRequest) -> JoinGroupRes
         member_id: req.member_id.to_string(),
         instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
         client_id: ctx.client_id.clone().unwrap_or_default(),
-        client_host: String::new(),
+        client_host: ctx.client_host.clone(),
         session_timeout_ms: req.session_timeout_ms,
         // v0 has no rebalance timeout: Kafka uses the session timeout.
         rebalance_timeout_ms: if ctx.api_version >= 1 { req.rebalance_timeout_ms } else { req.session_timeout_ms },

@@ -99,7 +99,7 @@ pub enum Dispatch {
 }
 
 /// Decodes the frame's header, routes to the handler, encodes its answer.
-pub async fn dispatch(shard: &Rc<ShardState>, frame: Bytes) -> Dispatch {
+pub async fn dispatch(shard: &Rc<ShardState>, frame: Bytes, client_host: &str) -> Dispatch {
     let api_key_raw = i16::from_be_bytes([frame[0], frame[1]]);
     let api_version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
@@ -125,6 +125,7 @@ pub async fn dispatch(shard: &Rc<ShardState>, frame: Bytes) -> Dispatch {
         api_version,
         correlation_id,
         client_id: header.client_id.as_ref().map(|s| s.to_string()),
+        client_host: client_host.to_string(),
     };
     macro_rules! route {
         ($req:ty, $handler:path) => {{
