@@ -51,6 +51,10 @@ pub struct Config {
     pub producer_state_entries_max: usize,
     /// Partitions of `__consumer_offsets` when the broker creates it.
     pub offsets_topic_num_partitions: i32,
+    /// Partitions of `__transaction_state` when the broker creates it.
+    pub transaction_state_log_num_partitions: i32,
+    /// Largest `transaction.timeout.ms` a transactional producer may ask for.
+    pub transaction_max_timeout_ms: i64,
     /// How long an empty group waits for more members before its first rebalance.
     pub group_initial_rebalance_delay_ms: u64,
     pub group_min_session_timeout_ms: i32,
@@ -134,6 +138,8 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("producer.id.expiration.ms", "forget an idempotent producer idle this long [86400000]"),
     ("fjord.producer.state.entries.max", "idempotent producers remembered per partition [100000]"),
     ("offsets.topic.num.partitions", "partitions of __consumer_offsets, fixed once created [16]"),
+    ("transaction.state.log.num.partitions", "partitions of __transaction_state, fixed once created [16]"),
+    ("transaction.max.timeout.ms", "largest transaction timeout a producer may ask for [900000]"),
     ("group.initial.rebalance.delay.ms", "wait for more members before an empty group's first rebalance [3000]"),
     ("group.min.session.timeout.ms", "smallest session timeout a member may ask for [6000]"),
     ("group.max.session.timeout.ms", "largest session timeout a member may ask for [1800000]"),
@@ -186,6 +192,8 @@ impl Default for Config {
             // load task on some shard, and groups are few per broker here:
             // 16 spreads them over the shards of one host at a fraction of the cost.
             offsets_topic_num_partitions: 16,
+            transaction_state_log_num_partitions: 16,
+            transaction_max_timeout_ms: 900_000,
             group_initial_rebalance_delay_ms: 3000,
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
@@ -331,6 +339,12 @@ impl Config {
             }
             "offsets.topic.num.partitions" => {
                 self.offsets_topic_num_partitions = parse_range(v, 1, 10_000).ok_or_else(|| bad("an integer 1..10000"))? as i32
+            }
+            "transaction.state.log.num.partitions" => {
+                self.transaction_state_log_num_partitions = parse_range(v, 1, 10_000).ok_or_else(|| bad("an integer 1..10000"))? as i32
+            }
+            "transaction.max.timeout.ms" => {
+                self.transaction_max_timeout_ms = parse_range(v, 1, i32::MAX as i64).ok_or_else(|| bad("an integer 1..2147483647"))?
             }
             "group.initial.rebalance.delay.ms" => {
                 self.group_initial_rebalance_delay_ms = parse_range(v, 0, i32::MAX as i64).ok_or_else(|| bad("an integer >= 0"))? as u64

@@ -7,6 +7,7 @@ use crate::metadata::ControllerError;
 use crate::partition::producer_state::ProducerStateError;
 use crate::partition::PartitionError;
 use crate::storage::{BatchError, StorageError};
+use crate::txn::TxnError;
 
 pub const NONE: i16 = 0;
 
@@ -91,4 +92,22 @@ pub fn group_error_code(e: &GroupError) -> i16 {
 /// `group_error_code` for an optional error (None = 0).
 pub fn group_result_code(e: Option<&GroupError>) -> i16 {
     e.map_or(NONE, group_error_code)
+}
+
+/// Transaction coordinator errors. PRODUCER_FENCED (90) exists from the
+/// versions given by `fenced_since`; older versions get INVALID_PRODUCER_EPOCH,
+/// as Kafka answers them.
+pub fn txn_error_code(e: &TxnError, version: i16, fenced_since: i16) -> i16 {
+    match e {
+        TxnError::NotCoordinator => ResponseError::NotCoordinator.code(),
+        TxnError::LoadInProgress => ResponseError::CoordinatorLoadInProgress.code(),
+        TxnError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable.code(),
+        TxnError::InvalidProducerIdMapping => ResponseError::InvalidProducerIdMapping.code(),
+        TxnError::ProducerFenced if version >= fenced_since => ResponseError::ProducerFenced.code(),
+        TxnError::ProducerFenced => ResponseError::InvalidProducerEpoch.code(),
+        TxnError::ConcurrentTransactions => ResponseError::ConcurrentTransactions.code(),
+        TxnError::InvalidTxnState => ResponseError::InvalidTxnState.code(),
+        TxnError::InvalidTransactionTimeout => ResponseError::InvalidTransactionTimeout.code(),
+        TxnError::InvalidRequest => ResponseError::InvalidRequest.code(),
+    }
 }

@@ -129,6 +129,7 @@ async fn shard_main(mut shard: Shard<ShardState>, config: Config, controller: Co
     }
     glommio::spawn_local(state.clone().follow_metadata()).detach();
     glommio::spawn_local(crate::coordinator::load_owned(state.clone())).detach();
+    glommio::spawn_local(crate::txn::load_owned(state.clone())).detach();
     {
         let state = state.clone();
         glommio::spawn_local(async move { state.partitions.retention_loop(&state.shutdown).await }).detach();

@@ -24,6 +24,8 @@ pub struct ShardState {
     pub shutdown: Shutdown,
     /// Consumer groups of the `__consumer_offsets` partitions this shard owns.
     pub groups: crate::coordinator::GroupCoordinator,
+    /// Transactional ids of the `__transaction_state` partitions this shard owns.
+    pub txns: crate::txn::TxnCoordinator,
     metadata_rx: MetadataReceiver,
 }
 
@@ -37,7 +39,7 @@ impl ShardState {
     ) -> Self {
         let metadata_rx = controller.subscribe();
         let partitions = PartitionManager::new(&config, id);
-        ShardState { id, mesh, config, controller, partitions, producer_ids: Default::default(), shutdown, groups: crate::coordinator::GroupCoordinator::new(), metadata_rx }
+        ShardState { id, mesh, config, controller, partitions, producer_ids: Default::default(), shutdown, groups: crate::coordinator::GroupCoordinator::new(), txns: crate::txn::TxnCoordinator::new(), metadata_rx }
     }
 
     /// The shard of this process that serves a replica placed on `placed`.

@@ -75,7 +75,7 @@ def assert_one_producer_in_sequence(batches):
 
 
 def test_init_producer_id_unique_across_shards_and_kill9(broker_factory):
-    """InitProducerId gives epoch 0 and ids never handed out before, across connections on 2 shards and a kill -9 restart; a transactional id is refused with TRANSACTIONAL_ID_AUTHORIZATION_FAILED, an empty one with INVALID_REQUEST."""
+    """InitProducerId gives epoch 0 and ids never handed out before, across connections on 2 shards and a kill -9 restart; a transactional id gets an id and a new epoch on each init (test_transactions.py covers the rest), an empty one INVALID_REQUEST."""
     b = broker_factory(shards=2)
     first = [init_producer_id(b.kafka_port) for _ in range(8)]
     assert all(err == 0 and pid >= 0 and epoch == 0 for err, pid, epoch in first), first
@@ -84,7 +84,9 @@ def test_init_producer_id_unique_across_shards_and_kill9(broker_factory):
     assert all(err == 0 and pid >= 0 and epoch == 0 for err, pid, epoch in second), second
     ids = [pid for _, pid, _ in first + second]
     assert len(set(ids)) == len(ids), f"producer ids reused: {ids}"
-    assert init_producer_id(b.kafka_port, "my-txn")[0] == TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    err, pid, epoch = init_producer_id(b.kafka_port, "my-txn")
+    assert (err, epoch) == (0, 0) and pid not in ids
+    assert init_producer_id(b.kafka_port, "my-txn") == (0, pid, 1)
     assert init_producer_id(b.kafka_port, "")[0] == INVALID_REQUEST
 
 

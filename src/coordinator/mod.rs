@@ -23,6 +23,7 @@
 pub mod group;
 pub mod ops;
 pub mod records;
+pub mod txn_offsets;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -216,6 +217,8 @@ impl OffsetsPartition {
 pub struct GroupCoordinator {
     partitions: RefCell<HashMap<i32, Rc<OffsetsPartition>>>,
     ticker_started: Cell<bool>,
+    /// Transactional offsets awaiting their marker, by (offsets partition, producer id).
+    pub pending_txn_offsets: RefCell<HashMap<(i32, i64), Vec<txn_offsets::Pending>>>,
 }
 
 impl GroupCoordinator {

@@ -99,6 +99,9 @@ impl Partition {
         let mut appended = *h;
         appended.base_offset = result.base_offset;
         self.producers.borrow_mut().record(&appended, now);
+        if h.is_transactional() {
+            self.txns.borrow_mut().on_data(h.producer_id, result.base_offset);
+        }
         self.forget_if_rolled_back(h.producer_id, result);
         Ok(result)
     }

@@ -8,6 +8,7 @@ mod idempotent;
 pub mod manager;
 mod producer_snapshot;
 pub mod producer_state;
+pub mod txn;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -64,12 +65,15 @@ pub struct Partition {
     waiters: RefCell<Vec<oneshot::Sender<()>>>,
     /// Idempotent producers' epochs and last sequences (see `producer_state`).
     producers: Rc<RefCell<producer_state::ProducerStates>>,
+    /// Open and aborted transactions (see `txn`).
+    txns: RefCell<txn::TxnIndex>,
 }
 
 impl Partition {
     pub fn new(topic: String, partition: i32, topic_id: uuid::Uuid, leader_epoch: i32, log: Rc<Log>) -> Self {
         let producers = idempotent::recover_producer_states(&log, Default::default());
-        Partition { topic, partition, topic_id, leader_epoch, log, waiters: RefCell::new(Vec::new()), producers }
+        let txns = RefCell::new(txn::TxnIndex::recover(&log));
+        Partition { topic, partition, topic_id, leader_epoch, log, waiters: RefCell::new(Vec::new()), producers, txns }
     }
 
     pub fn log(&self) -> &Rc<Log> {

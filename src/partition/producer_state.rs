@@ -266,6 +266,17 @@ impl ProducerStates {
         self.record(h, h.max_timestamp);
     }
 
+    /// A transaction marker written with `epoch` (the coordinator may have
+    /// bumped it to fence the producer): older epochs are refused from now on.
+    pub fn fence_to(&mut self, producer_id: i64, epoch: i16) {
+        if let Some(e) = self.entries.get_mut(&producer_id) {
+            if epoch > e.epoch {
+                e.epoch = epoch;
+                e.batches.clear();
+            }
+        }
+    }
+
     /// Forgets a batch whose write failed and was rolled back (its offsets
     /// will be reused), so a retry is appended again instead of being
     /// answered with offsets that now hold other data.

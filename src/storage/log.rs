@@ -1470,3 +1470,6 @@ mod tests;
 
 #[path = "log_checked.rs"]
 pub mod checked;
+
+#[path = "log_txn.rs"]
+pub mod txn_scan;

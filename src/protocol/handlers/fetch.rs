@@ -1,5 +1,7 @@
 //! Fetch (key 1): read from the owning shards, long-poll until `min_bytes`
-//! or `max_wait_ms`, never past the high watermark.
+//! or `max_wait_ms`, never past the high watermark; read_committed
+//! (isolation level 1) never past the last stable offset, with the aborted
+//! transactions of the returned range.
 //!
 //! Each owner shard reads its partitions in one mesh call. When the first
 //! round has less than `min_bytes`, the owners are asked to wait until any
@@ -42,6 +44,7 @@ struct ReadPart {
     partition: i32,
     offset: i64,
     max_bytes: usize,
+    read_committed: bool,
 }
 
 struct ReadOut {
@@ -50,6 +53,10 @@ struct ReadOut {
     high_watermark: i64,
     log_start_offset: i64,
     records: Payload,
+    /// The last stable offset (the high watermark when nothing is open).
+    last_stable_offset: i64,
+    /// read_committed: aborted transactions overlapping the returned range.
+    aborted: Vec<crate::partition::txn::AbortedTxn>,
 }
 
 /// A partition's records as they travel back from the owner shard.
@@ -109,6 +116,7 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> (FetchResponse, 
                     partition: p.partition,
                     offset: p.fetch_offset,
                     max_bytes: p.partition_max_bytes.max(0) as usize,
+                    read_committed: req.isolation_level == 1,
                 }),
             }
             partitions.push(data);
@@ -135,7 +143,7 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> (FetchResponse, 
                 let p = &mut topics[o.slot.0].partitions[o.slot.1];
                 p.error_code = o.error_code;
                 p.high_watermark = o.high_watermark;
-                p.last_stable_offset = o.high_watermark;
+                p.last_stable_offset = o.last_stable_offset;
                 p.log_start_offset = o.log_start_offset;
                 p.records = Some(match o.records {
                     Payload::Bytes(b) => b,
@@ -145,7 +153,16 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> (FetchResponse, 
                     }
                 });
                 // v4+: an empty list, not null, says "no aborted transactions".
-                p.aborted_transactions = Some(Vec::new());
+                p.aborted_transactions = Some(
+                    o.aborted
+                        .iter()
+                        .map(|a| {
+                            kafka_protocol::messages::fetch_response::AbortedTransaction::default()
+                                .with_producer_id(kafka_protocol::messages::ProducerId(a.producer_id))
+                                .with_first_offset(a.first_offset)
+                        })
+                        .collect(),
+                );
             }
             break;
         }
@@ -173,6 +190,8 @@ async fn read_all(ctx: &RequestContext, by_shard: &BTreeMap<ShardId, Vec<ReadPar
                         high_watermark: -1,
                         log_start_offset: -1,
                         records: Payload::empty(),
+                        last_stable_offset: -1,
+                        aborted: Vec::new(),
                     })
                     .collect(),
             }
@@ -198,16 +217,21 @@ async fn read_local(shard: Rc<ShardState>, parts: Vec<ReadPart>, max_bytes: usiz
                 high_watermark: -1,
                 log_start_offset: -1,
                 records: Payload::empty(),
+                last_stable_offset: -1,
+                aborted: Vec::new(),
             });
             continue;
         };
         let high_watermark = partition.high_watermark();
+        let last_stable_offset = partition.last_stable_offset();
         let log_start_offset = partition.log_start_offset();
         let limit = p.max_bytes.min(budget);
         let result = if limit == 0 && any_data {
             Ok(Payload::empty())
         } else {
-            match partition.read(p.offset, limit, !any_data).await {
+            let read =
+                if p.read_committed { partition.read_committed(p.offset, limit, !any_data).await } else { partition.read(p.offset, limit, !any_data).await };
+            match read {
                 Ok(r) => into_payload(r).await.map_err(|e| PartitionError::Storage(crate::storage::StorageError::Io(e))),
                 Err(e) => Err(e),
             }
@@ -216,7 +240,14 @@ async fn read_local(shard: Rc<ShardState>, parts: Vec<ReadPart>, max_bytes: usiz
             Ok(records) => {
                 any_data |= records.len() > 0;
                 budget = budget.saturating_sub(records.len());
-                out.push(ReadOut { slot: p.slot, error_code: 0, high_watermark, log_start_offset, records });
+                // Kafka returns the aborted transactions up to the end of the
+                // data returned (bounded by the last stable offset).
+                let aborted = if p.read_committed && records.len() > 0 {
+                    partition.aborted_between(p.offset, last_stable_offset)
+                } else {
+                    Vec::new()
+                };
+                out.push(ReadOut { slot: p.slot, error_code: 0, high_watermark, log_start_offset, records, last_stable_offset, aborted });
             }
             Err(e) => out.push(ReadOut {
                 slot: p.slot,
@@ -224,6 +255,8 @@ async fn read_local(shard: Rc<ShardState>, parts: Vec<ReadPart>, max_bytes: usiz
                 high_watermark,
                 log_start_offset,
                 records: Payload::empty(),
+                last_stable_offset,
+                aborted: Vec::new(),
             }),
         }
     }
@@ -273,7 +306,7 @@ async fn into_bytes(r: ReadResult) -> std::io::Result<Bytes> {
 async fn wait_any(ctx: &RequestContext, by_shard: &BTreeMap<ShardId, Vec<ReadPart>>, deadline: Instant) {
     let mut waits: Vec<std::pin::Pin<Box<dyn Future<Output = ()>>>> = Vec::new();
     for (&shard, parts) in by_shard {
-        let offsets: Vec<(String, i32, i64)> = parts.iter().map(|p| (p.topic.clone(), p.partition, p.offset)).collect();
+        let offsets: Vec<(String, i32, i64, bool)> = parts.iter().map(|p| (p.topic.clone(), p.partition, p.offset, p.read_committed)).collect();
         let mesh = ctx.shard.mesh.clone();
         waits.push(Box::pin(async move {
             let _ = mesh.call(shard, move |s: Rc<ShardState>| wait_local(s, offsets, deadline)).await;
@@ -284,11 +317,17 @@ async fn wait_any(ctx: &RequestContext, by_shard: &BTreeMap<ShardId, Vec<ReadPar
     first_of(waits).await;
 }
 
-async fn wait_local(shard: Rc<ShardState>, offsets: Vec<(String, i32, i64)>, deadline: Instant) {
+async fn wait_local(shard: Rc<ShardState>, offsets: Vec<(String, i32, i64, bool)>, deadline: Instant) {
     let mut waits = Vec::with_capacity(offsets.len());
-    for (topic, partition, offset) in offsets {
+    for (topic, partition, offset, read_committed) in offsets {
         if let Some(p) = shard.local_partition(&topic, partition).await {
-            waits.push(async move { p.wait_for_data(offset, deadline).await });
+            waits.push(async move {
+                if read_committed {
+                    p.wait_for_stable(offset, deadline).await
+                } else {
+                    p.wait_for_data(offset, deadline).await
+                }
+            });
         }
     }
     if waits.is_empty() {

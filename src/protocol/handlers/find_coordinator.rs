@@ -5,8 +5,8 @@
 //! leader's broker (so the same code serves a multi-broker cluster). It also
 //! starts loading the partition on its owner shard and waits briefly for it,
 //! so the client's next group request rarely sees COORDINATOR_LOAD_IN_PROGRESS.
-//! Transaction coordinators (key type 1) arrive with transactions (issue 5):
-//! until then they get COORDINATOR_NOT_AVAILABLE.
+//! Transaction coordinators (key type 1): the leader of the transactional
+//! id's `__transaction_state` partition (created on first need).
 
 use std::time::Duration;
 
@@ -25,6 +25,23 @@ pub const MAX_VERSION: i16 = 6;
 const LOAD_WAIT: Duration = Duration::from_secs(5);
 
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
+
+/// The transaction coordinator of `id`: the leader of its `__transaction_state` partition.
+async fn find_txn(ctx: &RequestContext, id: &str) -> Result<(i32, String, i32), GroupError> {
+    let shard = &ctx.shard;
+    if id.is_empty() {
+        return Err(GroupError::CoordinatorNotAvailable);
+    }
+    crate::txn::ensure_topic(shard).await.map_err(|_| GroupError::CoordinatorNotAvailable)?;
+    let (_, node, _) = crate::txn::partition_of(shard, id).map_err(|_| GroupError::CoordinatorNotAvailable)?;
+    if node == shard.config.node_id {
+        return Ok((node, shard.config.advertised_kafka_host.clone(), shard.config.advertised_kafka_port as i32));
+    }
+    let md = shard.metadata();
+    let broker = md.brokers.get(&node).ok_or(GroupError::CoordinatorNotAvailable)?;
+    Ok((broker.node_id, broker.host.clone(), broker.port))
+}
 
 pub async fn handle(ctx: &RequestContext, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
     let keys: Vec<String> = if ctx.api_version >= 4 {
@@ -34,10 +51,10 @@ pub async fn handle(ctx: &RequestContext, req: FindCoordinatorRequest) -> FindCo
     };
     let mut coordinators = Vec::with_capacity(keys.len());
     for key in keys {
-        let found = if req.key_type == KEY_TYPE_GROUP {
-            find(ctx, &key).await
-        } else {
-            Err(GroupError::CoordinatorNotAvailable)
+        let found = match req.key_type {
+            KEY_TYPE_GROUP => find(ctx, &key).await,
+            KEY_TYPE_TRANSACTION => find_txn(ctx, &key).await,
+            _ => Err(GroupError::CoordinatorNotAvailable),
         };
         let c = Coordinator::default().with_key(StrBytes::from_string(key));
         coordinators.push(match found {

@@ -1,5 +1,6 @@
 //! ListOffsets (key 2): earliest, latest, max-timestamp and by-timestamp
-//! offsets, answered by the owning shards.
+//! offsets, answered by the owning shards. With isolation level 1
+//! (read_committed) "latest" is the last stable offset.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -25,6 +26,7 @@ struct Lookup {
     topic: String,
     partition: i32,
     timestamp: i64,
+    read_committed: bool,
 }
 
 struct Found {
@@ -60,6 +62,7 @@ pub async fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffset
                     topic: t.name.0.to_string(),
                     partition: p.partition_index,
                     timestamp: p.timestamp,
+                    read_committed: req.isolation_level == 1,
                 }),
             }
             partitions.push(resp);
@@ -115,6 +118,7 @@ async fn lookup_local(shard: Rc<ShardState>, lookups: Vec<Lookup>) -> Vec<Found>
         let epoch = p.leader_epoch;
         let found = |timestamp, offset| Found { slot: l.slot, error_code: 0, timestamp, offset, leader_epoch: epoch };
         out.push(match l.timestamp {
+            LATEST if l.read_committed => found(-1, p.last_stable_offset()),
             LATEST => found(-1, p.high_watermark()),
             EARLIEST | EARLIEST_LOCAL => found(-1, p.log_start_offset()),
             MAX_TIMESTAMP => match p.log().max_timestamp() {

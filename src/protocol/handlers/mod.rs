@@ -4,7 +4,11 @@
 //! `MAX_VERSION`); `HANDLERS` lists them, and that list is the single source
 //! of what ApiVersions advertises and what dispatch accepts.
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod alter_configs;
+pub mod end_txn;
+pub mod txn_offset_commit;
 pub mod api_versions;
 pub mod delete_groups;
 pub mod describe_groups;
@@ -79,6 +83,10 @@ pub const HANDLERS: &[HandlerDef] = &[
     handler_def!(ApiKey::IncrementalAlterConfigs, incremental_alter_configs),
     handler_def!(ApiKey::DeleteRecords, delete_records),
     handler_def!(ApiKey::InitProducerId, init_producer_id),
+    handler_def!(ApiKey::AddPartitionsToTxn, add_partitions_to_txn),
+    handler_def!(ApiKey::AddOffsetsToTxn, add_offsets_to_txn),
+    handler_def!(ApiKey::EndTxn, end_txn),
+    handler_def!(ApiKey::TxnOffsetCommit, txn_offset_commit),
 ];
 
 pub fn handler_for(key: ApiKey) -> Option<&'static HandlerDef> {
@@ -186,6 +194,10 @@ pub async fn dispatch(shard: &Rc<ShardState>, frame: Bytes, client_host: &str) -
         ApiKey::IncrementalAlterConfigs => route!(m::IncrementalAlterConfigsRequest, incremental_alter_configs::handle),
         ApiKey::DeleteRecords => route!(m::DeleteRecordsRequest, delete_records::handle),
         ApiKey::InitProducerId => route!(m::InitProducerIdRequest, init_producer_id::handle),
+        ApiKey::AddPartitionsToTxn => route!(m::AddPartitionsToTxnRequest, add_partitions_to_txn::handle),
+        ApiKey::AddOffsetsToTxn => route!(m::AddOffsetsToTxnRequest, add_offsets_to_txn::handle),
+        ApiKey::EndTxn => route!(m::EndTxnRequest, end_txn::handle),
+        ApiKey::TxnOffsetCommit => route!(m::TxnOffsetCommitRequest, txn_offset_commit::handle),
         other => Dispatch::Close(format!("API {other:?} has no route")),
     }
 }

@@ -65,11 +65,7 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> ProduceOutcome
         fill_all(&mut response, ResponseError::InvalidRequiredAcks.code());
         return ProduceOutcome::Respond(response);
     }
-    if req.transactional_id.is_some() {
-        // Transactions are not served yet (issue 5): refuse rather than pretend.
-        fill_all(&mut response, ResponseError::TransactionalIdAuthorizationFailed.code());
-        return if acks == 0 { ProduceOutcome::NoResponse } else { ProduceOutcome::Respond(response) };
-    }
+    let transactional = req.transactional_id.as_ref().is_some_and(|t| !t.0.is_empty());
     let missing: Vec<String> = {
         let md = ctx.shard.metadata();
         req.topic_data.iter().map(|t| t.name.0.to_string()).filter(|n| md.topic(n).is_none()).collect()
@@ -124,7 +120,14 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> ProduceOutcome
                 slot.error_code = ResponseError::MessageTooLarge.code();
                 continue;
             }
-            if headers.iter().any(|h| h.is_transactional() || h.is_control()) {
+            // Markers are the transaction coordinator's; a transactional
+            // batch needs the request's transactional id (Kafka answers both
+            // with INVALID_RECORD / TRANSACTIONAL_ID_AUTHORIZATION_FAILED).
+            if headers.iter().any(|h| h.is_control()) {
+                slot.error_code = ResponseError::InvalidRecord.code();
+                continue;
+            }
+            if headers.iter().any(|h| h.is_transactional() && (!transactional || h.producer_id < 0)) {
                 slot.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
                 continue;
             }

@@ -1,0 +1,209 @@
+//! Transactions as one partition sees them: the first offset of every open
+//! transaction (by producer id), which bounds the last stable offset (LSO),
+//! and the index of aborted transactions (producer id, first offset, last
+//! offset = the ABORT marker's offset) that read_committed fetches return.
+//!
+//! Lives in the `Partition` on the shard that owns the replica (`!Send`, a
+//! `RefCell` never borrowed across an `.await`). Updated when a
+//! transactional batch is appended (`idempotent.rs`) and when the
+//! transaction coordinator writes a marker (`write_marker`), with no `.await`
+//! between the offset assignment and the update. Rebuilt at open from the
+//! log (`Log::scan_transactional`); nothing is stored besides the log.
+
+use std::collections::BTreeMap;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+
+use super::{Partition, PartitionError};
+use crate::storage::log::txn_scan::ControlType;
+use crate::storage::recovery::now_ms;
+use crate::storage::{validate_batches, Log, StorageError};
+
+/// One aborted transaction of this partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    pub last_offset: i64,
+}
+
+/// Open and aborted transactions of one partition.
+#[derive(Debug, Default)]
+pub struct TxnIndex {
+    /// Producer id → first offset of its open transaction here.
+    ongoing: BTreeMap<i64, i64>,
+    /// Ordered by `last_offset` (markers are appended in offset order).
+    aborted: Vec<AbortedTxn>,
+}
+
+impl TxnIndex {
+    /// A transactional data batch of `producer_id` was appended at `base_offset`.
+    pub fn on_data(&mut self, producer_id: i64, base_offset: i64) {
+        self.ongoing.entry(producer_id).or_insert(base_offset);
+    }
+
+    /// A marker of `producer_id` was appended at `offset`.
+    pub fn on_marker(&mut self, producer_id: i64, commit: bool, offset: i64) {
+        if let Some(first) = self.ongoing.remove(&producer_id) {
+            if !commit {
+                self.aborted.push(AbortedTxn { producer_id, first_offset: first, last_offset: offset });
+            }
+        }
+    }
+
+    /// First offset of the earliest open transaction.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.ongoing.values().min().copied()
+    }
+
+    /// Aborted transactions that overlap `[from, to)`.
+    pub fn aborted_between(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        let start = self.aborted.partition_point(|a| a.last_offset < from);
+        self.aborted[start..].iter().filter(|a| a.first_offset < to).copied().collect()
+    }
+
+    /// Forgets aborted transactions wholly below the log start (deleted data).
+    pub fn truncate_head(&mut self, log_start: i64) {
+        let n = self.aborted.partition_point(|a| a.last_offset < log_start);
+        if n > 0 {
+            self.aborted.drain(..n);
+        }
+    }
+
+    /// Rebuilt from the log's transactional batches and markers.
+    pub fn recover(log: &Log) -> TxnIndex {
+        let mut idx = TxnIndex::default();
+        let scanned = log.scan_transactional(|h, control| match control {
+            None => idx.on_data(h.producer_id, h.base_offset),
+            Some(ControlType::Commit) => idx.on_marker(h.producer_id, true, h.base_offset),
+            Some(ControlType::Abort) => idx.on_marker(h.producer_id, false, h.base_offset),
+            Some(ControlType::Other) => {}
+        });
+        if let Err(e) = scanned {
+            tracing::error!(dir = %log.dir().display(), error = %e, "transaction index scan stopped early");
+        }
+        idx.truncate_head(log.log_start_offset());
+        idx
+    }
+}
+
+/// A control batch holding one COMMIT or ABORT marker (Kafka's
+/// EndTransactionMarker: key = version 0 + type, value = version 0 +
+/// coordinator epoch), transactional and control attributes set.
+pub fn encode_marker(producer_id: i64, producer_epoch: i16, commit: bool, coordinator_epoch: i32) -> Result<BytesMut, PartitionError> {
+    let mut key = BytesMut::with_capacity(4);
+    key.put_i16(0);
+    key.put_i16(if commit { 1 } else { 0 });
+    let mut value = BytesMut::with_capacity(6);
+    value.put_i16(0);
+    value.put_i32(coordinator_epoch);
+    let record = Record {
+        transactional: true,
+        control: true,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id,
+        producer_epoch,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: now_ms(),
+        key: Some(Bytes::from(key)),
+        value: Some(Bytes::from(value)),
+        headers: Default::default(),
+    };
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut buf, std::iter::once(&record), &options)
+        .map_err(|_| PartitionError::Storage(StorageError::InvalidAppend("a transaction marker did not encode")))?;
+    Ok(buf)
+}
+
+impl Partition {
+    /// Appends a COMMIT or ABORT marker for `producer_id` and waits until it
+    /// is fdatasync'ed. The producer's epoch here moves up to `producer_epoch`
+    /// (a fenced producer's later batches get INVALID_PRODUCER_EPOCH).
+    pub async fn write_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+    ) -> Result<i64, PartitionError> {
+        let batch = encode_marker(producer_id, producer_epoch, commit, coordinator_epoch)?;
+        let headers = validate_batches(&batch)
+            .map_err(|_| PartitionError::Storage(StorageError::InvalidAppend("a transaction marker did not validate")))?;
+        self.log.reserve(batch.len()).await?;
+        // No `.await` from here to the index update: offsets and index agree.
+        let result = self.log.append_in_place(batch, &headers, self.leader_epoch)?;
+        self.txns.borrow_mut().on_marker(producer_id, commit, result.base_offset);
+        self.producers.borrow_mut().fence_to(producer_id, producer_epoch);
+        let waited = self.log.wait_durable(result.last_offset + 1).await;
+        self.wake_waiters();
+        waited?;
+        Ok(result.base_offset)
+    }
+
+    /// The last stable offset: no read_committed consumer reads at or past
+    /// it. The high watermark, or the first offset of the earliest open
+    /// transaction if that is lower.
+    pub fn last_stable_offset(&self) -> i64 {
+        let hw = self.high_watermark();
+        self.txns.borrow().first_unstable_offset().map_or(hw, |f| f.min(hw))
+    }
+
+    /// Aborted transactions overlapping `[from, to)` (read_committed fetch).
+    pub fn aborted_between(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        let mut txns = self.txns.borrow_mut();
+        txns.truncate_head(self.log.log_start_offset());
+        txns.aborted_between(from, to)
+    }
+
+    /// Batches from `offset`, never past the last stable offset.
+    pub async fn read_committed(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<crate::storage::ReadResult, PartitionError> {
+        let lso = self.last_stable_offset();
+        Ok(self.log.read(offset, max_bytes, lso, min_one).await?)
+    }
+
+    /// Resolves when the last stable offset is above `offset` or at `deadline`
+    /// (read_committed long polls: woken by every append and marker).
+    pub async fn wait_for_stable(&self, offset: i64, deadline: std::time::Instant) {
+        use futures_lite::FutureExt;
+        loop {
+            if self.last_stable_offset() > offset || std::time::Instant::now() >= deadline {
+                return;
+            }
+            let rx = {
+                let mut waiters = self.waiters.borrow_mut();
+                waiters.retain(|w| !w.is_canceled());
+                if waiters.len() >= super::WAITERS_MAX {
+                    None
+                } else {
+                    let (tx, rx) = futures_channel::oneshot::channel();
+                    waiters.push(tx);
+                    Some(rx)
+                }
+            };
+            let remaining = deadline.saturating_duration_since(std::time::Instant::now());
+            let timer = async move {
+                glommio::timer::sleep(remaining).await;
+            };
+            match rx {
+                Some(rx) => {
+                    async move {
+                        let _ = rx.await;
+                    }
+                    .or(timer)
+                    .await
+                }
+                None => return timer.await,
+            }
+        }
+    }
+}

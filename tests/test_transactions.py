@@ -1,0 +1,225 @@
+"""Transactions (issue 5): a transactional producer's commits are visible to
+read_committed consumers and its aborts are not, read_committed never reads
+past an open transaction (the last stable offset), a second producer with the
+same transactional.id fences the first, sendOffsetsToTransaction commits a
+group's offsets with the transaction, the broker aborts transactions left open
+past their timeout, and all of it survives kill -9 — checked with
+confluent-kafka (librdkafka) and kafkajs."""
+
+import time
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
+
+from clients import admin, b64, consume, consumer, create_topic, js, js_ok, unb64
+
+FENCED_CODES = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
+
+
+def txn_producer(bootstrap, txn_id, **conf):
+    base = {
+        "bootstrap.servers": bootstrap,
+        "transactional.id": txn_id,
+        "linger.ms": 5,
+        "message.timeout.ms": 20000,
+        "socket.timeout.ms": 10000,
+    }
+    base.update(conf)
+    p = Producer(base)
+    p.init_transactions(20)
+    return p
+
+
+def values(records):
+    return [r["value"] for r in records]
+
+
+def read_all(bootstrap, topic, partition=0, isolation="read_committed", timeout_s=30):
+    return values(consume(bootstrap, topic, partition=partition, timeout_s=timeout_s, **{"isolation.level": isolation}))
+
+
+def latest_offsets(bootstrap, topic, partition=0, isolation="read_committed"):
+    """(low, high) watermarks as the given isolation level sees them (high = LSO for read_committed)."""
+    c = consumer(bootstrap, **{"isolation.level": isolation})
+    try:
+        return c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10, cached=False)
+    finally:
+        c.close()
+
+
+def test_commit_to_two_topics_visible_to_read_committed(any_broker, topic_name):
+    """Records of a committed transaction over two topics are read by read_committed consumers, in order, with commit markers occupying offsets."""
+    b = any_broker
+    t1, t2 = topic_name + "-a", topic_name + "-b"
+    create_topic(b.bootstrap, t1)
+    create_topic(b.bootstrap, t2, partitions=2)
+    p = txn_producer(b.bootstrap, "tx-commit")
+    p.begin_transaction()
+    for i in range(5):
+        p.produce(t1, value=b"a%d" % i)
+        p.produce(t2, value=b"b%d" % i, partition=i % 2)
+    p.commit_transaction(20)
+    assert read_all(b.bootstrap, t1) == [b"a%d" % i for i in range(5)]
+    assert read_all(b.bootstrap, t2, 0) == [b"b0", b"b2", b"b4"]
+    assert read_all(b.bootstrap, t2, 1) == [b"b1", b"b3"]
+    # 5 records + the COMMIT marker.
+    assert latest_offsets(b.bootstrap, t1) == (0, 6)
+    # A second transaction on the same producer.
+    p.begin_transaction()
+    p.produce(t1, value=b"again")
+    p.commit_transaction(20)
+    assert read_all(b.bootstrap, t1)[-1] == b"again"
+
+
+def test_abort_hidden_from_read_committed_visible_to_read_uncommitted(broker, topic_name):
+    """An aborted transaction's records are never returned to read_committed consumers (also when mixed with committed ones) but are to read_uncommitted consumers."""
+    b = broker
+    create_topic(b.bootstrap, topic_name)
+    p = txn_producer(b.bootstrap, "tx-abort")
+    p.begin_transaction()
+    p.produce(topic_name, value=b"keep-1")
+    p.commit_transaction(20)
+    p.begin_transaction()
+    for i in range(3):
+        p.produce(topic_name, value=b"drop-%d" % i)
+    p.flush(10)
+    p.abort_transaction(20)
+    p.begin_transaction()
+    p.produce(topic_name, value=b"keep-2")
+    p.commit_transaction(20)
+    assert read_all(b.bootstrap, topic_name) == [b"keep-1", b"keep-2"]
+    assert read_all(b.bootstrap, topic_name, isolation="read_uncommitted") == [b"keep-1", b"drop-0", b"drop-1", b"drop-2", b"keep-2"]
+
+
+def test_read_committed_stops_at_open_transaction(broker, topic_name):
+    """While a transaction is open, read_committed sees only what precedes its first record (the LSO) and ListOffsets latest(read_committed) is that offset; after commit, everything."""
+    b = broker
+    create_topic(b.bootstrap, topic_name)
+    plain = Producer({"bootstrap.servers": b.bootstrap})
+    plain.produce(topic_name, value=b"before")
+    plain.flush(10)
+    p = txn_producer(b.bootstrap, "tx-lso")
+    p.begin_transaction()
+    p.produce(topic_name, value=b"in-txn")
+    p.flush(10)
+    plain.produce(topic_name, value=b"after")
+    plain.flush(10)
+    assert read_all(b.bootstrap, topic_name) == [b"before"]
+    assert latest_offsets(b.bootstrap, topic_name) == (0, 1)
+    assert latest_offsets(b.bootstrap, topic_name, isolation="read_uncommitted") == (0, 3)
+    assert read_all(b.bootstrap, topic_name, isolation="read_uncommitted") == [b"before", b"in-txn", b"after"]
+    p.commit_transaction(20)
+    assert read_all(b.bootstrap, topic_name) == [b"before", b"in-txn", b"after"]
+    assert latest_offsets(b.bootstrap, topic_name) == (0, 4)
+
+
+def test_second_producer_fences_first_and_aborts_its_transaction(broker, topic_name):
+    """init_transactions with the same transactional.id fences the old producer (its commit fails as fenced) and aborts its open transaction; the new one commits."""
+    b = broker
+    create_topic(b.bootstrap, topic_name)
+    old = txn_producer(b.bootstrap, "tx-fence")
+    old.begin_transaction()
+    old.produce(topic_name, value=b"old")
+    old.flush(10)
+    new = txn_producer(b.bootstrap, "tx-fence")
+    with pytest.raises(KafkaException) as e:
+        old.produce(topic_name, value=b"old-2")
+        old.commit_transaction(20)
+    err = e.value.args[0]
+    assert err.fatal() or err.code() in FENCED_CODES, err
+    new.begin_transaction()
+    new.produce(topic_name, value=b"new")
+    new.commit_transaction(20)
+    assert read_all(b.bootstrap, topic_name) == [b"new"]
+    assert b"old" in read_all(b.bootstrap, topic_name, isolation="read_uncommitted")
+
+
+def test_send_offsets_to_transaction_commits_group_offsets(broker, topic_name):
+    """Consume-transform-produce: offsets sent with send_offsets_to_transaction become the group's committed offsets only when the transaction commits; an aborted transaction leaves them unchanged."""
+    b = broker
+    src, dst = topic_name + "-in", topic_name + "-out"
+    create_topic(b.bootstrap, src)
+    create_topic(b.bootstrap, dst)
+    plain = Producer({"bootstrap.servers": b.bootstrap})
+    for i in range(6):
+        plain.produce(src, value=b"m%d" % i)
+    plain.flush(10)
+    group = "ctp-group"
+    c = consumer(b.bootstrap, **{"group.id": group, "isolation.level": "read_committed", "auto.offset.reset": "earliest",
+                                 "enable.partition.eof": False})
+    p = txn_producer(b.bootstrap, "tx-ctp")
+    try:
+        c.subscribe([src])
+        got = []
+        deadline = time.monotonic() + 30
+        while len(got) < 3 and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                got.append(m)
+        assert len(got) == 3
+        p.begin_transaction()
+        for m in got:
+            p.produce(dst, value=m.value().upper())
+        p.send_offsets_to_transaction([TopicPartition(src, 0, got[-1].offset() + 1)], c.consumer_group_metadata(), 20)
+        p.commit_transaction(20)
+        committed = c.committed([TopicPartition(src, 0)], timeout=10)
+        assert committed[0].offset == 3
+        # An aborted transaction's offsets are not committed.
+        p.begin_transaction()
+        p.produce(dst, value=b"x")
+        p.send_offsets_to_transaction([TopicPartition(src, 0, 5)], c.consumer_group_metadata(), 20)
+        p.abort_transaction(20)
+        assert c.committed([TopicPartition(src, 0)], timeout=10)[0].offset == 3
+    finally:
+        c.close()
+    assert read_all(b.bootstrap, dst) == [b"M0", b"M1", b"M2"]
+
+
+def test_transaction_open_past_timeout_is_aborted(broker, topic_name):
+    """A transaction left open past transaction.timeout.ms is aborted by the broker: read_committed moves past it without its records, and the producer is fenced."""
+    b = broker
+    create_topic(b.bootstrap, topic_name)
+    p = txn_producer(b.bootstrap, "tx-timeout", **{"transaction.timeout.ms": 3000, "socket.timeout.ms": 3000, "message.timeout.ms": 3000})
+    p.begin_transaction()
+    p.produce(topic_name, value=b"stuck")
+    p.flush(10)
+    assert latest_offsets(b.bootstrap, topic_name) == (0, 0)
+    deadline = time.monotonic() + 20
+    while latest_offsets(b.bootstrap, topic_name)[1] == 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    # The record and the ABORT marker are below the LSO now.
+    assert latest_offsets(b.bootstrap, topic_name) == (0, 2)
+    assert read_all(b.bootstrap, topic_name) == []
+    with pytest.raises(KafkaException):
+        p.commit_transaction(10)
+
+
+def test_transactions_survive_kill9(broker, topic_name):
+    """After kill -9: a committed transaction stays visible, the aborted one hidden; a transaction open at the crash is aborted once its timeout passes; the transactional id resumes with a bumped epoch."""
+    b = broker
+    create_topic(b.bootstrap, topic_name)
+    p = txn_producer(b.bootstrap, "tx-crash", **{"transaction.timeout.ms": 3000, "socket.timeout.ms": 3000, "message.timeout.ms": 3000})
+    p.begin_transaction()
+    p.produce(topic_name, value=b"committed")
+    p.commit_transaction(20)
+    p.begin_transaction()
+    p.produce(topic_name, value=b"aborted")
+    p.flush(10)
+    p.abort_transaction(20)
+    p.begin_transaction()
+    p.produce(topic_name, value=b"open")
+    p.flush(10)
+    b.kill9()
+    b.start()
+    assert read_all(b.bootstrap, topic_name, isolation="read_uncommitted") == [b"committed", b"aborted", b"open"]
+    # The open transaction holds back read_committed until the broker aborts it.
+    deadline = time.monotonic() + 30
+    while latest_offsets(b.bootstrap, topic_name)[1] < 6 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert latest_offsets(b.bootstrap, topic_name) == (0, 6)
+    assert read_all(b.bootstrap, topic_name) == [b"committed"]
+    p2 = txn_producer(b.bootstrap, "tx-crash")
+    p2.begin_transaction()
+    p2.produce(topic_name, value=b"resumed")
+    p2.commit_transaction(20)
+    assert read_all(b.bootstrap, topic_name) == [b"committed", b"resumed"]
