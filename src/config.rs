@@ -38,6 +38,8 @@ pub struct Config {
     pub log_retention_bytes: i64,
     pub log_retention_check_interval_ms: u64,
     pub log_cleaner_backoff_ms: u64,
+    /// `log.cleaner.dedupe.buffer.size`: memory (per shard) for the compaction key map.
+    pub log_cleaner_dedupe_buffer_size: usize,
     pub log_index_interval_bytes: u32,
     pub socket_request_max_bytes: u64,
     pub message_max_bytes: i32,
@@ -130,6 +132,7 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("log.retention.bytes", "retention by size per partition, -1 for none [-1]"),
     ("log.retention.check.interval.ms", "how often retention runs [300000]"),
     ("log.cleaner.backoff.ms", "compaction idle backoff [15000]"),
+    ("log.cleaner.dedupe.buffer.size", "per-shard memory for the compaction key map [33554432]"),
     ("log.index.interval.bytes", "bytes between offset index entries [4096]"),
     ("socket.request.max.bytes", "largest request frame accepted [104857600]"),
     ("message.max.bytes", "largest record batch accepted [1048588]"),
@@ -181,6 +184,7 @@ impl Default for Config {
             log_retention_bytes: -1,
             log_retention_check_interval_ms: 300_000,
             log_cleaner_backoff_ms: 15_000,
+            log_cleaner_dedupe_buffer_size: 32 << 20,
             log_index_interval_bytes: 4096,
             socket_request_max_bytes: SOCKET_REQUEST_MAX_BYTES_DEFAULT,
             message_max_bytes: 1_048_588,
@@ -317,6 +321,9 @@ impl Config {
             }
             "log.cleaner.backoff.ms" => {
                 self.log_cleaner_backoff_ms = parse_range(v, 0, i64::MAX).ok_or_else(|| bad("an integer >= 0"))? as u64
+            }
+            "log.cleaner.dedupe.buffer.size" => {
+                self.log_cleaner_dedupe_buffer_size = parse_range(v, 1024, i64::MAX).ok_or_else(|| bad("an integer >= 1024"))? as usize
             }
             "log.index.interval.bytes" => {
                 self.log_index_interval_bytes = parse_range(v, 0, i32::MAX as i64).ok_or_else(|| bad("an integer >= 0"))? as u32

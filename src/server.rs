@@ -134,6 +134,16 @@ async fn shard_main(mut shard: Shard<ShardState>, config: Config, controller: Co
         let state = state.clone();
         glommio::spawn_local(async move { state.partitions.retention_loop(&state.shutdown).await }).detach();
     }
+    {
+        // Compaction gets its own low-share task queue: it yields it every
+        // work slice, so produce and fetch on this shard keep their latency.
+        let state = state.clone();
+        let queue = glommio::executor().create_task_queue(glommio::Shares::Static(100), glommio::Latency::NotImportant, "log-cleaner");
+        match glommio::spawn_local_into(async move { state.partitions.cleaner_loop(&state.shutdown).await }, queue) {
+            Ok(task) => drop(task.detach()),
+            Err(e) => tracing::error!(shard = shard.id, error = %e, "cannot start the log cleaner"),
+        };
+    }
     let listener = match TcpListener::bind(config.kafka_addr) {
         Ok(l) => l,
         Err(e) => {

@@ -85,6 +85,17 @@ impl PartitionManager {
                 .get("cleanup.policy")
                 .is_none_or(|p| p.split(',').any(|i| i.trim() == "delete")),
             log_append_time: topic.configs.get("message.timestamp.type").is_some_and(|t| t.trim() == "LogAppendTime"),
+            compact_enabled: topic
+                .configs
+                .get("cleanup.policy")
+                .is_some_and(|p| p.split(',').any(|i| i.trim() == "compact")),
+            min_cleanable_dirty_ratio: topic
+                .configs
+                .get("min.cleanable.dirty.ratio")
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(0.5),
+            delete_retention_ms: get("delete.retention.ms").unwrap_or(86_400_000),
+            min_compaction_lag_ms: get("min.compaction.lag.ms").unwrap_or(0),
         }
     }
 
@@ -216,6 +227,58 @@ impl PartitionManager {
             }
             glommio::executor().yield_if_needed().await;
         }
+    }
+
+    /// Compaction on this shard until shutdown: a pass over every compacted
+    /// log, then `log.cleaner.backoff.ms` of rest when no pass cleaned
+    /// anything (a pass that did work is followed by another at once).
+    pub async fn cleaner_loop(&self, shutdown: &shards::Shutdown) {
+        let backoff = std::time::Duration::from_millis(self.config.log_cleaner_backoff_ms.max(1));
+        loop {
+            let worked = self.cleaner_pass().await;
+            if worked {
+                glommio::executor().yield_if_needed().await;
+                continue;
+            }
+            let tick = async {
+                glommio::timer::sleep(backoff).await;
+                true
+            };
+            let stop = async {
+                shutdown.wait().await;
+                false
+            };
+            if !futures_lite::future::or(tick, stop).await {
+                return;
+            }
+        }
+    }
+
+    /// One compaction pass over this shard's logs; true if any segment was cleaned.
+    pub async fn cleaner_pass(&self) -> bool {
+        let entries_max = self.config.log_cleaner_dedupe_buffer_size / crate::storage::compaction::KEY_MAP_ENTRY_BYTES;
+        let mut worked = false;
+        for part in self.all() {
+            let now = crate::storage::recovery::now_ms();
+            match part.log().compact(now, entries_max).await {
+                Ok(s) if s.segments_cleaned > 0 => {
+                    worked = true;
+                    tracing::info!(
+                        topic = %part.topic,
+                        partition = part.partition,
+                        segments = s.segments_cleaned,
+                        records_removed = s.records_removed,
+                        bytes_before = s.bytes_before,
+                        bytes_after = s.bytes_after,
+                        "compaction cleaned segments"
+                    );
+                }
+                Ok(_) | Err(StorageError::Closed) => {}
+                Err(e) => tracing::warn!(topic = %part.topic, partition = part.partition, error = %e, "compaction pass failed"),
+            }
+            glommio::executor().yield_if_needed().await;
+        }
+        worked
     }
 
     /// Clean shutdown: sync and close every log.

@@ -75,6 +75,14 @@ pub struct LogConfig {
     /// recomputes the CRC (records are untouched; consumers read the batch's
     /// maxTimestamp as every record's timestamp).
     pub log_append_time: bool,
+    /// `cleanup.policy` contains `compact` (the cleaner applies).
+    pub compact_enabled: bool,
+    /// `min.cleanable.dirty.ratio`: clean once the dirty share of the cleanable bytes reaches it.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `delete.retention.ms`: how long a tombstone outlives its timestamp.
+    pub delete_retention_ms: i64,
+    /// `min.compaction.lag.ms`: a segment is cleanable once its newest record is this old.
+    pub min_compaction_lag_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -88,6 +96,10 @@ impl Default for LogConfig {
             retention_bytes: -1,
             delete_enabled: true,
             log_append_time: false,
+            compact_enabled: false,
+            min_cleanable_dirty_ratio: 0.5,
+            delete_retention_ms: 86_400_000,
+            min_compaction_lag_ms: 0,
         }
     }
 }
@@ -1009,10 +1021,25 @@ impl Log {
         if offset >= st.cache_start() {
             return Ok(read_cache(&st, offset, &limits));
         }
-        let si = st
+        let mut si = st
             .segment_for(offset)
             .expect("offset >= log_start has a segment");
-        read_segment(&st.segments[si], offset, &limits)
+        let mut offset = offset;
+        loop {
+            if let Some(r) = read_segment(&st.segments[si], offset, &limits)? {
+                return Ok(r);
+            }
+            // Compaction removed every batch from `offset` to this segment's
+            // end: the next batch is in a later segment.
+            si += 1;
+            let Some(next) = st.segments.get(si) else {
+                return Err(corrupt(&st.segments[si - 1].log_path, format!("offset {offset} not found before the written end")));
+            };
+            offset = next.base_offset;
+            if offset >= st.cache_start() {
+                return Ok(read_cache(&st, offset, &limits));
+            }
+        }
     }
 
     /// ListOffsets by timestamp: the first record with timestamp >= `ts`, as
@@ -1305,12 +1332,14 @@ fn read_cache(st: &State, offset: i64, limits: &ReadLimits) -> ReadResult {
 }
 
 /// A file range of whole batches of one segment, starting with the batch
-/// containing `offset`, bounded by the segment's WRITTEN logical size.
+/// containing `offset` (or the first after it: compaction leaves gaps),
+/// bounded by the segment's WRITTEN logical size. None when no batch of
+/// this segment ends at or after `offset`.
 fn read_segment(
     seg: &Segment,
     offset: i64,
     limits: &ReadLimits,
-) -> Result<ReadResult, StorageError> {
+) -> Result<Option<ReadResult>, StorageError> {
     let Some(file) = seg.reader.clone() else {
         return Err(corrupt(
             &seg.log_path,
@@ -1323,10 +1352,7 @@ fn read_segment(
     // Walk to the batch containing `offset` (at most ~one index interval).
     let first = loop {
         if pos >= limit {
-            return Err(corrupt(
-                path,
-                format!("offset {offset} not found before the written end"),
-            ));
+            return Ok(None);
         }
         let h = read_header_at(&file, path, pos)?;
         if h.last_offset() >= offset {
@@ -1343,7 +1369,7 @@ fn read_segment(
         ));
     }
     if !limits.admits(0, first.base_offset, first_len) {
-        return Ok(ReadResult::default());
+        return Ok(Some(ReadResult::default()));
     }
     let budget_end = start
         .saturating_add(limits.max_bytes as u64)
@@ -1384,7 +1410,7 @@ fn read_segment(
         None => {}
     }
     let len = end - start;
-    Ok(ReadResult {
+    Ok(Some(ReadResult {
         chunks: vec![Chunk::File {
             file,
             position: start,
@@ -1393,7 +1419,7 @@ fn read_segment(
         bytes: len as usize,
         first_offset: Some(first.base_offset),
         last_offset: Some(last),
-    })
+    }))
 }
 
 /// Walks whole batches from `pos` while they end by `budget_end` and start
@@ -1470,6 +1496,9 @@ mod tests;
 
 #[path = "log_checked.rs"]
 pub mod checked;
+
+#[path = "log_compaction.rs"]
+pub mod compaction_pass;
 
 #[path = "log_txn.rs"]
 pub mod txn_scan;

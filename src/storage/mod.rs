@@ -17,9 +17,12 @@
 //! | `recovery.rs` | turning a directory into segments at open (truncating torn tails) |
 //! | `log.rs` | the `Log`: append, group-committed writer, reads, timestamps, close, head truncation |
 //! | `retention.rs` | which old segments retention deletes; the durable log start offset checkpoint |
+//! | `compaction.rs` | compaction rules: key map, record decoding, batch rewrite, first-dirty checkpoint |
+//! | `log_compaction.rs` | `Log::compact`: one crash-safe compaction pass over sealed segments |
 //! | `notify.rs` | a tiny single-threaded "something changed" notifier |
 
 pub mod batch;
+pub mod compaction;
 pub mod index;
 pub mod log;
 mod notify;
@@ -33,6 +36,7 @@ use std::path::PathBuf;
 
 pub use batch::{validate_batches, BatchError, BatchHeader};
 pub use log::{AppendResult, Chunk, HeadTruncation, Log, LogConfig, ReadResult};
+pub use log::compaction_pass::CompactionStats;
 
 /// Errors of the storage layer.
 #[derive(Debug)]

@@ -49,6 +49,10 @@ pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> Result<Vec<Segmen
         let Some(name) = name.to_str() else { continue };
         if let Some(base) = parse_segment_name(name) {
             bases.push(base);
+        } else if name.ends_with(&format!(".{}", super::compaction::CLEANED_EXT)) {
+            // A cleaned segment a crash left before its swap: the original stays.
+            tracing::info!(file = %entry.path().display(), "removing an unfinished compaction output");
+            remove_if_exists(&entry.path())?;
         } else if name.ends_with(".tmp-index") {
             // A half-written index from a crash during seal/close.
             remove_if_exists(&entry.path())?;
@@ -182,7 +186,7 @@ fn open_sealed(
     let idx = match load_indexes(&path, base, len)? {
         Some(idx) if len > 0 => idx,
         _ => {
-            let out = scan_segment(&file, len, base, interval)?;
+            let out = scan_segment(&file, len, base, interval, true)?;
             let corrupt = |reason: String| StorageError::Corrupt {
                 file: path.clone(),
                 reason,
@@ -193,7 +197,8 @@ fn open_sealed(
                     "invalid batch inside a sealed segment: {why}"
                 )));
             }
-            if out.next_offset != next_base {
+            // Compaction may have removed the last batches (never renumbered them).
+            if out.next_offset > next_base {
                 return Err(corrupt(format!(
                     "segment ends at offset {} but the next segment starts at {next_base}",
                     out.next_offset
@@ -245,7 +250,7 @@ async fn open_tail(
             stop_reason: None,
             rest_is_zero: true,
         },
-        None => scan_segment(&file, len, base, interval)?,
+        None => scan_segment(&file, len, base, interval, false)?,
     };
     if out.valid_size < len {
         // Zero padding after the last batch is the normal trace of a synced

@@ -237,13 +237,16 @@ impl Window {
 
 /// Scans `file` (of `file_len` bytes, segment base `base_offset`) from the
 /// start: each batch must have magic 2, a sane length that fits, a correct
-/// CRC32C, and offsets continuing exactly from the previous batch. Stops at
-/// the first batch that fails. Blocking reads; used at open only.
+/// CRC32C, and offsets continuing exactly from the previous batch (or, with
+/// `allow_gaps`, for a sealed segment compaction may have cleaned, offsets
+/// that only increase). Stops at the first batch that fails. Blocking
+/// reads; used at open only.
 pub fn scan_segment(
     file: &File,
     file_len: u64,
     base_offset: i64,
     index_interval_bytes: u32,
+    allow_gaps: bool,
 ) -> io::Result<ScanOutcome> {
     let mut win = Window {
         buf: Vec::new(),
@@ -275,8 +278,9 @@ pub fn scan_segment(
                 break;
             }
         };
-        let rel_last = i64::from(h.last_offset_delta) + (next_offset - base_offset);
-        if h.base_offset != next_offset || h.last_offset_delta < 0 || rel_last > i64::from(i32::MAX)
+        let continues = h.base_offset == next_offset || (allow_gaps && h.base_offset > next_offset);
+        let rel_last = i64::from(h.last_offset_delta).saturating_add(h.base_offset.saturating_sub(base_offset));
+        if !continues || h.last_offset_delta < 0 || rel_last > i64::from(i32::MAX)
         {
             stop_reason = Some(format!(
                 "at {pos}: batch offsets {}..={} do not continue from {next_offset} \

@@ -1,0 +1,400 @@
+//! `Log::compact`: one compaction pass over a log (the I/O part; the rules
+//! are in `compaction.rs`).
+//!
+//! Runs on the shard that owns the partition, as a background task that
+//! yields after every batch it reads or writes, so produce and fetch on the
+//! shard keep running. Reads sealed segments through their buffered fd
+//! (blocking preads of a bounded window) and writes cleaned segments with
+//! blocking buffered writes; the state `RefCell` is never borrowed across an
+//! `.await`.
+//!
+//! A pass: (1) the cleanable segments are the sealed ones, oldest first, up
+//! to the first that is younger than `min.compaction.lag.ms` or whose
+//! successor holds no durable data yet (so the log end offset can never
+//! shrink after a crash: the successor's file names it); never the active
+//! segment. (2) If the dirty bytes (above the `cleaner-offset` checkpoint)
+//! are less than `min.cleanable.dirty.ratio` of them, stop. (3) Map the keys
+//! of the dirty segments (bounded key map; stop at the last segment that fit
+//! whole). (4) Clean every cleanable segment up to there, oldest first:
+//! write `<base>.cleaned`, fsync, then — with no await — drop the old index
+//! files, rename over `<base>.log`, fsync the directory, swap the in-memory
+//! segment and write the new index files. (5) Checkpoint the new first dirty
+//! offset. A crash at any point leaves either the old or the new segment
+//! file (a leftover `.cleaned` is deleted at open; a segment without index
+//! files is rescanned, gaps allowed).
+
+use std::cell::Cell;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::{corrupt, Log, State};
+use crate::storage::batch::{checked_total_size, BatchHeader};
+use crate::storage::compaction::{
+    clean_batch, dirty_ratio, map_batch, read_first_dirty, write_first_dirty, BatchFate, CleanRules, KeyMap,
+    CLEANED_EXT,
+};
+use crate::storage::segment::SegIndexes;
+use crate::storage::StorageError;
+
+/// Longest the cleaner works before it yields its task queue, so appends,
+/// fetches and I/O completions on the shard run in between.
+const WORK_SLICE: Duration = Duration::from_micros(500);
+/// Bytes read per pread while walking a segment's batches.
+const READ_WINDOW_BYTES: usize = 1 << 20;
+/// Write buffer of a cleaned segment.
+const WRITE_BUFFER_BYTES: usize = 256 << 10;
+
+/// What one compaction pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CompactionStats {
+    pub segments_cleaned: usize,
+    pub records_removed: u64,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    /// The first dirty offset after the pass (None: no pass ran).
+    pub first_dirty_offset: Option<i64>,
+}
+
+/// A cleanable segment as the pass sees it.
+struct SegRef {
+    base: i64,
+    next: i64,
+    size: u64,
+    reader: Rc<File>,
+    path: PathBuf,
+}
+
+/// Walks the batches of a sealed segment through a read window.
+struct BatchWalk<'a> {
+    seg: &'a SegRef,
+    pos: u64,
+    buf: Vec<u8>,
+    buf_start: u64,
+}
+
+impl<'a> BatchWalk<'a> {
+    fn new(seg: &'a SegRef) -> Self {
+        BatchWalk {
+            seg,
+            pos: 0,
+            buf: Vec::new(),
+            buf_start: 0,
+        }
+    }
+
+    fn bytes(&mut self, pos: u64, len: usize) -> io::Result<&[u8]> {
+        let have_end = self.buf_start + self.buf.len() as u64;
+        if pos < self.buf_start || pos + len as u64 > have_end {
+            let want = (len.max(READ_WINDOW_BYTES) as u64).min(self.seg.size - pos) as usize;
+            self.buf.resize(want, 0);
+            self.seg.reader.read_exact_at(&mut self.buf, pos)?;
+            self.buf_start = pos;
+        }
+        let from = (pos - self.buf_start) as usize;
+        Ok(&self.buf[from..from + len])
+    }
+
+    /// The next batch (its header and bytes), checked (length, CRC).
+    fn next_batch(&mut self) -> Result<Option<(BatchHeader, Vec<u8>)>, StorageError> {
+        if self.pos >= self.seg.size {
+            return Ok(None);
+        }
+        let pos = self.pos;
+        let path = &self.seg.path;
+        let avail = (self.seg.size - pos).min(usize::MAX as u64) as usize;
+        if avail < BatchHeader::SIZE {
+            return Err(corrupt(path, format!("{avail} trailing bytes at {pos}")));
+        }
+        let h = BatchHeader::parse(self.bytes(pos, BatchHeader::SIZE)?)
+            .map_err(|e| corrupt(path, format!("at {pos}: {e}")))?;
+        let total = checked_total_size(&h, avail).map_err(|e| corrupt(path, format!("at {pos}: {e}")))?;
+        let bytes = self.bytes(pos, total)?.to_vec();
+        h.check_crc(&bytes)
+            .map_err(|e| corrupt(path, format!("at {pos}: {e}")))?;
+        self.pos += total as u64;
+        Ok(Some((h, bytes)))
+    }
+}
+
+/// A cleaned segment written and fsync'ed under its temporary name.
+struct Cleaned {
+    tmp: PathBuf,
+    size: u64,
+    idx: SegIndexes,
+    removed: u64,
+}
+
+impl Log {
+    /// One compaction pass (see the module doc). `key_entries_max` bounds
+    /// the key map. A log whose `cleanup.policy` lacks `compact` is left
+    /// alone.
+    pub async fn compact(&self, now_ms: i64, key_entries_max: usize) -> Result<CompactionStats, StorageError> {
+        let config = self.config();
+        if !config.compact_enabled {
+            return Ok(CompactionStats::default());
+        }
+        let segs = {
+            let st = self.state.borrow();
+            if st.closed {
+                return Err(StorageError::Closed);
+            }
+            cleanable_segments(&st, now_ms, config.min_compaction_lag_ms)
+        };
+        let Some(first) = segs.first() else {
+            return Ok(CompactionStats::default());
+        };
+        let first_dirty = read_first_dirty(&self.dir)
+            .map_err(|e| corrupt(&self.dir.join(crate::storage::compaction::CLEANER_CHECKPOINT), e))?
+            .unwrap_or(first.base)
+            .max(first.base);
+        let clean_bytes: u64 = segs.iter().filter(|s| s.next <= first_dirty).map(|s| s.size).sum();
+        let dirty_bytes: u64 = segs.iter().filter(|s| s.next > first_dirty).map(|s| s.size).sum();
+        if dirty_bytes == 0 || dirty_ratio(clean_bytes, dirty_bytes) < config.min_cleanable_dirty_ratio {
+            return Ok(CompactionStats::default());
+        }
+        let slice = Cell::new(Instant::now());
+        let mut map = KeyMap::new(key_entries_max);
+        let Some(last) = self.map_dirty(&segs, first_dirty, &mut map, &slice).await? else {
+            tracing::warn!(dir = %self.dir.display(), entries = key_entries_max, "compaction skipped: the key map cannot hold one dirty segment's keys (raise log.cleaner.dedupe.buffer.size)");
+            return Ok(CompactionStats::default());
+        };
+        let rules = CleanRules {
+            now_ms,
+            delete_retention_ms: config.delete_retention_ms,
+        };
+        let mut stats = CompactionStats::default();
+        for seg in &segs[..=last] {
+            let Some(cleaned) = self.clean_segment(seg, &map, rules, &slice).await? else {
+                continue;
+            };
+            let (size, removed) = (cleaned.size, cleaned.removed);
+            if self.swap_in(seg, cleaned)? {
+                stats.segments_cleaned += 1;
+                stats.records_removed += removed;
+                stats.bytes_before += seg.size;
+                stats.bytes_after += size;
+            }
+        }
+        let end = segs[last].next;
+        if self.state.borrow().closed {
+            return Err(StorageError::Closed);
+        }
+        write_first_dirty(&self.dir, end)?;
+        stats.first_dirty_offset = Some(end);
+        Ok(stats)
+    }
+
+    /// Maps the keys of the dirty segments (those ending above
+    /// `first_dirty`). Returns the index in `segs` of the last segment whose
+    /// keys all fit, None if not even the first did.
+    async fn map_dirty(
+        &self,
+        segs: &[SegRef],
+        first_dirty: i64,
+        map: &mut KeyMap,
+        slice: &Cell<Instant>,
+    ) -> Result<Option<usize>, StorageError> {
+        let mut last = None;
+        for (i, seg) in segs.iter().enumerate() {
+            if seg.next <= first_dirty {
+                continue;
+            }
+            let mut walk = BatchWalk::new(seg);
+            while let Some((h, bytes)) = walk.next_batch()? {
+                if !map_batch(&h, &bytes, map) {
+                    return Ok(last);
+                }
+                self.yield_or_stop(slice).await?;
+            }
+            last = Some(i);
+        }
+        Ok(last)
+    }
+
+    /// Yields the task queue once the current work slice is used up (the
+    /// cleaner runs in its own low-share queue, see `server.rs`), then
+    /// checks that the log is still open.
+    async fn yield_or_stop(&self, slice: &Cell<Instant>) -> Result<(), StorageError> {
+        if slice.get().elapsed() >= WORK_SLICE {
+            glommio::executor().yield_task_queue_now().await;
+            slice.set(Instant::now());
+        } else {
+            glommio::executor().yield_if_needed().await;
+        }
+        if self.state.borrow().closed {
+            return Err(StorageError::Closed);
+        }
+        Ok(())
+    }
+
+    /// Writes the cleaned form of `seg` to `<base>.cleaned` and fsyncs it.
+    /// None when nothing would change (the temp file is then removed).
+    async fn clean_segment(
+        &self,
+        seg: &SegRef,
+        map: &KeyMap,
+        rules: CleanRules,
+        slice: &Cell<Instant>,
+    ) -> Result<Option<Cleaned>, StorageError> {
+        let tmp = seg.path.with_extension(CLEANED_EXT);
+        let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, File::create(&tmp)?);
+        let result = self.write_cleaned(seg, map, rules, &mut out, slice).await;
+        let done = result.and_then(|(size, idx, removed)| {
+            let f = out.into_inner().map_err(|e| StorageError::Io(e.into_error()))?;
+            if removed == 0 {
+                return Ok(None);
+            }
+            f.sync_all()?;
+            Ok(Some(Cleaned {
+                tmp: tmp.clone(),
+                size,
+                idx,
+                removed,
+            }))
+        });
+        if !matches!(done, Ok(Some(_))) {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        done
+    }
+
+    async fn write_cleaned(
+        &self,
+        seg: &SegRef,
+        map: &KeyMap,
+        rules: CleanRules,
+        out: &mut BufWriter<File>,
+        slice: &Cell<Instant>,
+    ) -> Result<(u64, SegIndexes, u64), StorageError> {
+        let interval = self.config().index_interval_bytes;
+        let mut idx = SegIndexes::default();
+        let mut pos = 0u64;
+        let mut removed = 0u64;
+        let mut walk = BatchWalk::new(seg);
+        while let Some((h, bytes)) = walk.next_batch()? {
+            let kept = match clean_batch(&h, &bytes, map, rules) {
+                BatchFate::Keep => Some((h, bytes)),
+                BatchFate::Drop { records } => {
+                    removed += records as u64;
+                    None
+                }
+                BatchFate::Rewrite { bytes, removed: r } => {
+                    removed += r as u64;
+                    let nh = BatchHeader::parse(&bytes).map_err(|e| corrupt(&seg.path, e))?;
+                    Some((nh, bytes))
+                }
+            };
+            if let Some((h, bytes)) = kept {
+                idx.on_batch(seg.base, pos, &h, interval);
+                out.write_all(&bytes)?;
+                pos += bytes.len() as u64;
+            }
+            self.yield_or_stop(slice).await?;
+        }
+        Ok((pos, idx, removed))
+    }
+
+    /// Swaps a cleaned file in for `seg`, all at once (no await). False (and
+    /// the temp file removed) if the segment changed or went meanwhile
+    /// (retention deleted it).
+    fn swap_in(&self, seg: &SegRef, cleaned: Cleaned) -> Result<bool, StorageError> {
+        let mut st = self.state.borrow_mut();
+        let current = st
+            .segment_index(seg.base)
+            .filter(|&si| st.segments[si].sealed && st.segments[si].size == seg.size);
+        let Some(si) = current.filter(|_| !st.closed) else {
+            let _ = std::fs::remove_file(&cleaned.tmp);
+            return if st.closed {
+                Err(StorageError::Closed)
+            } else {
+                Ok(false)
+            };
+        };
+        // Old index files go first: until the rename, recovery rescans the
+        // old file; after it, the cleaned one.
+        let path = st.segments[si].log_path.clone();
+        let swapped = remove_index_files(&path).and_then(|()| {
+            std::fs::rename(&cleaned.tmp, &path)?;
+            File::open(&self.dir)?.sync_all()?;
+            File::open(&path)
+        });
+        let reader = match swapped {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = std::fs::remove_file(&cleaned.tmp);
+                return Err(e.into());
+            }
+        };
+        let s = &mut st.segments[si];
+        s.size = cleaned.size;
+        s.written_size = cleaned.size;
+        s.idx = cleaned.idx;
+        s.reader = Some(Rc::new(reader));
+        let written = s.write_index_files();
+        // Cached batches of the old segment must not be served any more.
+        while st
+            .cache
+            .front()
+            .is_some_and(|e| e.segment_base <= seg.base && e.end_offset <= st.written_end)
+        {
+            if let Some(e) = st.cache.pop_front() {
+                st.cache_bytes -= e.bytes.len();
+            }
+        }
+        st.max_ts = st
+            .segments
+            .iter()
+            .filter_map(|s| s.idx.max_ts)
+            .fold(None, |acc, m| match acc {
+                Some(a) if a.0 >= m.0 => Some(a),
+                _ => Some(m),
+            });
+        st.check_invariants();
+        written?;
+        Ok(true)
+    }
+}
+
+fn remove_index_files(log_path: &Path) -> io::Result<()> {
+    for ext in ["index", "timeindex"] {
+        match std::fs::remove_file(log_path.with_extension(ext)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The sealed segments a pass may clean, oldest first (see the module doc).
+fn cleanable_segments(st: &State, now_ms: i64, min_lag_ms: i64) -> Vec<SegRef> {
+    let mut out = Vec::new();
+    for pair in st.segments.windows(2) {
+        let (s, next) = (&pair[0], &pair[1]);
+        if !s.sealed || st.durable_end <= next.base_offset {
+            break;
+        }
+        if s.idx
+            .max_ts
+            .is_some_and(|(ts, _)| now_ms.saturating_sub(ts) < min_lag_ms)
+        {
+            break;
+        }
+        let Some(reader) = s.reader.clone() else { break };
+        out.push(SegRef {
+            base: s.base_offset,
+            next: s.next_offset,
+            size: s.size,
+            reader,
+            path: s.log_path.clone(),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+#[path = "log_compaction_tests.rs"]
+mod tests;

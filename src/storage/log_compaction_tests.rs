@@ -1,0 +1,246 @@
+//! Tests of `Log::compact` (included from log_compaction.rs): real segment
+//! files in a temp dir, inside a glommio executor.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+
+use bytes::BytesMut;
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::storage::batch::BatchHeader;
+use crate::storage::compaction::{encode_keyed, parse_records, records_section};
+use crate::storage::recovery::now_ms;
+use crate::storage::{validate_batches, Log, LogConfig};
+
+fn run<F: Future<Output = ()> + 'static>(f: impl FnOnce() -> F) {
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(512 << 10)
+        .make()
+        .expect("glommio executor")
+        .run(f());
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let d = std::env::temp_dir().join(format!("fjord-compact-{name}-{}-{nanos}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 600,
+        segment_ms: i64::MAX,
+        index_interval_bytes: 128,
+        cache_bytes_max: 0,
+        compact_enabled: true,
+        min_cleanable_dirty_ratio: 0.0,
+        delete_retention_ms: 60_000,
+        ..LogConfig::default()
+    }
+}
+
+/// Appends one batch per call: records `(key, value)` with timestamp `ts`.
+async fn put(log: &Log, ts: i64, recs: &[(&[u8], Option<&[u8]>)]) -> i64 {
+    let b = encode_keyed(0, ts, recs);
+    let hs = validate_batches(&b).expect("valid");
+    log.append(BytesMut::from(&b[..]), &hs, 1)
+        .await
+        .expect("append")
+        .base_offset
+}
+
+/// Every record in the log as offset -> (key, value), reading from the start
+/// at batch boundaries and also from every offset inside the range (gaps included).
+async fn contents(log: &Log) -> BTreeMap<i64, (Vec<u8>, Option<Vec<u8>>)> {
+    let mut out = BTreeMap::new();
+    let mut next = log.log_start_offset();
+    let end = log.log_end_offset();
+    while next < end {
+        let r = log.read(next, 1 << 20, i64::MAX, true).await.expect("read");
+        let mut all = Vec::new();
+        for c in &r.chunks {
+            all.extend_from_slice(&c.load().await.expect("load"));
+        }
+        assert!(!all.is_empty(), "read at {next} returned nothing");
+        let mut pos = 0;
+        while pos < all.len() {
+            let h = BatchHeader::parse(&all[pos..]).expect("header");
+            let batch = &all[pos..pos + h.total_size()];
+            h.check_crc(batch).expect("crc");
+            let sec = records_section(&h, batch).expect("section").expect("readable");
+            for r in parse_records(&h, &sec).expect("records") {
+                let k = sec[r.key.clone().expect("keyed")].to_vec();
+                let v = if r.value_is_null { None } else { Some(b"v".to_vec()) };
+                out.insert(r.offset, (k, v));
+            }
+            assert!(h.last_offset() >= next, "read returns batches at or after the offset");
+            next = h.last_offset() + 1;
+            pos += h.total_size();
+        }
+    }
+    out
+}
+
+/// Writes 3 rounds over keys k0..k9 (values round-numbered), one record per batch.
+async fn fill(log: &Log, ts: i64) {
+    for round in 0..3u8 {
+        for k in 0..10u8 {
+            let key = [b'k', b'0' + k];
+            let value = [round; 40];
+            put(log, ts, &[(&key, Some(&value))]).await;
+        }
+    }
+}
+
+#[test]
+fn compaction_keeps_latest_per_key_at_original_offsets() {
+    // Proves a pass removes superseded records from sealed segments only, never renumbers, and reads across gaps work.
+    run(|| async {
+        let dir = temp_dir("latest");
+        let log = Log::open(dir.clone(), config()).await.expect("open");
+        let ts = now_ms();
+        fill(&log, ts).await;
+        let end = log.log_end_offset();
+        log.wait_durable(end).await.expect("durable");
+        assert!(log.segment_count() > 4);
+        let before = contents(&log).await;
+        assert_eq!(before.len(), 30);
+        let stats = log.compact(now_ms(), 1000).await.expect("compact");
+        assert!(stats.segments_cleaned > 0, "{stats:?}");
+        assert_eq!(log.log_end_offset(), end, "end offset unchanged");
+        let after = contents(&log).await;
+        // Every surviving record sits at its original offset.
+        for (o, kv) in &after {
+            assert_eq!(before.get(o).map(|(k, _)| k), Some(&kv.0), "offset {o}");
+        }
+        // The latest record of each key survives.
+        let mut latest: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
+        for (o, (k, _)) in &before {
+            latest.insert(k.clone(), *o);
+        }
+        for o in latest.values() {
+            assert!(after.contains_key(o), "latest offset {o} kept");
+        }
+        assert!(after.len() < before.len());
+        // Stale records remain only in the active segment's range (never cleaned) or were removed.
+        for i in 0..end {
+            let r = log.read(i, 1 << 20, i64::MAX, true).await.expect("read at any offset");
+            assert!(r.last_offset.is_some_and(|l| l >= i), "read at {i}");
+        }
+        // A second pass with nothing new dirty does nothing.
+        let again = log.compact(now_ms(), 1000).await.expect("compact");
+        assert_eq!(again.segments_cleaned, 0);
+        // Survives a clean close and a reopen (indexes written) and a reopen without indexes (rescan with gaps).
+        log.close().await.expect("close");
+        let log = Log::open(dir.clone(), config()).await.expect("reopen");
+        assert_eq!(log.log_end_offset(), end);
+        assert_eq!(contents(&log).await, after);
+        log.close().await.expect("close");
+        for e in std::fs::read_dir(&dir).expect("ls") {
+            let p = e.expect("entry").path();
+            if p.extension().is_some_and(|x| x == "index" || x == "timeindex") {
+                std::fs::remove_file(p).expect("rm");
+            }
+        }
+        std::fs::write(dir.join("00000000000000000000.cleaned"), b"half a segment").expect("leftover");
+        let log = Log::open(dir.clone(), config()).await.expect("reopen after crash");
+        assert!(
+            !dir.join("00000000000000000000.cleaned").exists(),
+            "leftover temp file removed"
+        );
+        assert_eq!(log.log_end_offset(), end);
+        assert_eq!(contents(&log).await, after);
+        log.remove().await.expect("remove");
+    });
+}
+
+#[test]
+fn tombstones_outlive_delete_retention_then_go() {
+    // Proves a tombstone removes older values at once but itself stays until delete.retention.ms has passed.
+    run(|| async {
+        let dir = temp_dir("tombstone");
+        let log = Log::open(dir.clone(), config()).await.expect("open");
+        let ts = now_ms();
+        fill(&log, ts).await;
+        put(&log, ts, &[(b"k3", None)]).await;
+        fill(&log, ts).await; // pushes the tombstone into a sealed segment...
+        put(&log, ts, &[(b"zz", Some(b"x"))]).await;
+        // ...but k3 was written again after it; use a key written only before.
+        put(&log, ts, &[(b"gone", Some(b"1"))]).await;
+        let t_off = put(&log, ts, &[(b"gone", None)]).await;
+        for i in 0..20u8 {
+            put(&log, ts, &[(&[b'f', i], Some(&[i; 40]))]).await;
+        }
+        let end = log.log_end_offset();
+        log.wait_durable(end).await.expect("durable");
+        log.compact(now_ms(), 1000).await.expect("compact");
+        let c = contents(&log).await;
+        assert!(c.contains_key(&t_off), "young tombstone kept");
+        assert!(
+            !c.values().any(|(k, v)| k == b"gone" && v.is_some()),
+            "value under tombstone removed"
+        );
+        // Two minutes later (delete.retention.ms = 60 s) the tombstone goes too.
+        std::fs::remove_file(dir.join(crate::storage::compaction::CLEANER_CHECKPOINT)).expect("rm ckpt");
+        log.compact(now_ms() + 120_000, 1000).await.expect("compact");
+        let c = contents(&log).await;
+        assert!(!c.contains_key(&t_off), "old tombstone removed");
+        assert!(!c.values().any(|(k, _)| k == b"gone"));
+        assert_eq!(log.log_end_offset(), end);
+        log.remove().await.expect("remove");
+    });
+}
+
+#[test]
+fn dirty_ratio_and_lag_hold_compaction_back() {
+    // Proves min.cleanable.dirty.ratio and min.compaction.lag.ms stop a pass, and a non-compact log is never touched.
+    run(|| async {
+        let dir = temp_dir("ratio");
+        let cfg = LogConfig {
+            min_compaction_lag_ms: 3_600_000,
+            ..config()
+        };
+        let log = Log::open(dir.clone(), cfg).await.expect("open");
+        fill(&log, now_ms()).await;
+        let end = log.log_end_offset();
+        log.wait_durable(end).await.expect("durable");
+        assert_eq!(log.compact(now_ms(), 1000).await.expect("c").segments_cleaned, 0, "lag");
+        log.set_config(LogConfig {
+            compact_enabled: false,
+            ..config()
+        });
+        assert_eq!(
+            log.compact(now_ms(), 1000).await.expect("c").segments_cleaned,
+            0,
+            "policy delete"
+        );
+        log.set_config(config());
+        assert!(log.compact(now_ms(), 1000).await.expect("c").segments_cleaned > 0);
+        fill(&log, now_ms()).await;
+        let end = log.log_end_offset();
+        log.wait_durable(end).await.expect("durable");
+        log.set_config(LogConfig {
+            min_cleanable_dirty_ratio: 0.99,
+            ..config()
+        });
+        assert_eq!(
+            log.compact(now_ms(), 1000).await.expect("c").segments_cleaned,
+            0,
+            "ratio"
+        );
+        // A key map too small for one segment's keys: nothing is cleaned, nothing is lost.
+        log.set_config(config());
+        let before = contents(&log).await;
+        assert_eq!(
+            log.compact(now_ms(), 1).await.expect("c").segments_cleaned,
+            0,
+            "tiny map"
+        );
+        assert_eq!(contents(&log).await, before);
+        log.remove().await.expect("remove");
+    });
+}

@@ -1,0 +1,191 @@
+"""Log compaction (cleanup.policy=compact and compact,delete) seen by real clients:
+the latest value per key survives at its original offset, in offset order,
+tombstones go only after delete.retention.ms, and __consumer_offsets is
+compacted (its on-disk size stays bounded and committed offsets survive)."""
+
+import time
+
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import ConfigResource, ResourceType
+
+import clients
+
+SMALL = {
+    "FJORD_LOG_SEGMENT_BYTES": "16384",
+    "FJORD_LOG_CLEANER_BACKOFF_MS": "100",
+    "FJORD_OFFSETS_TOPIC_NUM_PARTITIONS": "1",
+}
+COMPACT = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.01"}
+SMALL_BATCHES = {"batch.num.messages": 4, "linger.ms": 0}
+
+
+def wait_for(pred, timeout_s=30, what="condition"):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def keyed(keys, round_no, size=300):
+    return [{"key": k, "value": f"{k.decode()}@{round_no}".encode().ljust(size, b".")} for k in keys]
+
+
+def fillers(tag, n=60, size=300):
+    """Unique keys that push earlier records out of the active segment."""
+    return [{"key": f"fill-{tag}-{i}".encode(), "value": b"f" * size} for i in range(n)]
+
+
+def produce(b, topic, recs):
+    return clients.produce_all(b.bootstrap, topic, recs, acks="all", **SMALL_BATCHES)
+
+
+def expected_latest(produced):
+    """{key: (offset, value)} of the last record per key, from [(record, (partition, offset))]."""
+    out = {}
+    for rec, (_, off) in produced:
+        out[rec["key"]] = (off, rec["value"])
+    return out
+
+
+def log_bytes(b, topic):
+    return sum(p.stat().st_size for p in (b.data_dir / "kafka" / topic).glob("*/*.log"))
+
+
+def check_exactly_latest(b, topic, latest):
+    got = clients.consume(b.bootstrap, topic)
+    offsets = [m["offset"] for m in got]
+    assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets), "offset order, no duplicates"
+    seen = {m["key"]: (m["offset"], m["value"]) for m in got}
+    assert len(seen) == len(got), "exactly one record per key"
+    assert seen == latest
+    return got
+
+
+def test_compacted_topic_keeps_latest_value_per_key_in_offset_order(broker_factory, topic_name):
+    # Proves that compaction removes every superseded value from sealed segments and keeps the latest at its original offset.
+    b = broker_factory(env=SMALL)
+    clients.create_topic(b.bootstrap, topic_name, config=COMPACT)
+    keys = [f"key-{i:03d}".encode() for i in range(40)]
+    produced = []
+    for rnd in range(4):
+        recs = keyed(keys, rnd)
+        produced += list(zip(recs, produce(b, topic_name, recs)))
+    recs = fillers("a")
+    produced += list(zip(recs, produce(b, topic_name, recs)))
+    written = log_bytes(b, topic_name)
+    latest = expected_latest(produced)
+    end = produced[-1][1][1] + 1
+
+    def compacted():
+        got = clients.consume(b.bootstrap, topic_name)
+        return len(got) == len(latest)
+
+    wait_for(compacted, what="the cleaner to remove superseded values")
+    got = check_exactly_latest(b, topic_name, latest)
+    assert all(m["value"].startswith(m["key"] + b"@3") for m in got if m["key"].startswith(b"key-"))
+    assert log_bytes(b, topic_name) < written * 0.7, "superseded values left the disk"
+    # The end offset never moves back, and new records continue from it.
+    assert clients.watermarks(b.bootstrap, topic_name) == (0, end)
+    more = produce(b, topic_name, [{"key": b"key-000", "value": b"after"}])
+    assert more[0][1] == end
+    # A read from an offset whose batch was removed starts at the next surviving record.
+    gap = next(o for o in range(end) if o not in {m["offset"] for m in got})
+    first = clients.consume(b.bootstrap, topic_name, offset=gap, count=1)[0]
+    assert first["offset"] > gap
+    # Still the same after a kill -9 and a restart (cleaned segments recovered, gaps allowed).
+    # (The new key-000 sits in the active segment, so the old one stays until that segment is sealed and cleaned.)
+    b.kill9()
+    b.start()
+    again = clients.consume(b.bootstrap, topic_name)
+    assert [(m["offset"], m["key"], m["value"]) for m in again] == \
+        [(m["offset"], m["key"], m["value"]) for m in got] + [(end, b"key-000", b"after")]
+
+
+def test_tombstones_stay_for_delete_retention_then_go(broker_factory, topic_name):
+    # Proves a tombstone hides older values at once, is itself delivered while younger than delete.retention.ms, and is removed later.
+    b = broker_factory(env=SMALL)
+    clients.create_topic(b.bootstrap, topic_name, config={**COMPACT, "delete.retention.ms": "4000"})
+    keys = [f"t-{i:02d}".encode() for i in range(20)]
+    produced = []
+    recs = keyed(keys, 0)
+    produced += list(zip(recs, produce(b, topic_name, recs)))
+    dead = keys[:5]
+    recs = [{"key": k, "value": None} for k in dead]
+    produced += list(zip(recs, produce(b, topic_name, recs)))
+    recs = fillers("a")
+    produced += list(zip(recs, produce(b, topic_name, recs)))
+    latest = expected_latest(produced)
+
+    def values_gone():
+        got = clients.consume(b.bootstrap, topic_name)
+        return len(got) == len(latest)
+
+    wait_for(values_gone, what="values under tombstones to be removed")
+    got = check_exactly_latest(b, topic_name, latest)
+    assert sum(1 for m in got if m["value"] is None) == len(dead), "tombstones still delivered"
+    time.sleep(4.5)
+    # New dirty segments make the cleaner take another pass, after delete.retention.ms.
+    recs = fillers("b")
+    produced += list(zip(recs, produce(b, topic_name, recs)))
+    latest = {k: v for k, v in expected_latest(produced).items() if v[1] is not None}
+    wait_for(lambda: not any(m["value"] is None for m in clients.consume(b.bootstrap, topic_name)),
+             what="tombstones to be removed")
+    check_exactly_latest(b, topic_name, latest)
+
+
+def test_compact_delete_policy_compacts_and_retains_by_size(broker_factory, topic_name):
+    # Proves cleanup.policy=compact,delete applies both: superseded values go and retention.bytes still deletes old segments.
+    b = broker_factory(env={**SMALL, "FJORD_LOG_RETENTION_CHECK_INTERVAL_MS": "200"})
+    clients.create_topic(b.bootstrap, topic_name,
+                         config={**COMPACT, "cleanup.policy": "compact,delete", "retention.bytes": "12000"})
+    keys = [f"cd-{i:02d}".encode() for i in range(20)]
+    for rnd in range(6):
+        produce(b, topic_name, keyed(keys, rnd))
+    produce(b, topic_name, fillers("a"))
+    wait_for(lambda: clients.watermarks(b.bootstrap, topic_name)[0] > 0, what="retention.bytes to move the log start")
+    assert log_bytes(b, topic_name) <= 12000 + 16384
+    got = clients.consume(b.bootstrap, topic_name)
+    keys_seen = [m["key"] for m in got]
+    assert len(keys_seen) == len(set(keys_seen)), "no key twice once compacted"
+    lo, _ = clients.watermarks(b.bootstrap, topic_name)
+    assert lo > 0, "retention moved the log start"
+
+
+def test_consumer_offsets_is_compacted(broker_factory, topic_name):
+    # Proves __consumer_offsets (cleanup.policy=compact) shrinks under repeated commits and the latest commit survives kill -9.
+    b = broker_factory(env=SMALL)
+    clients.create_topic(b.bootstrap, topic_name)
+    clients.produce_all(b.bootstrap, topic_name, [{"value": b"x"}])
+    group = f"g-{topic_name}"
+    c = clients.consumer(b.bootstrap, **{"group.id": group})
+    try:
+        for i in range(600):
+            c.commit(offsets=[TopicPartition(topic_name, 0, i)], asynchronous=False)
+    finally:
+        c.close()
+    # Each commit is a record of the same key: once cleaned, a few records remain.
+    wait_for(lambda: log_bytes(b, "__consumer_offsets") < 20000, what="__consumer_offsets to be compacted")
+    b.kill9()
+    b.start()
+    c = clients.consumer(b.bootstrap, **{"group.id": group})
+    try:
+        got = c.committed([TopicPartition(topic_name, 0)], timeout=20)
+        assert got[0].offset == 599
+    finally:
+        c.close()
+
+
+def test_describe_configs_shows_compaction_settings(broker, topic_name):
+    # Proves the compaction configs set at creation are stored and described back.
+    clients.create_topic(broker.bootstrap, topic_name,
+                         config={**COMPACT, "delete.retention.ms": "1234", "min.compaction.lag.ms": "5"})
+    res = ConfigResource(ResourceType.TOPIC, topic_name)
+    err, entries = next(iter(clients.admin_results(broker.bootstrap, "describe_configs", [res]).values()))
+    assert err is None
+    assert entries["cleanup.policy"].value == "compact"
+    assert entries["delete.retention.ms"].value == "1234"
+    assert entries["min.compaction.lag.ms"].value == "5"
+    assert entries["min.cleanable.dirty.ratio"].value == "0.01"
