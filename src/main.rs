@@ -16,6 +16,7 @@ fn usage() -> String {
 
 fn main() -> ExitCode {
     init_logging();
+    abort_on_panic();
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("--help") | Some("-h") | Some("help") => {
@@ -64,6 +65,18 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
     tracing_subscriber::registry().with(fmt).with(targets).init();
+}
+
+/// A panic on any thread (a shard, the controller) ends the process instead
+/// of leaving a broker with a dead shard that still accepts connections for
+/// it. Everything acknowledged is on disk and recovery runs at the next start.
+fn abort_on_panic() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        eprintln!("fjord: a thread panicked; aborting so that a supervisor restarts the broker");
+        std::process::abort();
+    }));
 }
 
 /// `FJORD_LOG=debug|info|warn|error` (default info).
