@@ -323,8 +323,13 @@ pub fn rebuild_batch(h: &BatchHeader, batch: &[u8], section: &[u8], kept: &[&Rec
 
 /// Adds the keys of `batch` to `map` (control batches and unreadable ones
 /// add nothing). False when the map filled up before every key was added.
+///
+/// Transactional batches add nothing either: the cleaner does not track
+/// which transactions were aborted, and an aborted record must never
+/// supersede a committed one (less compaction for transactional data, never
+/// a lost committed value).
 pub fn map_batch(h: &BatchHeader, batch: &[u8], map: &mut KeyMap) -> bool {
-    if h.is_control() {
+    if h.is_control() || h.is_transactional() {
         return true;
     }
     let Ok(Some(section)) = records_section(h, batch) else {
@@ -532,6 +537,13 @@ mod tests {
         lz4[22] |= 0x03;
         let h = BatchHeader::parse(&lz4).expect("h");
         assert_eq!(clean_batch(&h, &lz4, &map, RULES), BatchFate::Keep);
+        let mut txn = encode_keyed(200, 0, &[(b"t", Some(b"1"))]);
+        txn[22] |= 0x10;
+        let crc = crc32c::crc32c(&txn[21..]);
+        txn[17..21].copy_from_slice(&crc.to_be_bytes());
+        let h = BatchHeader::parse(&txn).expect("h");
+        assert!(map_batch(&h, &txn, &mut map));
+        assert_eq!(map.latest(b"t"), None, "transactional keys never supersede (aborts are not tracked)");
         let latest = encode_keyed(100, RULES.now_ms, &[(b"a", Some(b"1"))]);
         let h = BatchHeader::parse(&latest).expect("h");
         assert_eq!(clean_batch(&h, &latest, &map, RULES), BatchFate::Keep);
