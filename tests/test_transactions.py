@@ -135,7 +135,7 @@ def test_second_producer_fences_first_and_aborts_its_transaction(broker, topic_n
 
 
 def test_send_offsets_to_transaction_commits_group_offsets(broker, topic_name):
-    """Consume-transform-produce: offsets sent with send_offsets_to_transaction become the group's committed offsets only when the transaction commits; an aborted transaction leaves them unchanged."""
+    """Consume-transform-produce: offsets sent with send_offsets_to_transaction become the group's committed offsets only when the transaction commits (and stay after kill -9); an aborted transaction leaves them unchanged."""
     b = broker
     src, dst = topic_name + "-in", topic_name + "-out"
     create_topic(b.bootstrap, src)
@@ -173,6 +173,13 @@ def test_send_offsets_to_transaction_commits_group_offsets(broker, topic_name):
     finally:
         c.close()
     assert read_all(b.bootstrap, dst) == [b"M0", b"M1", b"M2"]
+    # The committed offset (and the markers in __consumer_offsets) survive kill -9.
+    b.restart(hard=True)
+    c = consumer(b.bootstrap, **{"group.id": group})
+    try:
+        assert c.committed([TopicPartition(src, 0)], timeout=20)[0].offset == 3
+    finally:
+        c.close()
 
 
 def test_transaction_open_past_timeout_is_aborted(broker, topic_name):
@@ -223,3 +230,23 @@ def test_transactions_survive_kill9(broker, topic_name):
     p2.produce(topic_name, value=b"resumed")
     p2.commit_transaction(20)
     assert read_all(b.bootstrap, topic_name) == [b"committed", b"resumed"]
+
+
+def test_kafkajs_transactions_commit_abort_and_send_offsets(broker, topic_name):
+    """kafkajs producer.transaction(): a committed send is read by read_committed consumers, an aborted one only by read_uncommitted ones, and sendOffsets commits the group's offset with the transaction."""
+    b = broker
+    create_topic(b.bootstrap, topic_name)
+    js_ok("produceTransactional", b.bootstrap, transactionalId="js-tx", transactions=[
+        {"sends": [{"topic": topic_name, "values": [b64(b"c1"), b64(b"c2")]}],
+         "offsets": {"groupId": "js-tx-group", "topics": [{"topic": topic_name, "partitions": [{"partition": 0, "offset": "2"}]}]},
+         "action": "commit"},
+        {"sends": [{"topic": topic_name, "values": [b64(b"a1")]}], "action": "abort"},
+        {"sends": [{"topic": topic_name, "values": [b64(b"c3")]}], "action": "commit"},
+    ])
+    assert read_all(b.bootstrap, topic_name) == [b"c1", b"c2", b"c3"]
+    assert read_all(b.bootstrap, topic_name, isolation="read_uncommitted") == [b"c1", b"c2", b"a1", b"c3"]
+    c = consumer(b.bootstrap, **{"group.id": "js-tx-group"})
+    try:
+        assert c.committed([TopicPartition(topic_name, 0)], timeout=10)[0].offset == 2
+    finally:
+        c.close()

@@ -207,3 +207,50 @@ impl Partition {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::log::txn_scan::control_type;
+    use crate::storage::BatchHeader;
+
+    /// The LSO follows the earliest open transaction; an abort is indexed
+    /// with its marker's offset, a commit is not.
+    #[test]
+    fn index_tracks_open_and_aborted() {
+        let mut idx = TxnIndex::default();
+        assert_eq!(idx.first_unstable_offset(), None);
+        idx.on_data(7, 10);
+        idx.on_data(7, 12);
+        idx.on_data(8, 11);
+        assert_eq!(idx.first_unstable_offset(), Some(10));
+        idx.on_marker(7, false, 13);
+        assert_eq!(idx.first_unstable_offset(), Some(11));
+        idx.on_marker(8, true, 14);
+        assert_eq!(idx.first_unstable_offset(), None);
+        let a = AbortedTxn { producer_id: 7, first_offset: 10, last_offset: 13 };
+        assert_eq!(idx.aborted_between(0, 20), vec![a]);
+        assert_eq!(idx.aborted_between(13, 20), vec![a]);
+        assert!(idx.aborted_between(14, 20).is_empty());
+        assert!(idx.aborted_between(0, 10).is_empty());
+        // A marker without data here (a partition added but never written) indexes nothing.
+        idx.on_marker(9, false, 15);
+        assert_eq!(idx.aborted_between(0, 20).len(), 1);
+        idx.truncate_head(14);
+        assert!(idx.aborted_between(0, 20).is_empty());
+    }
+
+    /// A marker batch validates as a transactional control batch whose key reads back as its type.
+    #[test]
+    fn marker_batch_layout() {
+        for commit in [true, false] {
+            let batch = encode_marker(42, 3, commit, 5).unwrap();
+            let headers = validate_batches(&batch).unwrap();
+            let h = headers[0];
+            assert!(h.is_control() && h.is_transactional());
+            assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (42, 3, -1));
+            let expected = if commit { ControlType::Commit } else { ControlType::Abort };
+            assert_eq!(control_type(&batch[BatchHeader::SIZE..]), expected);
+        }
+    }
+}

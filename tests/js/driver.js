@@ -131,6 +131,43 @@ async function produceIdempotent(req) {
   }
 }
 
+// Transactional producer (transactionalId): each entry of req.transactions
+// is {sends: [{topic, partition, values}], offsets?: {groupId, topics}, action:
+// 'commit' | 'abort'} run as producer.transaction() → send… → sendOffsets →
+// commit/abort, in order; returns each send's result.
+async function produceTransactional(req) {
+  const producer = client(req).producer({
+    transactionalId: req.transactionalId,
+    idempotent: true,
+    maxInFlightRequests: 1,
+    transactionTimeout: req.transactionTimeout || 60000,
+    allowAutoTopicCreation: false,
+  })
+  await producer.connect()
+  try {
+    const out = []
+    for (const t of req.transactions) {
+      const txn = await producer.transaction()
+      for (const s of t.sends) {
+        out.push(
+          await txn.send({
+            topic: s.topic,
+            acks: -1,
+            timeout: 10000,
+            messages: s.values.map(v => ({ value: unb64(v), partition: s.partition || 0 })),
+          })
+        )
+      }
+      if (t.offsets) await txn.sendOffsets({ consumerGroupId: t.offsets.groupId, topics: t.offsets.topics })
+      if (t.action === 'abort') await txn.abort()
+      else await txn.commit()
+    }
+    return out
+  } finally {
+    await producer.disconnect()
+  }
+}
+
 // Low-level fetch through kafkajs' own Cluster/Broker classes: kafkajs' consumer
 // API requires consumer groups, which Fjord does not serve yet.
 async function fetchRecords(req) {
@@ -231,6 +268,7 @@ const OPS = {
   produce,
   produceIdempotent,
   fetch: fetchRecords,
+  produceTransactional,
   createTopics: req =>
     withAdmin(req, admin =>
       admin.createTopics({ topics: req.topics, validateOnly: !!req.validateOnly, waitForLeaders: true, timeout: 10000 })
