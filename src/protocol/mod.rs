@@ -7,6 +7,7 @@
 //! mesh and merge the answers.
 
 pub mod connection;
+pub mod decode;
 pub mod handlers;
 pub mod zero_copy;
 

@@ -108,21 +108,14 @@ pub enum Dispatch {
 
 /// Decodes the frame's header, routes to the handler, encodes its answer.
 pub async fn dispatch(shard: &Rc<ShardState>, frame: Bytes, client_host: &str) -> Dispatch {
-    let api_key_raw = i16::from_be_bytes([frame[0], frame[1]]);
-    let api_version = i16::from_be_bytes([frame[2], frame[3]]);
-    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
-    let Ok(key) = ApiKey::try_from(api_key_raw) else {
-        return Dispatch::Close(format!("unknown API key {api_key_raw}"));
-    };
-    let Some(def) = handler_for(key) else {
-        return Dispatch::Close(format!("API {key:?} is not served"));
-    };
-    if api_version < def.min_version || api_version > def.max_version {
-        if key == ApiKey::ApiVersions {
-            return Dispatch::Respond(api_versions::unsupported_version_response(correlation_id));
+    use crate::protocol::decode::{frame_head, FrameRejection};
+    let (key, api_version, correlation_id) = match frame_head(&frame) {
+        Ok(h) => (h.key, h.api_version, h.correlation_id),
+        Err(FrameRejection::UnsupportedVersion(h)) if h.key == ApiKey::ApiVersions => {
+            return Dispatch::Respond(api_versions::unsupported_version_response(h.correlation_id));
         }
-        return Dispatch::Close(format!("{key:?} v{api_version} is not supported"));
-    }
+        Err(e) => return Dispatch::Close(e.to_string()),
+    };
     let mut buf = frame;
     let header = match RequestHeader::decode(&mut buf, key.request_header_version(api_version)) {
         Ok(h) => h,
