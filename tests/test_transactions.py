@@ -250,3 +250,26 @@ def test_kafkajs_transactions_commit_abort_and_send_offsets(broker, topic_name):
         assert c.committed([TopicPartition(topic_name, 0)], timeout=10)[0].offset == 2
     finally:
         c.close()
+
+
+def test_pending_transactional_offsets_survive_kill9(broker, topic_name):
+    """Offsets sent with send_offsets_to_transaction before a kill -9 are still pending after restart: the producer's commit then makes them the group's committed offsets (exactly-once consume-transform-produce across a crash)."""
+    b = broker
+    create_topic(b.bootstrap, topic_name)
+    group = "pending-group"
+    c = consumer(b.bootstrap, **{"group.id": group, "auto.offset.reset": "earliest"})
+    try:
+        c.assign([TopicPartition(topic_name, 0)])
+        meta = c.consumer_group_metadata()
+        p = txn_producer(b.bootstrap, "tx-pending")
+        p.begin_transaction()
+        p.produce(topic_name, value=b"out")
+        p.send_offsets_to_transaction([TopicPartition(topic_name, 0, 42)], meta, 20)
+        p.flush(10)
+        b.kill9()
+        b.start()
+        p.commit_transaction(30)
+        assert c.committed([TopicPartition(topic_name, 0)], timeout=20)[0].offset == 42
+        assert read_all(b.bootstrap, topic_name) == [b"out"]
+    finally:
+        c.close()

@@ -96,6 +96,9 @@ pub struct OffsetsPartition {
     state: Cell<LoadState>,
     load_waiters: RefCell<Vec<oneshot::Sender<()>>>,
     pub groups: RefCell<HashMap<String, Group>>,
+    /// Transactional offsets written to this partition and awaiting their
+    /// marker, by producer id (`txn_offsets`); rebuilt by `load`.
+    pub pending_txn: RefCell<HashMap<i64, Vec<txn_offsets::Pending>>>,
 }
 
 impl OffsetsPartition {
@@ -139,12 +142,13 @@ impl OffsetsPartition {
         let mut group_values: HashMap<String, Option<records::GroupValue>> = HashMap::new();
         let mut offsets: HashMap<String, HashMap<(String, i32), records::OffsetValue>> = HashMap::new();
         let mut count = 0u64;
+        let mut txn_pending = HashMap::new();
         loop {
             let read = self.log.read(offset, LOAD_READ_BYTES, true).await?;
             let Some(last) = read.last_offset else { break };
             for chunk in &read.chunks {
                 let bytes = chunk.load().await.map_err(|e| PartitionError::Storage(e.into()))?;
-                let recs = match records::decode_batches(bytes) {
+                let recs = match txn_offsets::decode_for_load(bytes, &mut txn_pending) {
                     Ok(r) => r,
                     Err(e) => {
                         tracing::warn!(partition = self.index, offset, error = ?e, "skipping undecodable __consumer_offsets batch");
@@ -201,6 +205,7 @@ impl OffsetsPartition {
             "loaded __consumer_offsets partition"
         );
         *self.groups.borrow_mut() = groups;
+        *self.pending_txn.borrow_mut() = txn_offsets::pending_after_load(txn_pending);
         Ok(())
     }
 
@@ -217,8 +222,6 @@ impl OffsetsPartition {
 pub struct GroupCoordinator {
     partitions: RefCell<HashMap<i32, Rc<OffsetsPartition>>>,
     ticker_started: Cell<bool>,
-    /// Transactional offsets awaiting their marker, by (offsets partition, producer id).
-    pub pending_txn_offsets: RefCell<HashMap<(i32, i64), Vec<txn_offsets::Pending>>>,
 }
 
 impl GroupCoordinator {
@@ -248,6 +251,7 @@ impl GroupCoordinator {
             state: Cell::new(LoadState::Loading),
             load_waiters: RefCell::new(Vec::new()),
             groups: RefCell::new(HashMap::new()),
+            pending_txn: RefCell::new(HashMap::new()),
         });
         self.partitions.borrow_mut().insert(index, op.clone());
         let shard = shard.clone();

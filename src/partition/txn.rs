@@ -145,6 +145,27 @@ impl Partition {
         Ok(result.base_offset)
     }
 
+    /// Appends a transactional batch written by a coordinator on the
+    /// producer's behalf (TxnOffsetCommit records), without the sequence
+    /// check (such batches carry no sequence), and waits until fdatasync'ed.
+    pub async fn append_transactional(&self, batch: BytesMut) -> Result<i64, PartitionError> {
+        let headers =
+            validate_batches(&batch).map_err(|_| PartitionError::Storage(StorageError::InvalidAppend("a transactional batch did not validate")))?;
+        let [h] = headers[..] else {
+            return Err(PartitionError::Storage(StorageError::InvalidAppend("one transactional batch at a time")));
+        };
+        if !h.is_transactional() || h.producer_id < 0 {
+            return Err(PartitionError::Storage(StorageError::InvalidAppend("not a transactional batch")));
+        }
+        self.log.reserve(batch.len()).await?;
+        let result = self.log.append_in_place(batch, &headers, self.leader_epoch)?;
+        self.txns.borrow_mut().on_data(h.producer_id, result.base_offset);
+        let waited = self.log.wait_durable(result.last_offset + 1).await;
+        self.wake_waiters();
+        waited?;
+        Ok(result.base_offset)
+    }
+
     /// The last stable offset: no read_committed consumer reads at or past
     /// it. The high watermark, or the first offset of the earliest open
     /// transaction if that is lower.

@@ -1,7 +1,7 @@
 //! TxnOffsetCommit (key 28): offsets committed inside a transaction
-//! (sendOffsetsToTransaction). They wait on the group's coordinator shard
-//! until the transaction's marker reaches the group's `__consumer_offsets`
-//! partition (`coordinator::txn_offsets`).
+//! (sendOffsetsToTransaction): written at once to the group's
+//! `__consumer_offsets` partition as a transactional batch, they count from
+//! the transaction's COMMIT marker there (`coordinator::txn_offsets`).
 //!
 //! Runs on the connection's shard; the group coordinator's shard keeps them.
 
@@ -32,11 +32,11 @@ pub async fn handle(ctx: &RequestContext, req: TxnOffsetCommitRequest) -> TxnOff
             })
         })
         .collect();
-    let pid = req.producer_id.0;
+    let (pid, epoch) = (req.producer_id.0, req.producer_epoch);
     let result = match coordinator::locate(&ctx.shard, &group, false).await {
         Ok(route) => {
             let g = group.clone();
-            coordinator::call_partition(&ctx.shard, route, move |s, op| async move { txn_offsets::add(&s, &op, &g, pid, offsets) }).await
+            coordinator::call_partition(&ctx.shard, route, move |s, op| txn_offsets::add(s, op, g, pid, epoch, offsets)).await
         }
         Err(e) => Err(e),
     };
