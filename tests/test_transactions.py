@@ -183,7 +183,7 @@ def test_send_offsets_to_transaction_commits_group_offsets(broker, topic_name):
 
 
 def test_transaction_open_past_timeout_is_aborted(broker, topic_name):
-    """A transaction left open past transaction.timeout.ms is aborted by the broker: read_committed moves past it without its records, and the producer is fenced."""
+    """A transaction left open past transaction.timeout.ms is aborted by the broker: read_committed moves past it without its records, the old producer is fenced (Kafka bumps the epoch) and a new producer with the same transactional.id works."""
     b = broker
     create_topic(b.bootstrap, topic_name)
     p = txn_producer(b.bootstrap, "tx-timeout", **{"transaction.timeout.ms": 3000, "socket.timeout.ms": 3000, "message.timeout.ms": 3000})
@@ -197,8 +197,17 @@ def test_transaction_open_past_timeout_is_aborted(broker, topic_name):
     # The record and the ABORT marker are below the LSO now.
     assert latest_offsets(b.bootstrap, topic_name) == (0, 2)
     assert read_all(b.bootstrap, topic_name) == []
-    with pytest.raises(KafkaException):
+    with pytest.raises(KafkaException) as e:
         p.commit_transaction(10)
+    # As in Kafka, the broker bumped the epoch: EndTxn answers PRODUCER_FENCED.
+    err = e.value.args[0]
+    assert err.code() in FENCED_CODES, err
+    # The transactional id itself is usable again by a new producer.
+    p2 = txn_producer(b.bootstrap, "tx-timeout")
+    p2.begin_transaction()
+    p2.produce(topic_name, value=b"next")
+    p2.commit_transaction(20)
+    assert read_all(b.bootstrap, topic_name) == [b"next"]
 
 
 def test_transactions_survive_kill9(broker, topic_name):
@@ -273,3 +282,32 @@ def test_pending_transactional_offsets_survive_kill9(broker, topic_name):
         assert read_all(b.bootstrap, topic_name) == [b"out"]
     finally:
         c.close()
+
+
+def test_open_and_aborted_transactions_survive_sigterm_restart(broker, topic_name):
+    """After a clean restart (the transaction index comes from its close-time checkpoint) an aborted transaction stays hidden and an open one still holds the LSO until a new producer with its transactional.id fences and aborts it."""
+    b = broker
+    create_topic(b.bootstrap, topic_name)
+    p = txn_producer(b.bootstrap, "tx-sigterm")
+    p.begin_transaction()
+    p.produce(topic_name, value=b"aborted")
+    p.flush(10)
+    p.abort_transaction(20)
+    p.begin_transaction()
+    p.produce(topic_name, value=b"committed")
+    p.commit_transaction(20)
+    p.begin_transaction()
+    p.produce(topic_name, value=b"open")
+    p.flush(10)
+    # aborted@0, ABORT@1, committed@2, COMMIT@3, open@4
+    b.restart()
+    assert latest_offsets(b.bootstrap, topic_name) == (0, 4)
+    assert read_all(b.bootstrap, topic_name) == [b"committed"]
+    p2 = txn_producer(b.bootstrap, "tx-sigterm")
+    assert latest_offsets(b.bootstrap, topic_name) == (0, 6)
+    assert read_all(b.bootstrap, topic_name) == [b"committed"]
+    assert read_all(b.bootstrap, topic_name, isolation="read_uncommitted") == [b"aborted", b"committed", b"open"]
+    p2.begin_transaction()
+    p2.produce(topic_name, value=b"after")
+    p2.commit_transaction(20)
+    assert read_all(b.bootstrap, topic_name) == [b"committed", b"after"]

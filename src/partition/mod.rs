@@ -72,7 +72,7 @@ pub struct Partition {
 impl Partition {
     pub fn new(topic: String, partition: i32, topic_id: uuid::Uuid, leader_epoch: i32, log: Rc<Log>) -> Self {
         let producers = idempotent::recover_producer_states(&log, Default::default());
-        let txns = RefCell::new(txn::TxnIndex::recover(&log));
+        let txns = RefCell::new(txn::TxnIndex::open(&log));
         Partition { topic, partition, topic_id, leader_epoch, log, waiters: RefCell::new(Vec::new()), producers, txns }
     }
 
@@ -188,6 +188,7 @@ impl Partition {
     pub async fn close(&self) -> Result<(), StorageError> {
         self.wake_waiters();
         self.snapshot_producers_at_close();
+        self.save_txn_index_at_close();
         self.log.close().await
     }
 

@@ -88,6 +88,97 @@ impl TxnIndex {
     }
 }
 
+/// File written at clean close: the index as of the log end, so the next
+/// open need not scan the log. Used once (deleted when read) and only if the
+/// log still ends where it did.
+const CHECKPOINT_FILE: &str = "txn-index.checkpoint";
+const CHECKPOINT_MAGIC: &[u8; 8] = b"FJTXIDX1";
+
+impl TxnIndex {
+    /// The index at open: from the clean-close checkpoint when it matches
+    /// the log's end, else rebuilt by scanning the log.
+    pub fn open(log: &Log) -> TxnIndex {
+        let path = log.dir().join(CHECKPOINT_FILE);
+        if let Ok(bytes) = std::fs::read(&path) {
+            let _ = std::fs::remove_file(&path);
+            match TxnIndex::decode(&bytes) {
+                Some((end, mut idx)) if end == log.log_end_offset() => {
+                    idx.truncate_head(log.log_start_offset());
+                    return idx;
+                }
+                _ => tracing::info!(dir = %log.dir().display(), "transaction index checkpoint stale or damaged; scanning the log"),
+            }
+        }
+        TxnIndex::recover(log)
+    }
+
+    /// Writes the checkpoint for a log ending at `end` (clean close).
+    pub fn save(&self, dir: &std::path::Path, end: i64) -> std::io::Result<()> {
+        use std::io::Write;
+        let path = dir.join(CHECKPOINT_FILE);
+        let tmp = dir.join(format!("{CHECKPOINT_FILE}.tmp"));
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            // No fsync: a torn or lost file fails its CRC or end check and
+            // the next open scans the log instead.
+            f.write_all(&self.encode(end))?;
+        }
+        std::fs::rename(&tmp, &path)
+    }
+
+    fn encode(&self, end: i64) -> Vec<u8> {
+        let mut b = Vec::with_capacity(32 + 16 * self.ongoing.len() + 24 * self.aborted.len());
+        b.extend_from_slice(CHECKPOINT_MAGIC);
+        b.extend_from_slice(&end.to_be_bytes());
+        b.extend_from_slice(&(self.ongoing.len() as u32).to_be_bytes());
+        for (pid, first) in &self.ongoing {
+            b.extend_from_slice(&pid.to_be_bytes());
+            b.extend_from_slice(&first.to_be_bytes());
+        }
+        b.extend_from_slice(&(self.aborted.len() as u32).to_be_bytes());
+        for a in &self.aborted {
+            for v in [a.producer_id, a.first_offset, a.last_offset] {
+                b.extend_from_slice(&v.to_be_bytes());
+            }
+        }
+        let crc = crc32c::crc32c(&b);
+        b.extend_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    fn decode(b: &[u8]) -> Option<(i64, TxnIndex)> {
+        let (body, crc) = b.split_at(b.len().checked_sub(4)?);
+        if crc32c::crc32c(body).to_be_bytes() != crc || !body.starts_with(CHECKPOINT_MAGIC) {
+            return None;
+        }
+        let mut at = CHECKPOINT_MAGIC.len();
+        let i64_at = |at: &mut usize| -> Option<i64> {
+            let v = i64::from_be_bytes(body.get(*at..*at + 8)?.try_into().ok()?);
+            *at += 8;
+            Some(v)
+        };
+        let end = i64_at(&mut at)?;
+        let count = |at: &mut usize| -> Option<usize> {
+            let v = u32::from_be_bytes(body.get(*at..*at + 4)?.try_into().ok()?);
+            *at += 4;
+            Some(v as usize)
+        };
+        let mut idx = TxnIndex::default();
+        for _ in 0..count(&mut at)? {
+            let pid = i64_at(&mut at)?;
+            let first = i64_at(&mut at)?;
+            idx.ongoing.insert(pid, first);
+        }
+        for _ in 0..count(&mut at)? {
+            let producer_id = i64_at(&mut at)?;
+            let first_offset = i64_at(&mut at)?;
+            let last_offset = i64_at(&mut at)?;
+            idx.aborted.push(AbortedTxn { producer_id, first_offset, last_offset });
+        }
+        (at == body.len()).then_some((end, idx))
+    }
+}
+
 /// A control batch holding one COMMIT or ABORT marker (Kafka's
 /// EndTransactionMarker: key = version 0 + type, value = version 0 +
 /// coordinator epoch), transactional and control attributes set.
@@ -164,6 +255,14 @@ impl Partition {
         self.wake_waiters();
         waited?;
         Ok(result.base_offset)
+    }
+
+    /// At clean close: the transaction index checkpoint at the log end.
+    pub(super) fn save_txn_index_at_close(&self) {
+        let end = self.log.log_end_offset();
+        if let Err(e) = self.txns.borrow().save(self.log.dir(), end) {
+            tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "transaction index checkpoint failed; the next open scans the log");
+        }
     }
 
     /// The last stable offset: no read_committed consumer reads at or past
@@ -273,5 +372,23 @@ mod tests {
             let expected = if commit { ControlType::Commit } else { ControlType::Abort };
             assert_eq!(control_type(&batch[BatchHeader::SIZE..]), expected);
         }
+    }
+
+    /// The checkpoint round-trips and rejects damage.
+    #[test]
+    fn checkpoint_round_trips() {
+        let mut idx = TxnIndex::default();
+        idx.on_data(7, 10);
+        idx.on_data(8, 11);
+        idx.on_marker(8, false, 12);
+        let b = idx.encode(13);
+        let (end, back) = TxnIndex::decode(&b).unwrap();
+        assert_eq!(end, 13);
+        assert_eq!(back.first_unstable_offset(), Some(10));
+        assert_eq!(back.aborted_between(0, 20), idx.aborted_between(0, 20));
+        let mut bad = b.clone();
+        bad[10] ^= 1;
+        assert!(TxnIndex::decode(&bad).is_none());
+        assert!(TxnIndex::decode(&b[..5]).is_none());
     }
 }

@@ -80,6 +80,11 @@ pub struct TxnMeta {
     pub partitions: BTreeSet<(String, i32)>,
     pub last_update_ms: i64,
     pub start_ms: i64,
+    /// The epoch before the broker bumped it to abort a timed-out
+    /// transaction (-1 if none): that producer may still re-initialise
+    /// with it (KIP-360), as Kafka's `lastProducerEpoch` allows. In memory
+    /// only, like Kafka's.
+    pub prev_epoch: i16,
 }
 
 /// Errors of transaction operations; `crate::error::txn_error_code` maps each to Kafka's code.
@@ -379,13 +384,15 @@ pub async fn init(
             partitions: BTreeSet::new(),
             last_update_ms: now,
             start_ms: -1,
+            prev_epoch: -1,
         };
         tp.persist(&id, &m).await?;
         return Ok((pid, 0));
     };
     if let Some((pid, epoch)) = expected {
         // KIP-360: a producer that knows its id may only bump its own epoch.
-        if pid != m.producer_id || epoch != m.epoch {
+        let recovering_from_timeout = epoch == m.prev_epoch && m.state == TxnState::CompleteAbort;
+        if pid != m.producer_id || (epoch != m.epoch && !recovering_from_timeout) {
             return Err(TxnError::ProducerFenced);
         }
     }
@@ -412,6 +419,7 @@ pub async fn init(
     m.state = TxnState::Empty;
     m.partitions.clear();
     m.start_ms = -1;
+    m.prev_epoch = -1;
     tp.persist(&id, &m).await?;
     Ok((m.producer_id, m.epoch))
 }
@@ -549,6 +557,7 @@ async fn sweep(shard: &Rc<ShardState>) {
             if m.state == TxnState::Ongoing {
                 tracing::info!(transactional_id = %id, producer_id = m.producer_id, "aborting a transaction open past its timeout");
                 if m.epoch < i16::MAX - 1 {
+                    m.prev_epoch = m.epoch;
                     m.epoch += 1;
                 }
                 m.state = TxnState::PrepareAbort;

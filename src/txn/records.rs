@@ -102,7 +102,7 @@ pub fn decode_value(mut v: Bytes) -> Result<TxnMeta, DecodeError> {
     need(&v, 16)?;
     let last_update_ms = v.get_i64();
     let start_ms = v.get_i64();
-    Ok(TxnMeta { producer_id, epoch, timeout_ms, state, partitions, last_update_ms, start_ms })
+    Ok(TxnMeta { producer_id, epoch, timeout_ms, state, partitions, last_update_ms, start_ms, prev_epoch: -1 })
 }
 
 #[cfg(test)]
@@ -119,6 +119,7 @@ mod tests {
             partitions: [("a".to_string(), 0), ("a".to_string(), 2), ("b".to_string(), 1)].into_iter().collect(),
             last_update_ms: 5,
             start_ms: 4,
+            prev_epoch: -1,
         };
         assert_eq!(decode_value(value(&m)).unwrap(), m);
         assert_eq!(decode_key(key("tx-1")).unwrap(), "tx-1");
