@@ -2,6 +2,7 @@
 //! See README.md for the module table and ../shared/DESIGN.md for the architecture.
 
 pub mod admin;
+pub mod alloc_guard;
 pub mod config;
 pub mod controller;
 pub mod coordinator;

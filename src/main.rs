@@ -4,6 +4,10 @@ use std::process::ExitCode;
 
 use fjord::config::{Config, SETTINGS};
 
+/// Huge allocations get address space instead of aborting the broker (see `fjord::alloc_guard`).
+#[global_allocator]
+static GLOBAL: fjord::alloc_guard::NoReserveHuge = fjord::alloc_guard::NoReserveHuge;
+
 fn usage() -> String {
     let mut s = String::from(
         "fjord: a Kafka-compatible streaming broker\n\nUSAGE:\n  fjord [serve] [--setting value ...]\n  fjord --help | --version\n\nSETTINGS (flag --name, env FJORD_NAME, or in the --config TOML file):\n",
