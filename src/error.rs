@@ -109,5 +109,6 @@ pub fn txn_error_code(e: &TxnError, version: i16, fenced_since: i16) -> i16 {
         TxnError::InvalidTxnState => ResponseError::InvalidTxnState.code(),
         TxnError::InvalidTransactionTimeout => ResponseError::InvalidTransactionTimeout.code(),
         TxnError::InvalidRequest => ResponseError::InvalidRequest.code(),
+        TxnError::TransactionalIdNotFound => ResponseError::TransactionalIdNotFound.code(),
     }
 }

@@ -311,3 +311,153 @@ def test_open_and_aborted_transactions_survive_sigterm_restart(broker, topic_nam
     p2.produce(topic_name, value=b"after")
     p2.commit_transaction(20)
     assert read_all(b.bootstrap, topic_name) == [b"committed", b"after"]
+
+
+API_DESCRIBE_TRANSACTIONS = 65
+API_LIST_TRANSACTIONS = 66
+
+
+def _compact_array(items):
+    import kafkawire as kw
+    return kw.uvarint(len(items) + 1) + b"".join(items)
+
+
+def _read_compact_string(r):
+    n = r.uvarint() - 1
+    return None if n < 0 else r.raw(n).decode()
+
+
+def _skip_tags(r):
+    for _ in range(r.uvarint()):
+        r.uvarint()
+        r.raw(r.uvarint())
+
+
+def list_transactions(port, states=(), producer_ids=(), duration_ms=None):
+    """ListTransactions v0 (v1 with duration_ms) -> (error, unknown_state_filters, [(id, pid, state)])."""
+    import kafkawire as kw
+    version = 0 if duration_ms is None else 1
+    body = _compact_array([kw.compact_string(s) for s in states]) + _compact_array([kw.i64(p) for p in producer_ids])
+    if version == 1:
+        body += kw.i64(duration_ms)
+    body += kw.uvarint(0)
+    with kw.RawConnection("127.0.0.1", port) as c:
+        c.send(kw.frame(kw.request_header_v2(API_LIST_TRANSACTIONS, version, 7) + body))
+        r = kw.Reader(c.recv_response(7, header_tagged_fields=True))
+        r.i32()
+        err = r.i16()
+        unknown = [_read_compact_string(r) for _ in range(r.uvarint() - 1)]
+        states_out = []
+        for _ in range(r.uvarint() - 1):
+            tid = _read_compact_string(r)
+            pid = r.i64()
+            st = _read_compact_string(r)
+            _skip_tags(r)
+            states_out.append((tid, pid, st))
+        return err, unknown, states_out
+
+
+def describe_transactions(port, ids):
+    """DescribeTransactions v0 -> {id: (error, state, timeout_ms, pid, epoch, {topic: [partitions]})}."""
+    import kafkawire as kw
+    body = _compact_array([kw.compact_string(i) for i in ids]) + kw.uvarint(0)
+    with kw.RawConnection("127.0.0.1", port) as c:
+        c.send(kw.frame(kw.request_header_v2(API_DESCRIBE_TRANSACTIONS, 0, 8) + body))
+        r = kw.Reader(c.recv_response(8, header_tagged_fields=True))
+        r.i32()
+        out = {}
+        for _ in range(r.uvarint() - 1):
+            err = r.i16()
+            tid = _read_compact_string(r)
+            st = _read_compact_string(r)
+            timeout = r.i32()
+            r.i64()  # start time
+            pid = r.i64()
+            epoch = r.i16()
+            topics = {}
+            for _ in range(r.uvarint() - 1):
+                t = _read_compact_string(r)
+                topics[t] = sorted(r.i32() for _ in range(r.uvarint() - 1))
+                _skip_tags(r)
+            _skip_tags(r)
+            out[tid] = (err, st, timeout, pid, epoch, topics)
+        return out
+
+
+def test_list_and_describe_transactions(broker2, topic_name):
+    """ListTransactions lists every transactional id with its producer id and state (filters by state, producer id, unknown state names echoed); DescribeTransactions gives state, timeout, producer id/epoch and the open transaction's partitions, TRANSACTIONAL_ID_NOT_FOUND (105) for unknown ids."""
+    b = broker2
+    assert describe_transactions(b.kafka_port, ["nope"])["nope"][0] == 105
+    create_topic(b.bootstrap, topic_name, partitions=2)
+    done = txn_producer(b.bootstrap, "tx-done", **{"transaction.timeout.ms": 30000})
+    done.begin_transaction()
+    done.produce(topic_name, value=b"x", partition=0)
+    done.commit_transaction(20)
+    open_ = txn_producer(b.bootstrap, "tx-open", **{"transaction.timeout.ms": 40000})
+    open_.begin_transaction()
+    open_.produce(topic_name, value=b"y", partition=1)
+    open_.produce(topic_name, value=b"z", partition=0)
+    open_.flush(10)
+    err, unknown, listed = list_transactions(b.kafka_port)
+    assert err == 0 and unknown == []
+    by_id = {t: (pid, st) for t, pid, st in listed}
+    assert by_id["tx-done"][1] == "CompleteCommit" and by_id["tx-open"][1] == "Ongoing", listed
+    assert [t for t, _, _ in list_transactions(b.kafka_port, states=["Ongoing"])[2]] == ["tx-open"]
+    assert [t for t, _, _ in list_transactions(b.kafka_port, producer_ids=[by_id["tx-done"][0]])[2]] == ["tx-done"]
+    assert list_transactions(b.kafka_port, states=["Bogus"])[1] == ["Bogus"]
+    assert [t for t, _, _ in list_transactions(b.kafka_port, duration_ms=0)[2]] == ["tx-open"]
+    assert list_transactions(b.kafka_port, duration_ms=3_600_000)[2] == []
+    d = describe_transactions(b.kafka_port, ["tx-open", "tx-done", "nope"])
+    assert d["tx-open"][:3] == (0, "Ongoing", 40000) and d["tx-open"][3] == by_id["tx-open"][0]
+    assert d["tx-open"][5] == {topic_name: [0, 1]}
+    assert d["tx-done"][:2] == (0, "CompleteCommit") and d["tx-done"][5] == {}
+    assert d["nope"][0] == 105
+    open_.abort_transaction(20)
+
+
+API_DESCRIBE_PRODUCERS = 61
+
+
+def describe_producers(port, topic, partition):
+    """DescribeProducers v0 -> (error, [(pid, epoch, last_sequence, current_txn_start_offset)])."""
+    import kafkawire as kw
+    body = _compact_array([kw.compact_string(topic) + _compact_array([kw.i32(partition)]) + kw.uvarint(0)]) + kw.uvarint(0)
+    with kw.RawConnection("127.0.0.1", port) as c:
+        c.send(kw.frame(kw.request_header_v2(API_DESCRIBE_PRODUCERS, 0, 9) + body))
+        r = kw.Reader(c.recv_response(9, header_tagged_fields=True))
+        r.i32()
+        assert r.uvarint() - 1 == 1
+        _read_compact_string(r)
+        assert r.uvarint() - 1 == 1
+        r.i32()
+        err = r.i16()
+        _read_compact_string(r)
+        producers = []
+        for _ in range(r.uvarint() - 1):
+            pid, epoch, seq = r.i64(), r.i32(), r.i32()
+            r.i64()  # last timestamp
+            r.i32()  # coordinator epoch
+            producers.append((pid, epoch, seq, r.i64()))
+            _skip_tags(r)
+        return err, producers
+
+
+def test_describe_producers_shows_open_transaction(broker, topic_name):
+    """DescribeProducers lists a transactional producer with its epoch, last sequence and the first offset of its open transaction (-1 once committed); unknown partitions get UNKNOWN_TOPIC_OR_PARTITION."""
+    b = broker
+    create_topic(b.bootstrap, topic_name)
+    plain = Producer({"bootstrap.servers": b.bootstrap})
+    plain.produce(topic_name, value=b"first")
+    plain.flush(10)
+    p = txn_producer(b.bootstrap, "tx-describe-producers")
+    p.begin_transaction()
+    for i in range(3):
+        p.produce(topic_name, value=b"v%d" % i)
+    p.flush(10)
+    err, producers = describe_producers(b.kafka_port, topic_name, 0)
+    assert err == 0 and len(producers) == 1, producers
+    pid, epoch, seq, txn_start = producers[0]
+    assert (epoch, seq, txn_start) == (0, 2, 1), producers
+    p.commit_transaction(20)
+    assert describe_producers(b.kafka_port, topic_name, 0)[1] == [(pid, 0, 2, -1)]
+    assert describe_producers(b.kafka_port, topic_name, 7)[0] == 3

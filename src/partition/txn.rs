@@ -265,6 +265,21 @@ impl Partition {
         }
     }
 
+    /// DescribeProducers: each remembered producer as (id, epoch, last
+    /// sequence, last write ms, first offset of its open transaction or -1).
+    pub fn describe_producers(&self) -> Vec<(i64, i16, i32, i64, i64)> {
+        let txns = self.txns.borrow();
+        self.producers
+            .borrow()
+            .export()
+            .into_iter()
+            .map(|(id, epoch, last_write_ms, batches)| {
+                let last_seq = batches.last().map_or(-1, |b| b.last_seq);
+                (id, epoch, last_seq, last_write_ms, txns.ongoing.get(&id).copied().unwrap_or(-1))
+            })
+            .collect()
+    }
+
     /// The last stable offset: no read_committed consumer reads at or past
     /// it. The high watermark, or the first offset of the earliest open
     /// transaction if that is lower.

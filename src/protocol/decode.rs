@@ -119,6 +119,9 @@ pub fn decode_request(frame: Bytes) -> Result<(FrameHead, RequestHeader), FrameR
         AddOffsetsToTxn => m::AddOffsetsToTxnRequest,
         EndTxn => m::EndTxnRequest,
         TxnOffsetCommit => m::TxnOffsetCommitRequest,
+        DescribeTransactions => m::DescribeTransactionsRequest,
+        ListTransactions => m::ListTransactionsRequest,
+        DescribeProducers => m::DescribeProducersRequest,
     );
     decoded.map_err(|e| FrameRejection::BadBody(e.to_string()))?;
     Ok((head, header))

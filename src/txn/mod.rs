@@ -57,6 +57,22 @@ pub enum TxnState {
 }
 
 impl TxnState {
+    /// Kafka's name of the state (ListTransactions, DescribeTransactions).
+    pub fn name(self) -> &'static str {
+        match self {
+            TxnState::Empty => "Empty",
+            TxnState::Ongoing => "Ongoing",
+            TxnState::PrepareCommit => "PrepareCommit",
+            TxnState::PrepareAbort => "PrepareAbort",
+            TxnState::CompleteCommit => "CompleteCommit",
+            TxnState::CompleteAbort => "CompleteAbort",
+        }
+    }
+
+    /// Names Kafka lists, including states Fjord never enters.
+    pub const KNOWN_NAMES: &'static [&'static str] =
+        &["Empty", "Ongoing", "PrepareCommit", "PrepareAbort", "CompleteCommit", "CompleteAbort", "Dead", "PrepareEpochFence"];
+
     pub fn from_i8(v: i8) -> Option<TxnState> {
         Some(match v {
             0 => TxnState::Empty,
@@ -100,6 +116,7 @@ pub enum TxnError {
     InvalidTxnState,
     InvalidTransactionTimeout,
     InvalidRequest,
+    TransactionalIdNotFound,
 }
 
 impl std::fmt::Display for TxnError {
@@ -239,6 +256,16 @@ impl TxnCoordinator {
         Ok((tp, guard))
     }
 
+    /// Every transactional id of the loaded partitions on this shard with its state.
+    pub fn list(&self) -> Vec<(String, TxnMeta)> {
+        let parts: Vec<Rc<TxnPartition>> = self.partitions.borrow().values().filter(|p| p.loaded.get()).cloned().collect();
+        let mut out = Vec::new();
+        for p in parts {
+            out.extend(p.txns.borrow().iter().map(|(id, m)| (id.clone(), m.clone())));
+        }
+        out
+    }
+
     fn start_sweeper(&self, shard: &Rc<ShardState>) {
         if self.sweeper_started.replace(true) {
             return;
@@ -343,6 +370,11 @@ where
         })
         .await
         .unwrap_or(Err(TxnError::CoordinatorNotAvailable))
+}
+
+/// DescribeTransactions: the state of one transactional id.
+pub async fn describe(tp: Rc<TxnPartition>, id: String) -> Result<TxnMeta, TxnError> {
+    get(&tp, &id).ok_or(TxnError::TransactionalIdNotFound)
 }
 
 fn get(tp: &TxnPartition, id: &str) -> Option<TxnMeta> {

@@ -7,7 +7,10 @@
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
 pub mod alter_configs;
+pub mod describe_producers;
+pub mod describe_transactions;
 pub mod end_txn;
+pub mod list_transactions;
 pub mod txn_offset_commit;
 pub mod api_versions;
 pub mod delete_groups;
@@ -87,6 +90,9 @@ pub const HANDLERS: &[HandlerDef] = &[
     handler_def!(ApiKey::AddOffsetsToTxn, add_offsets_to_txn),
     handler_def!(ApiKey::EndTxn, end_txn),
     handler_def!(ApiKey::TxnOffsetCommit, txn_offset_commit),
+    handler_def!(ApiKey::DescribeTransactions, describe_transactions),
+    handler_def!(ApiKey::ListTransactions, list_transactions),
+    handler_def!(ApiKey::DescribeProducers, describe_producers),
 ];
 
 pub fn handler_for(key: ApiKey) -> Option<&'static HandlerDef> {
@@ -191,6 +197,9 @@ pub async fn dispatch(shard: &Rc<ShardState>, frame: Bytes, client_host: &str) -
         ApiKey::AddOffsetsToTxn => route!(m::AddOffsetsToTxnRequest, add_offsets_to_txn::handle),
         ApiKey::EndTxn => route!(m::EndTxnRequest, end_txn::handle),
         ApiKey::TxnOffsetCommit => route!(m::TxnOffsetCommitRequest, txn_offset_commit::handle),
+        ApiKey::DescribeTransactions => route!(m::DescribeTransactionsRequest, describe_transactions::handle),
+        ApiKey::ListTransactions => route!(m::ListTransactionsRequest, list_transactions::handle),
+        ApiKey::DescribeProducers => route!(m::DescribeProducersRequest, describe_producers::handle),
         other => Dispatch::Close(format!("API {other:?} has no route")),
     }
 }
