@@ -75,7 +75,7 @@ def test_compacted_topic_keeps_latest_value_per_key_in_offset_order(broker_facto
         produced += list(zip(recs, produce(b, topic_name, recs)))
     recs = fillers("a")
     produced += list(zip(recs, produce(b, topic_name, recs)))
-    written = log_bytes(b, topic_name)
+    payload = sum(len(r["key"]) + len(r["value"]) for r, _ in produced)
     latest = expected_latest(produced)
     end = produced[-1][1][1] + 1
 
@@ -86,7 +86,7 @@ def test_compacted_topic_keeps_latest_value_per_key_in_offset_order(broker_facto
     wait_for(compacted, what="the cleaner to remove superseded values")
     got = check_exactly_latest(b, topic_name, latest)
     assert all(m["value"].startswith(m["key"] + b"@3") for m in got if m["key"].startswith(b"key-"))
-    assert log_bytes(b, topic_name) < written * 0.7, "superseded values left the disk"
+    assert log_bytes(b, topic_name) < payload * 0.75, "superseded values left the disk"
     # The end offset never moves back, and new records continue from it.
     assert clients.watermarks(b.bootstrap, topic_name) == (0, end)
     more = produce(b, topic_name, [{"key": b"key-000", "value": b"after"}])
@@ -145,13 +145,14 @@ def test_compact_delete_policy_compacts_and_retains_by_size(broker_factory, topi
     for rnd in range(6):
         produce(b, topic_name, keyed(keys, rnd))
     produce(b, topic_name, fillers("a"))
-    wait_for(lambda: clients.watermarks(b.bootstrap, topic_name)[0] > 0, what="retention.bytes to move the log start")
-    assert log_bytes(b, topic_name) <= 12000 + 16384
-    got = clients.consume(b.bootstrap, topic_name)
-    keys_seen = [m["key"] for m in got]
-    assert len(keys_seen) == len(set(keys_seen)), "no key twice once compacted"
-    lo, _ = clients.watermarks(b.bootstrap, topic_name)
-    assert lo > 0, "retention moved the log start"
+
+    def settled():
+        keys_seen = [m["key"] for m in clients.consume(b.bootstrap, topic_name)]
+        lo, _ = clients.watermarks(b.bootstrap, topic_name)
+        # Retention moved the log start, kept no more than retention.bytes + one segment, and no key is there twice.
+        return lo > 0 and log_bytes(b, topic_name) <= 12000 + 16384 and len(keys_seen) == len(set(keys_seen))
+
+    wait_for(settled, what="retention.bytes and compaction to both apply")
 
 
 def test_consumer_offsets_is_compacted(broker_factory, topic_name):

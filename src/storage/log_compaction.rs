@@ -16,12 +16,13 @@
 //! are less than `min.cleanable.dirty.ratio` of them, stop. (3) Map the keys
 //! of the dirty segments (bounded key map; stop at the last segment that fit
 //! whole). (4) Clean every cleanable segment up to there, oldest first:
-//! write `<base>.cleaned`, fsync, then — with no await — drop the old index
-//! files, rename over `<base>.log`, fsync the directory, swap the in-memory
-//! segment and write the new index files. (5) Checkpoint the new first dirty
-//! offset. A crash at any point leaves either the old or the new segment
-//! file (a leftover `.cleaned` is deleted at open; a segment without index
-//! files is rescanned, gaps allowed).
+//! write `<base>.cleaned`, fsync, unlink the old index files, then — with
+//! no await — rename over `<base>.log` and swap the in-memory segment, then
+//! fsync the directory (`swap_in`; every fsync runs on glommio's blocking
+//! pool, never on the shard). (5) Checkpoint the new first dirty offset. A
+//! crash at any point leaves either the old or the new segment file (a
+//! leftover `.cleaned` is deleted at open; a segment without index files is
+//! rescanned, gaps allowed, and gets them back).
 
 use std::cell::Cell;
 use std::fs::File;
@@ -44,7 +45,7 @@ use crate::storage::StorageError;
 /// fetches and I/O completions on the shard run in between.
 const WORK_SLICE: Duration = Duration::from_micros(500);
 /// Bytes read per pread while walking a segment's batches.
-const READ_WINDOW_BYTES: usize = 1 << 20;
+const READ_WINDOW_BYTES: usize = 256 << 10;
 /// Write buffer of a cleaned segment.
 const WRITE_BUFFER_BYTES: usize = 256 << 10;
 
@@ -172,7 +173,7 @@ impl Log {
                 continue;
             };
             let (size, removed) = (cleaned.size, cleaned.removed);
-            if self.swap_in(seg, cleaned)? {
+            if self.swap_in(seg, cleaned).await? {
                 stats.segments_cleaned += 1;
                 stats.records_removed += removed;
                 stats.bytes_before += seg.size;
@@ -243,19 +244,23 @@ impl Log {
         let tmp = seg.path.with_extension(CLEANED_EXT);
         let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, File::create(&tmp)?);
         let result = self.write_cleaned(seg, map, rules, &mut out, slice).await;
-        let done = result.and_then(|(size, idx, removed)| {
-            let f = out.into_inner().map_err(|e| StorageError::Io(e.into_error()))?;
-            if removed == 0 {
-                return Ok(None);
-            }
-            f.sync_all()?;
-            Ok(Some(Cleaned {
-                tmp: tmp.clone(),
-                size,
-                idx,
-                removed,
-            }))
-        });
+        let done = match result {
+            Ok((_, _, 0)) => Ok(None),
+            Ok((size, idx, removed)) => match out.into_inner() {
+                // fsync on glommio's blocking pool: the shard keeps serving meanwhile.
+                Ok(f) => match glommio::executor().spawn_blocking(move || f.sync_all()).await {
+                    Ok(()) => Ok(Some(Cleaned {
+                        tmp: tmp.clone(),
+                        size,
+                        idx,
+                        removed,
+                    })),
+                    Err(e) => Err(e.into()),
+                },
+                Err(e) => Err(StorageError::Io(e.into_error())),
+            },
+            Err(e) => Err(e),
+        };
         if !matches!(done, Ok(Some(_))) {
             let _ = std::fs::remove_file(&tmp);
         }
@@ -298,63 +303,84 @@ impl Log {
         Ok((pos, idx, removed))
     }
 
-    /// Swaps a cleaned file in for `seg`, all at once (no await). False (and
-    /// the temp file removed) if the segment changed or went meanwhile
-    /// (retention deleted it).
-    fn swap_in(&self, seg: &SegRef, cleaned: Cleaned) -> Result<bool, StorageError> {
-        let mut st = self.state.borrow_mut();
-        let current = st
-            .segment_index(seg.base)
-            .filter(|&si| st.segments[si].sealed && st.segments[si].size == seg.size);
-        let Some(si) = current.filter(|_| !st.closed) else {
+    /// Is `seg` still in the log, sealed and unchanged?
+    fn unchanged(&self, seg: &SegRef) -> Option<usize> {
+        let st = self.state.borrow();
+        st.segment_index(seg.base)
+            .filter(|&si| !st.closed && st.segments[si].sealed && st.segments[si].size == seg.size)
+    }
+
+    /// Swaps a cleaned file in for `seg`. The fsyncs run on glommio's
+    /// blocking pool; the swap itself (re-check, rename, in-memory segment)
+    /// happens with no await in between. Order on disk: (1) the old index
+    /// files are unlinked and the directory fsync'ed, so from then on
+    /// recovery rescans this segment (gaps allowed) instead of trusting
+    /// indexes of the old file; (2) rename `.cleaned` over `.log`; (3) fsync
+    /// the directory. A crash anywhere leaves the old file or the new one,
+    /// each valid. The new index files are written by the next open's
+    /// rescan (cleaned segments are small). False (and the temp file
+    /// removed) if the segment changed or went meanwhile (retention).
+    async fn swap_in(&self, seg: &SegRef, cleaned: Cleaned) -> Result<bool, StorageError> {
+        let discard = |r: Result<bool, StorageError>| {
             let _ = std::fs::remove_file(&cleaned.tmp);
-            return if st.closed {
+            r
+        };
+        let gone = || {
+            if self.state.borrow().closed {
                 Err(StorageError::Closed)
             } else {
                 Ok(false)
-            };
-        };
-        // Old index files go first: until the rename, recovery rescans the
-        // old file; after it, the cleaned one.
-        let path = st.segments[si].log_path.clone();
-        let swapped = remove_index_files(&path).and_then(|()| {
-            std::fs::rename(&cleaned.tmp, &path)?;
-            File::open(&self.dir)?.sync_all()?;
-            File::open(&path)
-        });
-        let reader = match swapped {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = std::fs::remove_file(&cleaned.tmp);
-                return Err(e.into());
             }
         };
-        let s = &mut st.segments[si];
-        s.size = cleaned.size;
-        s.written_size = cleaned.size;
-        s.idx = cleaned.idx;
-        s.reader = Some(Rc::new(reader));
-        let written = s.write_index_files();
-        // Cached batches of the old segment must not be served any more.
-        while st
-            .cache
-            .front()
-            .is_some_and(|e| e.segment_base <= seg.base && e.end_offset <= st.written_end)
-        {
-            if let Some(e) = st.cache.pop_front() {
-                st.cache_bytes -= e.bytes.len();
-            }
+        if self.unchanged(seg).is_none() {
+            return discard(gone());
         }
-        st.max_ts = st
-            .segments
-            .iter()
-            .filter_map(|s| s.idx.max_ts)
-            .fold(None, |acc, m| match acc {
-                Some(a) if a.0 >= m.0 => Some(a),
-                _ => Some(m),
-            });
-        st.check_invariants();
-        written?;
+        let (path, dir) = (seg.path.clone(), self.dir.clone());
+        let unlinked = glommio::executor()
+            .spawn_blocking(move || remove_index_files(&path).and_then(|()| File::open(&dir)?.sync_all()))
+            .await;
+        if let Err(e) = unlinked {
+            return discard(Err(e.into()));
+        }
+        let Some(si) = self.unchanged(seg) else {
+            return discard(gone());
+        };
+        let reader = match std::fs::rename(&cleaned.tmp, &seg.path).and_then(|()| File::open(&seg.path)) {
+            Ok(r) => r,
+            Err(e) => return discard(Err(e.into())),
+        };
+        {
+            let mut st = self.state.borrow_mut();
+            let s = &mut st.segments[si];
+            s.size = cleaned.size;
+            s.written_size = cleaned.size;
+            s.idx = cleaned.idx;
+            s.idx.finish_time_index(seg.base);
+            s.reader = Some(Rc::new(reader));
+            // Cached batches of the old segment must not be served any more.
+            while st
+                .cache
+                .front()
+                .is_some_and(|e| e.segment_base <= seg.base && e.end_offset <= st.written_end)
+            {
+                if let Some(e) = st.cache.pop_front() {
+                    st.cache_bytes -= e.bytes.len();
+                }
+            }
+            st.max_ts = st
+                .segments
+                .iter()
+                .filter_map(|s| s.idx.max_ts)
+                .fold(None, |acc, m| match acc {
+                    Some(a) if a.0 >= m.0 => Some(a),
+                    _ => Some(m),
+                });
+            st.check_invariants();
+        }
+        let dir = self.dir.clone();
+        glommio::executor()
+            .spawn_blocking(move || File::open(&dir)?.sync_all())
+            .await?;
         Ok(true)
     }
 }
