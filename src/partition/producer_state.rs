@@ -260,7 +260,13 @@ impl ProducerStates {
     /// without a producer id and control batches carry no sequence. The
     /// batch's max timestamp stands for its write time, as in Kafka.
     pub fn recover_batch(&mut self, h: &BatchHeader) {
-        if h.producer_id < 0 || h.is_control() {
+        if h.producer_id < 0 {
+            return;
+        }
+        if h.is_control() {
+            // A transaction marker may carry an epoch the coordinator bumped
+            // to fence the producer: the fence survives a restart.
+            self.fence_to(h.producer_id, h.producer_epoch);
             return;
         }
         self.record(h, h.max_timestamp);
