@@ -131,10 +131,10 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> ProduceOutcome
                 slot.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
                 continue;
             }
-            // Idempotent batches are checked against the producer's sequence
-            // on the owner (`partition::idempotent`); like Kafka (v3+), one
-            // batch per partition is all such a request may carry.
-            if headers.len() > 1 && headers.iter().any(|h| h.producer_id >= 0) {
+            // Kafka (v3+): "only allowed to contain exactly one record batch
+            // per partition". Idempotent batches are then checked against the
+            // producer's sequence on the owner (`partition::idempotent`).
+            if headers.len() > 1 {
                 slot.error_code = ResponseError::InvalidRecord.code();
                 continue;
             }
