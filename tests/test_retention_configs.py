@@ -325,3 +325,22 @@ def test_min_insync_replicas_above_rf_refuses_acks_all_only(broker, topic_name):
     assert clients.produce_all(broker.bootstrap, topic_name, [{"value": b"one"}], acks=1) == [(0, 0)]
     assert alter(broker.bootstrap, topic_name, {"min.insync.replicas": "1"}) is None
     assert clients.produce_all(broker.bootstrap, topic_name, [{"value": b"all"}], acks="all") == [(0, 1)]
+
+
+def test_log_append_time_is_in_the_produce_response(broker, topic_name):
+    """On a LogAppendTime topic the produce response carries the broker's append time, so librdkafka's delivery reports show it (timestamp type LogAppendTime), as with Kafka."""
+    from confluent_kafka import Producer, TIMESTAMP_LOG_APPEND_TIME
+    clients.create_topic(broker.bootstrap, topic_name, config={"message.timestamp.type": "LogAppendTime"})
+    before = int(time.time() * 1000)
+    reports = []
+    p = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all"})
+    for i in range(3):
+        p.produce(topic_name, value=b"v%d" % i, timestamp=1000 + i,
+                  on_delivery=lambda err, msg: reports.append((err, msg.timestamp())))
+    assert p.flush(30) == 0
+    after = int(time.time() * 1000)
+    assert len(reports) == 3
+    for err, (ts_type, ts) in reports:
+        assert err is None, err
+        assert ts_type == TIMESTAMP_LOG_APPEND_TIME, (ts_type, ts)
+        assert before - 5000 <= ts <= after + 5000, ts

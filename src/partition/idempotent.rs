@@ -83,6 +83,7 @@ impl Partition {
             return Ok(AppendResult {
                 base_offset: first_offset,
                 last_offset,
+                log_append_time_ms: -1,
             });
         }
         let result = self

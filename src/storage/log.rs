@@ -126,6 +126,8 @@ pub struct HeadTruncation {
 pub struct AppendResult {
     pub base_offset: i64,
     pub last_offset: i64,
+    /// The broker time stamped into the batches of a LogAppendTime topic, else -1.
+    pub log_append_time_ms: i64,
 }
 
 /// Whole batches for a fetch.
@@ -633,6 +635,7 @@ impl Log {
         Ok(AppendResult {
             base_offset,
             last_offset,
+            log_append_time_ms: append_time.unwrap_or(-1),
         })
     }
 

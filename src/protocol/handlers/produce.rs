@@ -43,11 +43,21 @@ struct SlotResult {
     /// One past the last appended offset.
     end_offset: i64,
     log_start_offset: i64,
+    log_append_time_ms: i64,
 }
 
 impl SlotResult {
     fn failed(slot: (usize, usize), error_code: i16) -> Self {
-        SlotResult { slot, topic: String::new(), partition: -1, error_code, base_offset: -1, end_offset: -1, log_start_offset: -1 }
+        SlotResult {
+            slot,
+            topic: String::new(),
+            partition: -1,
+            error_code,
+            base_offset: -1,
+            end_offset: -1,
+            log_start_offset: -1,
+            log_append_time_ms: -1,
+        }
     }
 }
 
@@ -199,6 +209,7 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> ProduceOutcome
                 if code == 0 {
                     p.base_offset = r.base_offset;
                     p.log_start_offset = r.log_start_offset;
+                    p.log_append_time_ms = r.log_append_time_ms;
                 }
             }
         }
@@ -237,6 +248,7 @@ async fn append_local(shard: Rc<ShardState>, appends: Vec<LocalAppend>) -> Vec<S
                 base_offset: r.base_offset,
                 end_offset: r.last_offset + 1,
                 log_start_offset: partition.log_start_offset(),
+                log_append_time_ms: r.log_append_time_ms,
             }),
             Err(e) => {
                 tracing::warn!(topic = %a.topic, partition = a.partition, error = ?e, "append failed");
