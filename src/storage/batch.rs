@@ -331,6 +331,25 @@ pub(crate) fn read_varlong(buf: &[u8]) -> Result<(i64, usize), BatchError> {
 /// encoder under test).
 #[cfg(test)]
 pub(crate) mod testing {
+    /// Runs a test body inside a glommio executor small enough for the 8 MiB memlock limit.
+    pub(crate) fn run_local<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce() -> F) {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(512 << 10)
+            .make()
+            .expect("glommio executor")
+            .run(f());
+    }
+
+    /// A fresh, not yet created directory under the system temp dir.
+    pub(crate) fn temp_dir(prefix: &str, name: &str) -> std::path::PathBuf {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let d = std::env::temp_dir().join(format!("fjord-{prefix}-{name}-{}-{nanos}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
     fn put_varint(out: &mut Vec<u8>, v: i64) {
         let mut u = ((v << 1) ^ (v >> 63)) as u64;
         loop {

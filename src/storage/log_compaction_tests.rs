@@ -6,7 +6,6 @@ use std::future::Future;
 use std::path::PathBuf;
 
 use bytes::BytesMut;
-use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::storage::batch::BatchHeader;
 use crate::storage::compaction::{encode_keyed, parse_records, records_section};
@@ -14,20 +13,11 @@ use crate::storage::recovery::now_ms;
 use crate::storage::{validate_batches, Log, LogConfig};
 
 fn run<F: Future<Output = ()> + 'static>(f: impl FnOnce() -> F) {
-    LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(512 << 10)
-        .make()
-        .expect("glommio executor")
-        .run(f());
+    crate::storage::batch::testing::run_local(f)
 }
 
 fn temp_dir(name: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let d = std::env::temp_dir().join(format!("fjord-compact-{name}-{}-{nanos}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+    crate::storage::batch::testing::temp_dir("compact", name)
 }
 
 fn config() -> LogConfig {

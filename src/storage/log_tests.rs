@@ -7,30 +7,17 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use bytes::BytesMut;
-use glommio::{LocalExecutorBuilder, Placement};
 
 use super::*;
 use crate::storage::batch::testing::{encode_batch, encode_batch_with};
 use crate::storage::batch::validate_batches;
 
 fn run<F: Future<Output = ()> + 'static>(f: impl FnOnce() -> F) {
-    LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(512 << 10)
-        .make()
-        .expect("glommio executor")
-        .run(f());
+    crate::storage::batch::testing::run_local(f)
 }
 
 fn temp_dir(name: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let d = std::env::temp_dir().join(format!(
-        "fjord-storage-{name}-{}-{nanos}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+    crate::storage::batch::testing::temp_dir("storage", name)
 }
 
 fn small_config() -> LogConfig {

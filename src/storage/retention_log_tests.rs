@@ -6,27 +6,17 @@ use std::future::Future;
 use std::path::PathBuf;
 
 use bytes::BytesMut;
-use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::storage::batch::testing::encode_batch;
 use crate::storage::batch::validate_batches;
 use crate::storage::{Log, LogConfig, StorageError};
 
 fn run<F: Future<Output = ()> + 'static>(f: impl FnOnce() -> F) {
-    LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(512 << 10)
-        .make()
-        .expect("glommio executor")
-        .run(f());
+    crate::storage::batch::testing::run_local(f)
 }
 
 fn temp_dir(name: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let d = std::env::temp_dir().join(format!("fjord-retention-{name}-{}-{nanos}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+    crate::storage::batch::testing::temp_dir("retention", name)
 }
 
 fn config() -> LogConfig {
