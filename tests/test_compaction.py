@@ -3,12 +3,16 @@ the latest value per key survives at its original offset, in offset order,
 tombstones go only after delete.retention.ms, and __consumer_offsets is
 compacted (its on-disk size stays bounded and committed offsets survive)."""
 
+import json
+import os
 import time
 
-from confluent_kafka import TopicPartition
+import pytest
+from confluent_kafka import KafkaError, TopicPartition
 from confluent_kafka.admin import ConfigResource, ResourceType
 
 import clients
+import kafkawire as kw
 
 SMALL = {
     "FJORD_LOG_SEGMENT_BYTES": "16384",
@@ -190,3 +194,105 @@ def test_describe_configs_shows_compaction_settings(broker, topic_name):
     assert entries["delete.retention.ms"].value == "1234"
     assert entries["min.compaction.lag.ms"].value == "5"
     assert entries["min.cleanable.dirty.ratio"].value == "0.01"
+
+
+def segment_batches(b, topic):
+    """Batch headers of every segment file of partition 0, oldest segment first."""
+    out = []
+    for p in sorted((b.data_dir / "kafka" / topic).glob("*/*.log")):
+        out += [x for x in kw.parse_record_batches(p.read_bytes()) if x["magic"] == 2 and x["crc_ok"]]
+    return out
+
+
+def half_random(prefix, size=300):
+    """A value librdkafka can compress (so it does) but not to nothing (so segments still fill)."""
+    return prefix + os.urandom(size // 3) + b"." * (size // 2)
+
+
+@pytest.mark.parametrize("codec", ["lz4", "zstd"])
+def test_lz4_and_zstd_batches_are_compacted(broker_factory, topic_name, codec):
+    """Proves lz4 and zstd batches of a compacted topic are cleaned: only the latest value per key stays, at its offset, in order."""
+    b = broker_factory(env=SMALL)
+    clients.create_topic(b.bootstrap, topic_name, config=COMPACT)
+    conf = {**SMALL_BATCHES, "batch.num.messages": 8, "compression.type": codec}
+    keys = [f"key-{i:03d}".encode() for i in range(40)]
+    produced = []
+    # Rounds 0-2 supersede whole batches; round 3 holds every key and round 4 rewrites
+    # only the even ones, so round 3's batches must be cut in half (a rewrite, not a drop).
+    rounds = [keys] * 4 + [keys[::2]]
+    for rnd, ks in enumerate(rounds):
+        recs = [{"key": k, "value": half_random(f"{k.decode()}@{rnd}:".encode())} for k in ks]
+        produced += list(zip(recs, clients.produce_all(b.bootstrap, topic_name, recs, acks="all", **conf)))
+    recs = [{"key": f"fill-{i}".encode(), "value": half_random(b"f")} for i in range(250)]
+    produced += list(zip(recs, clients.produce_all(b.bootstrap, topic_name, recs, acks="all", **conf)))
+    code = {"lz4": 3, "zstd": 4}[codec]
+    assert any(x["compression"] == code for x in segment_batches(b, topic_name)), f"the producer wrote {codec} batches"
+    latest = expected_latest(produced)
+    end = produced[-1][1][1] + 1
+    wait_for(lambda: len(clients.consume(b.bootstrap, topic_name)) == len(latest),
+             what=f"the cleaner to remove superseded values from {codec} batches")
+    got = check_exactly_latest(b, topic_name, latest)
+    for m in got:
+        if m["key"].startswith(b"key-"):
+            want = b"@4:" if int(m["key"][4:]) % 2 == 0 else b"@3:"
+            assert want in m["value"], (m["key"], m["value"][:20])
+    assert clients.watermarks(b.bootstrap, topic_name) == (0, end)
+    # Cleaned batches are written back uncompressed; the rest stay as the producer sent them.
+    after = segment_batches(b, topic_name)
+    assert any(x["compression"] == 0 for x in after) and any(x["compression"] == code for x in after)
+    b.kill9()
+    b.start()
+    again = clients.consume(b.bootstrap, topic_name)
+    assert [(m["offset"], m["value"]) for m in again] == [(m["offset"], m["value"]) for m in got]
+
+
+def produce_errors(bootstrap, topic, records, **conf):
+    """Produce each (key, value) and return the delivery error codes (None for success), in order."""
+    p = clients.producer(bootstrap, **{"retries": 0, **conf})
+    errs = [None] * len(records)
+    done = [False] * len(records)
+
+    def cb(i):
+        def on_delivery(err, _msg):
+            errs[i] = None if err is None else err.code()
+            done[i] = True
+        return on_delivery
+
+    for i, (k, v) in enumerate(records):
+        p.produce(topic, key=k, value=v, on_delivery=cb(i))
+        p.flush(20)
+    assert all(done), "every record got a delivery report"
+    return errs
+
+
+@pytest.mark.parametrize("codec", ["none", "gzip", "lz4", "zstd"])
+def test_compacted_topic_refuses_records_without_key(broker, topic_name, codec):
+    """Proves produce to a compacted topic answers INVALID_RECORD for a batch holding a keyless record (also compressed), as Kafka does."""
+    clients.create_topic(broker.bootstrap, topic_name, config={"cleanup.policy": "compact"})
+    errs = produce_errors(broker.bootstrap, topic_name,
+                          [(b"k1", b"v" * 100), (None, b"v" * 100), (b"", b"empty key is a key" * 5), (b"k2", None)],
+                          **{"compression.type": codec})
+    assert errs == [None, KafkaError.INVALID_RECORD, None, None]
+    got = clients.consume(broker.bootstrap, topic_name)
+    assert [(m["offset"], m["key"]) for m in got] == [(0, b"k1"), (1, b""), (2, b"k2")]
+    # A topic without compact takes keyless records; so does one switched back to delete.
+    plain = topic_name + "-plain"
+    clients.create_topic(broker.bootstrap, plain, config={"cleanup.policy": "delete"})
+    assert produce_errors(broker.bootstrap, plain, [(None, b"x")], **{"compression.type": codec}) == [None]
+
+
+def test_compacted_topic_refuses_keyless_records_from_kafkajs_and_raw_wire(broker, topic_name):
+    """Proves kafkajs sees INVALID_RECORD for a keyless record on a compacted topic and a raw Produce v3 gets code 87 for that partition."""
+    clients.create_topic(broker.bootstrap, topic_name, partitions=2, config={"cleanup.policy": "compact,delete"})
+    reply = clients.js("produce", broker.bootstrap, topic=topic_name, compression="gzip",
+                       messages=[{"value": clients.b64(b"no key"), "partition": 0}])
+    assert not reply["ok"]
+    assert reply["error"].get("type") == "INVALID_RECORD" or "INVALID_RECORD" in json.dumps(reply["error"]), reply["error"]
+    ok = clients.js_ok("produce", broker.bootstrap, topic=topic_name,
+                       messages=[{"key": clients.b64(b"k"), "value": clients.b64(b"keyed"), "partition": 0}])
+    assert ok
+    with kw.RawConnection("127.0.0.1", broker.kafka_port) as c:
+        c.send(kw.produce_v3(7, topic_name, 1, kw.record_batch([(b"a", b"1"), (None, b"2")])))
+        resp = kw.parse_produce_v3_response(c.recv_response(7))
+    assert resp[(topic_name, 1)][0] == 87, resp
+    assert clients.watermarks(broker.bootstrap, topic_name, partition=1) == (0, 0), "nothing of the refused batch was stored"

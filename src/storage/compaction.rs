@@ -2,8 +2,8 @@
 //!
 //! Owns: the key map (latest offset per key, keyed by a 128-bit hash of the
 //! key, bounded in entries), decoding the records of a batch (uncompressed,
-//! gzip or snappy; lz4/zstd batches are kept whole because the broker is
-//! built without those C codecs), the rule that decides which records a
+//! gzip, snappy, lz4 or zstd, with pure-Rust decoders and a bound on the
+//! decompressed size; a batch past it is kept whole), the rule that decides which records a
 //! cleaned batch keeps, the rewrite of a batch with only those records, and
 //! the durable "first dirty offset" checkpoint (`cleaner-offset`).
 //!
@@ -44,6 +44,9 @@ pub const CLEANED_EXT: &str = "cleaned";
 /// Largest decompressed records section the cleaner inflates; a bigger
 /// compressed batch is kept whole (bounds memory against compression bombs).
 pub const DECOMPRESSED_BATCH_BYTES_MAX: usize = 16 << 20;
+/// Largest zstd window the cleaner accepts (the decoder allocates it up
+/// front); a frame asking for more is an invalid batch to us.
+pub const ZSTD_WINDOW_BYTES_MAX: u64 = DECOMPRESSED_BATCH_BYTES_MAX as u64;
 /// Memory one key-map entry is budgeted at (16-byte hash, 8-byte offset,
 /// hash table overhead): `log.cleaner.dedupe.buffer.size / this` entries.
 pub const KEY_MAP_ENTRY_BYTES: usize = 32;
@@ -115,9 +118,10 @@ pub struct RecordView {
     pub span: Range<usize>,
 }
 
-/// The records section of a batch, decompressed if needed. `Ok(None)` for a
-/// codec the broker does not carry (lz4, zstd) or a section that would
-/// inflate past `DECOMPRESSED_BATCH_BYTES_MAX`.
+/// The records section of a batch, decompressed if needed (gzip, snappy,
+/// lz4 frames, zstd; pure-Rust decoders). `Ok(None)` for a section that
+/// would inflate past `DECOMPRESSED_BATCH_BYTES_MAX` (a compression bomb is
+/// never inflated further than that).
 pub fn records_section<'a>(h: &BatchHeader, batch: &'a [u8]) -> Result<Option<Cow<'a, [u8]>>, BatchError> {
     if batch.len() < BatchHeader::SIZE {
         return Err(BatchError::TooShort);
@@ -127,18 +131,28 @@ pub fn records_section<'a>(h: &BatchHeader, batch: &'a [u8]) -> Result<Option<Co
         0 => Ok(Some(Cow::Borrowed(raw))),
         1 => gunzip(raw).map(|o| o.map(Cow::Owned)),
         2 => unsnappy(raw).map(|o| o.map(Cow::Owned)),
-        _ => Ok(None),
+        3 => inflate_bounded(lz4_flex::frame::FrameDecoder::new(raw), "bad lz4 data").map(|o| o.map(Cow::Owned)),
+        4 => {
+            let dec = ruzstd::decoding::StreamingDecoder::new_with_max_window_size(raw, ZSTD_WINDOW_BYTES_MAX)
+                .map_err(|_| BatchError::InvalidRecord("bad zstd frame header"))?;
+            inflate_bounded(dec, "bad zstd data").map(|o| o.map(Cow::Owned))
+        }
+        _ => Err(BatchError::InvalidRecord("unknown compression codec")),
     }
 }
 
-fn gunzip(raw: &[u8]) -> Result<Option<Vec<u8>>, BatchError> {
+/// Reads a decompressing stream to its end, or None once it passes
+/// `DECOMPRESSED_BATCH_BYTES_MAX` (at most one byte more is ever produced).
+fn inflate_bounded(dec: impl Read, bad: &'static str) -> Result<Option<Vec<u8>>, BatchError> {
     let mut out = Vec::new();
-    let limit = DECOMPRESSED_BATCH_BYTES_MAX as u64 + 1;
-    flate2::read::MultiGzDecoder::new(raw)
-        .take(limit)
+    dec.take(DECOMPRESSED_BATCH_BYTES_MAX as u64 + 1)
         .read_to_end(&mut out)
-        .map_err(|_| BatchError::InvalidRecord("bad gzip data"))?;
+        .map_err(|_| BatchError::InvalidRecord(bad))?;
     Ok((out.len() <= DECOMPRESSED_BATCH_BYTES_MAX).then_some(out))
+}
+
+fn gunzip(raw: &[u8]) -> Result<Option<Vec<u8>>, BatchError> {
+    inflate_bounded(flate2::read::MultiGzDecoder::new(raw), "bad gzip data")
 }
 
 /// Snappy as Kafka clients write it: xerial framing (magic, versions, then
@@ -239,6 +253,21 @@ pub fn parse_records(h: &BatchHeader, section: &[u8]) -> Result<Vec<RecordView>,
         return Err(BatchError::InvalidRecord("fewer records than recordCount"));
     }
     Ok(out)
+}
+
+/// Produce on a compacted topic: the index in `batch` of its first record
+/// without a key (Kafka refuses such a batch with INVALID_RECORD). Control
+/// batches are exempt. A batch that inflates past
+/// `DECOMPRESSED_BATCH_BYTES_MAX` is not inspected (None): it is accepted,
+/// and the cleaner keeps such batches whole, so no record is lost by it.
+pub fn first_keyless_record(h: &BatchHeader, batch: &[u8]) -> Result<Option<usize>, BatchError> {
+    if h.is_control() {
+        return Ok(None);
+    }
+    let Some(section) = records_section(h, batch)? else {
+        return Ok(None);
+    };
+    Ok(parse_records(h, &section)?.iter().position(|r| r.key.is_none()))
 }
 
 /// What cleaning does with one record.
@@ -526,17 +555,20 @@ mod tests {
 
     #[test]
     fn control_unreadable_and_untouched_batches_are_kept() {
-        // Proves control batches, lz4/zstd batches and batches with only latest records stay byte-identical.
+        // Proves control batches, undecodable batches and batches with only latest records stay byte-identical.
         let mut map = KeyMap::new(4);
         map.put(b"a", 100);
         let mut ctrl = encode_keyed(0, 0, &[(b"a", Some(b"1"))]);
         ctrl[22] |= 0x20;
         let h = BatchHeader::parse(&ctrl).expect("h");
         assert_eq!(clean_batch(&h, &ctrl, &map, RULES), BatchFate::Keep);
-        let mut lz4 = encode_keyed(0, 0, &[(b"a", Some(b"1"))]);
-        lz4[22] |= 0x03;
-        let h = BatchHeader::parse(&lz4).expect("h");
-        assert_eq!(clean_batch(&h, &lz4, &map, RULES), BatchFate::Keep);
+        // Flagged lz4 / zstd but holding plain records: not a valid frame, kept whole.
+        for codec in [0x03, 0x04, 0x07] {
+            let mut bad = encode_keyed(0, 0, &[(b"a", Some(b"1"))]);
+            bad[22] |= codec;
+            let h = BatchHeader::parse(&bad).expect("h");
+            assert_eq!(clean_batch(&h, &bad, &map, RULES), BatchFate::Keep);
+        }
         let mut txn = encode_keyed(200, 0, &[(b"t", Some(b"1"))]);
         txn[22] |= 0x10;
         let crc = crc32c::crc32c(&txn[21..]);
@@ -549,33 +581,106 @@ mod tests {
         assert_eq!(clean_batch(&h, &latest, &map, RULES), BatchFate::Keep);
     }
 
-    #[test]
-    fn gzip_batches_are_decoded_and_written_back_uncompressed() {
-        // Proves a gzip batch's keys are read and its cleaned form is an uncompressed batch with the same offsets.
-        let plain = encode_keyed(20, RULES.now_ms, &[(b"a", Some(b"1")), (b"b", Some(b"2"))]);
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(&plain[61..]).expect("gzip");
-        let body = gz.finish().expect("gzip");
+    /// `plain` with its records section replaced by `body` under `codec`.
+    fn recompressed(plain: &[u8], codec: u8, body: &[u8]) -> Vec<u8> {
         let mut b = plain[..61].to_vec();
-        b.extend_from_slice(&body);
+        b.extend_from_slice(body);
         let len = (b.len() - 12) as i32;
         b[8..12].copy_from_slice(&len.to_be_bytes());
-        b[22] |= 0x01;
+        b[22] |= codec;
         let crc = crc32c::crc32c(&b[21..]);
         b[17..21].copy_from_slice(&crc.to_be_bytes());
-        let h = BatchHeader::parse(&b).expect("h");
-        let mut map = KeyMap::new(4);
-        assert!(map_batch(&h, &b, &mut map));
-        assert_eq!(map.latest(b"b"), Some(21));
-        map.put(b"a", 99);
-        let BatchFate::Rewrite { bytes, removed: 1 } = clean_batch(&h, &b, &map, RULES) else {
-            panic!("expected a rewrite")
-        };
-        let nh = BatchHeader::parse(&bytes).expect("h");
-        assert_eq!(
-            (nh.compression(), nh.base_offset, nh.last_offset(), nh.record_count),
-            (0, 20, 21, 1)
-        );
+        b
+    }
+
+    fn gzip(raw: &[u8]) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(raw).expect("gzip");
+        gz.finish().expect("gzip")
+    }
+
+    fn lz4_frame(raw: &[u8]) -> Vec<u8> {
+        let mut enc = lz4_flex::frame::FrameEncoder::new(Vec::new());
+        enc.write_all(raw).expect("lz4");
+        enc.finish().expect("lz4")
+    }
+
+    fn zstd(raw: &[u8]) -> Vec<u8> {
+        ruzstd::encoding::compress_to_vec(raw, ruzstd::encoding::CompressionLevel::Fastest)
+    }
+
+    #[test]
+    fn compressed_batches_are_decoded_and_written_back_uncompressed() {
+        // Proves gzip, lz4 (frame) and zstd batches have their keys read and are cleaned into uncompressed batches with the same offsets.
+        let plain = encode_keyed(20, RULES.now_ms, &[(b"a", Some(b"1")), (b"b", Some(b"2"))]);
+        let codecs: [(u8, fn(&[u8]) -> Vec<u8>); 3] = [(1, gzip), (3, lz4_frame), (4, zstd)];
+        for (codec, compress) in codecs {
+            let b = recompressed(&plain, codec, &compress(&plain[61..]));
+            let h = BatchHeader::parse(&b).expect("h");
+            assert_eq!(h.compression(), codec);
+            let mut map = KeyMap::new(4);
+            assert!(map_batch(&h, &b, &mut map));
+            assert_eq!(map.latest(b"b"), Some(21), "codec {codec}");
+            map.put(b"a", 99);
+            let BatchFate::Rewrite { bytes, removed: 1 } = clean_batch(&h, &b, &map, RULES) else {
+                panic!("expected a rewrite for codec {codec}")
+            };
+            let nh = BatchHeader::parse(&bytes).expect("h");
+            nh.check_crc(&bytes).expect("crc");
+            assert_eq!(
+                (nh.compression(), nh.base_offset, nh.last_offset(), nh.record_count),
+                (0, 20, 21, 1)
+            );
+            let sec = records_section(&nh, &bytes).expect("s").expect("u");
+            let rs = parse_records(&nh, &sec).expect("records");
+            assert_eq!(&sec[rs[0].key.clone().expect("k")], b"b");
+        }
+    }
+
+    #[test]
+    fn keyless_records_are_found_inside_compressed_batches() {
+        // Proves first_keyless_record finds a null key in plain and compressed batches, ignores empty keys and control batches.
+        let mut plain = encode_keyed(0, 0, &[(b"a", Some(b"1")), (b"", Some(b"2")), (b"c", Some(b"3"))]);
+        let h = BatchHeader::parse(&plain).expect("h");
+        assert_eq!(first_keyless_record(&h, &plain).expect("ok"), None, "an empty key is a key");
+        // Turn the empty key (length varint 0) of record 1 into a null key (varint -1 = 0x01) of the same size.
+        let sec = records_section(&h, &plain).expect("s").expect("u").into_owned();
+        let rs = parse_records(&h, &sec).expect("records");
+        let key_len_at = 61 + rs[1].key.clone().expect("k").start - 1;
+        assert_eq!(plain[key_len_at], 0);
+        plain[key_len_at] = 1;
+        let crc = crc32c::crc32c(&plain[21..]);
+        plain[17..21].copy_from_slice(&crc.to_be_bytes());
+        let h = BatchHeader::parse(&plain).expect("h");
+        assert_eq!(first_keyless_record(&h, &plain).expect("ok"), Some(1));
+        let codecs: [(u8, fn(&[u8]) -> Vec<u8>); 3] = [(1, gzip), (3, lz4_frame), (4, zstd)];
+        for (codec, compress) in codecs {
+            let b = recompressed(&plain, codec, &compress(&plain[61..]));
+            let h = BatchHeader::parse(&b).expect("h");
+            assert_eq!(first_keyless_record(&h, &b).expect("ok"), Some(1), "codec {codec}");
+        }
+        let mut ctrl = plain.clone();
+        ctrl[22] |= 0x20;
+        let h = BatchHeader::parse(&ctrl).expect("h");
+        assert_eq!(first_keyless_record(&h, &ctrl).expect("ok"), None);
+    }
+
+    #[test]
+    fn compression_bombs_are_not_inflated_past_the_bound() {
+        // Proves a small lz4/zstd/gzip section that inflates past DECOMPRESSED_BATCH_BYTES_MAX yields None, and garbage an error.
+        let zeros = vec![0u8; DECOMPRESSED_BATCH_BYTES_MAX + 4096];
+        let plain = encode_keyed(0, 0, &[(b"a", Some(b"1"))]);
+        let codecs: [(u8, fn(&[u8]) -> Vec<u8>); 3] = [(1, gzip), (3, lz4_frame), (4, zstd)];
+        for (codec, compress) in codecs {
+            let body = compress(&zeros);
+            assert!(body.len() < 1 << 20, "codec {codec} compresses zeros");
+            let b = recompressed(&plain, codec, &body);
+            let h = BatchHeader::parse(&b).expect("h");
+            assert!(matches!(records_section(&h, &b), Ok(None)), "codec {codec}");
+            let garbage = recompressed(&plain, codec, b"definitely not a frame");
+            let h = BatchHeader::parse(&garbage).expect("h");
+            assert!(records_section(&h, &garbage).is_err(), "codec {codec}");
+        }
     }
 
     #[test]

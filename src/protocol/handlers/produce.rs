@@ -2,15 +2,18 @@
 //!
 //! Batches are checked (length, magic 2, CRC32C) on the connection's shard,
 //! spreading that CPU over all shards, then each owner shard gets its
-//! partitions' batches in one mesh call. Records are never decoded:
-//! compressed batches stay compressed. acks=0 gets no response; acks=1 is
+//! partitions' batches in one mesh call. Records are never decoded, except
+//! on compacted topics, whose records must have keys (checked here, inside
+//! compressed batches too); compressed batches are stored compressed.
+//! acks=0 gets no response; acks=1 is
 //! answered once the write reached the kernel, acks=all once it is synced.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use crate::error::{batch_error_code, partition_error_code, ResponseError};
@@ -93,6 +96,12 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> ProduceOutcome
             .and_then(|t| t.configs.get("max.message.bytes"))
             .and_then(|v| v.parse::<usize>().ok())
             .unwrap_or(ctx.shard.config.message_max_bytes as usize);
+        // Kafka refuses keyless records on compacted topics; one config lookup per topic
+        // is all other topics pay. The internal topics are written by the broker itself.
+        let compacted = meta.is_some_and(|t| {
+            !matches!(name.as_str(), crate::coordinator::OFFSETS_TOPIC | crate::txn::TXN_TOPIC)
+                && t.configs.get("cleanup.policy").is_some_and(|p| p.split(',').any(|i| i.trim() == "compact"))
+        });
         for (pi, part) in topic.partition_data.into_iter().enumerate() {
             let slot = &mut response.responses[ti].partition_responses[pi];
             let Some(meta) = meta else {
@@ -147,6 +156,12 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> ProduceOutcome
             if headers.len() > 1 {
                 slot.error_code = ResponseError::InvalidRecord.code();
                 continue;
+            }
+            if compacted {
+                if let Err(code) = refuse_keyless(slot, &name, part.index, &records, &headers) {
+                    slot.error_code = code;
+                    continue;
+                }
             }
             by_shard.entry(ctx.shard.owner_of(pmeta.leader.shard)).or_default().push(LocalAppend {
                 slot: (ti, pi),
@@ -215,6 +230,41 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> ProduceOutcome
         }
         response
     }))
+}
+
+/// A compacted topic takes only keyed records (control batches are the
+/// coordinator's and refused above). On a keyless record the slot gets
+/// Kafka's message and record error and `Err(INVALID_RECORD)`; records that
+/// do not decode are `Err(CORRUPT_MESSAGE)`. Compressed batches are
+/// decompressed here, bounded by `DECOMPRESSED_BATCH_BYTES_MAX`.
+fn refuse_keyless(
+    slot: &mut PartitionProduceResponse,
+    topic: &str,
+    partition: i32,
+    records: &Bytes,
+    headers: &[BatchHeader],
+) -> Result<(), i16> {
+    let mut pos = 0usize;
+    for h in headers {
+        // validate_batches made the headers tile `records`.
+        let Some(batch) = records.get(pos..pos + h.total_size()) else {
+            return Err(ResponseError::CorruptMessage.code());
+        };
+        pos += h.total_size();
+        match crate::storage::compaction::first_keyless_record(h, batch) {
+            Ok(None) => {}
+            Ok(Some(index)) => {
+                let message = format!("Compacted topic cannot accept message without key in topic partition {topic}-{partition}.");
+                slot.record_errors = vec![BatchIndexAndErrorMessage::default()
+                    .with_batch_index(index as i32)
+                    .with_batch_index_error_message(Some(StrBytes::from_string(message.clone())))];
+                slot.error_message = Some(StrBytes::from_string(message));
+                return Err(ResponseError::InvalidRecord.code());
+            }
+            Err(e) => return Err(batch_error_code(&e)),
+        }
+    }
+    Ok(())
 }
 
 /// What produce gives the dispatcher.
