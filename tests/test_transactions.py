@@ -461,3 +461,104 @@ def test_describe_producers_shows_open_transaction(broker, topic_name):
     p.commit_transaction(20)
     assert describe_producers(b.kafka_port, topic_name, 0)[1] == [(pid, 0, 2, -1)]
     assert describe_producers(b.kafka_port, topic_name, 7)[0] == 3
+
+
+def _eos_worker(bootstrap, src, dst, group, total, stop, log):
+    """The classic exactly-once loop: consume (read_committed), produce the
+    transformed records and the consumer's positions in one transaction,
+    commit; on an abortable error abort and rewind to the committed offsets,
+    on a fatal one start a new producer (which fences the old)."""
+    import random
+    c = consumer(bootstrap, **{"group.id": group, "isolation.level": "read_committed", "auto.offset.reset": "earliest",
+                               "enable.partition.eof": False})
+    c.subscribe([src])
+
+    def new_producer():
+        return _init_retrying(bootstrap, group + "-tx")
+
+    p = new_producer()
+    done = 0
+    try:
+        while not stop.is_set() and done < total:
+            msgs = [m for m in c.consume(random.randint(1, 80), 0.5) if not m.error()]
+            if not msgs:
+                continue
+            try:
+                p.begin_transaction()
+                for m in msgs:
+                    p.produce(dst, key=m.key(), value=m.value().upper(), partition=m.partition())
+                p.send_offsets_to_transaction(c.position(c.assignment()), c.consumer_group_metadata(), 60)
+                p.commit_transaction(60)
+                done += len(msgs)
+            except KafkaException as e:
+                err = e.args[0]
+                log.append(str(err))
+                if err.fatal():
+                    p = new_producer()
+                else:
+                    try:
+                        p.abort_transaction(60)
+                    except KafkaException as e2:
+                        log.append("abort: %s" % e2)
+                        p = new_producer()
+                committed = c.committed(c.assignment(), timeout=60)
+                for tp in committed:
+                    c.seek(TopicPartition(tp.topic, tp.partition, max(tp.offset, 0)))
+    finally:
+        c.close()
+
+
+def _init_retrying(bootstrap, txn_id):
+    """A transactional producer, retrying init_transactions while the broker restarts."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return txn_producer(bootstrap, txn_id, **{"transaction.timeout.ms": 30000})
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+
+
+@pytest.mark.parametrize("shards", [1, 2])
+def test_consume_transform_produce_exactly_once_across_kill9(broker_factory, topic_name, shards):
+    """The consume-transform-produce loop with send_offsets_to_transaction, while the broker is killed with -9 and restarted several times mid-stream: the read_committed output holds every input record transformed exactly once, in input order per partition, and the group's committed offsets reach the end of the input."""
+    import random
+    import threading
+    b = broker_factory(shards=shards)
+    src, dst, group = topic_name + "-in", topic_name + "-out", "eos-" + topic_name[-40:]
+    total = 6000
+    create_topic(b.bootstrap, src, partitions=2)
+    create_topic(b.bootstrap, dst, partitions=2)
+    plain = Producer({"bootstrap.servers": b.bootstrap, "acks": "all"})
+    for i in range(total):
+        plain.produce(src, key=b"%d" % i, value=b"v%06d" % i, partition=i % 2)
+    assert plain.flush(30) == 0
+    stop, log = threading.Event(), []
+    def run():
+        try:
+            _eos_worker(b.bootstrap, src, dst, group, total, stop, log)
+        except Exception as e:  # reported by the assertion below
+            log.append("worker died: %r" % e)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    rng = random.Random(shards)
+    for _ in range(4):
+        time.sleep(rng.uniform(0.3, 1.5))
+        b.kill9()
+        b.start()
+    worker.join(240)
+    stop.set()
+    assert not worker.is_alive(), "the exactly-once loop did not finish: %s" % log[-5:]
+    assert not any(e.startswith("worker died") for e in log), log[-5:]
+    for part in (0, 1):
+        got = values(consume(b.bootstrap, dst, partition=part, timeout_s=60, **{"isolation.level": "read_committed"}))
+        want = [b"V%06d" % i for i in range(part, total, 2)]
+        assert got == want, "partition %d: %d records, %d distinct, want %d (errors seen: %s)" % (
+            part, len(got), len(set(got)), len(want), log[-5:])
+    c = consumer(b.bootstrap, **{"group.id": group})
+    try:
+        committed = c.committed([TopicPartition(src, 0), TopicPartition(src, 1)], timeout=30)
+        assert [tp.offset for tp in committed] == [total // 2, total // 2]
+    finally:
+        c.close()

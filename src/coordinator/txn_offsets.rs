@@ -135,7 +135,9 @@ fn encode_txn_batch(recs: &[(Bytes, Option<Bytes>)], producer_id: i64, producer_
             producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: -1,
+            // Base sequence -1 (none), and offset − sequence constant so the
+            // encoder writes ONE batch for all the records.
+            sequence: i as i32 - 1,
             timestamp: now,
             key: Some(k.clone()),
             value: v.clone(),
@@ -215,5 +217,18 @@ mod tests {
         let left = pending_after_load(pending);
         assert_eq!(left[&8][0].3.offset, 11);
         assert!(!left.contains_key(&7));
+    }
+
+    /// Offsets for several partitions go out as ONE transactional batch with
+    /// no base sequence (the partition accepts exactly one such batch).
+    #[test]
+    fn several_offsets_encode_as_one_transactional_batch() {
+        let v = records::offset_value(&OffsetValue { offset: 1, leader_epoch: -1, metadata: String::new(), commit_timestamp_ms: 0 });
+        let recs: Vec<_> = (0..3).map(|p| (records::offset_key("g", "t", p), Some(v.clone()))).collect();
+        let batch = encode_txn_batch(&recs, 7, 2, 0).unwrap();
+        let headers = crate::storage::validate_batches(&batch).unwrap();
+        assert_eq!(headers.len(), 1);
+        assert!(headers[0].is_transactional());
+        assert_eq!((headers[0].producer_id, headers[0].base_sequence, headers[0].record_count), (7, -1, 3));
     }
 }
