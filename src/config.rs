@@ -40,6 +40,10 @@ pub struct Config {
     pub log_cleaner_backoff_ms: u64,
     /// `log.cleaner.dedupe.buffer.size`: memory (per shard) for the compaction key map.
     pub log_cleaner_dedupe_buffer_size: usize,
+    /// `log.cleaner.min.compaction.lag.ms`: default of the topic's `min.compaction.lag.ms`.
+    pub log_cleaner_min_compaction_lag_ms: i64,
+    /// `log.cleaner.max.compaction.lag.ms`: default of the topic's `max.compaction.lag.ms`.
+    pub log_cleaner_max_compaction_lag_ms: i64,
     pub log_index_interval_bytes: u32,
     pub socket_request_max_bytes: u64,
     pub message_max_bytes: i32,
@@ -133,6 +137,8 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("log.retention.check.interval.ms", "how often retention runs [300000]"),
     ("log.cleaner.backoff.ms", "compaction idle backoff [15000]"),
     ("log.cleaner.dedupe.buffer.size", "per-shard memory for the compaction key map [33554432]"),
+    ("log.cleaner.min.compaction.lag.ms", "default min.compaction.lag.ms of compacted topics [0]"),
+    ("log.cleaner.max.compaction.lag.ms", "default max.compaction.lag.ms of compacted topics [9223372036854775807]"),
     ("log.index.interval.bytes", "bytes between offset index entries [4096]"),
     ("socket.request.max.bytes", "largest request frame accepted [104857600]"),
     ("message.max.bytes", "largest record batch accepted [1048588]"),
@@ -185,6 +191,8 @@ impl Default for Config {
             log_retention_check_interval_ms: 300_000,
             log_cleaner_backoff_ms: 15_000,
             log_cleaner_dedupe_buffer_size: 32 << 20,
+            log_cleaner_min_compaction_lag_ms: 0,
+            log_cleaner_max_compaction_lag_ms: i64::MAX,
             log_index_interval_bytes: 4096,
             socket_request_max_bytes: SOCKET_REQUEST_MAX_BYTES_DEFAULT,
             message_max_bytes: 1_048_588,
@@ -321,6 +329,12 @@ impl Config {
             }
             "log.cleaner.backoff.ms" => {
                 self.log_cleaner_backoff_ms = parse_range(v, 0, i64::MAX).ok_or_else(|| bad("an integer >= 0"))? as u64
+            }
+            "log.cleaner.min.compaction.lag.ms" => {
+                self.log_cleaner_min_compaction_lag_ms = parse_range(v, 0, i64::MAX).ok_or_else(|| bad("an integer >= 0"))?
+            }
+            "log.cleaner.max.compaction.lag.ms" => {
+                self.log_cleaner_max_compaction_lag_ms = parse_range(v, 1, i64::MAX).ok_or_else(|| bad("an integer >= 1"))?
             }
             "log.cleaner.dedupe.buffer.size" => {
                 self.log_cleaner_dedupe_buffer_size = parse_range(v, 1024, i64::MAX).ok_or_else(|| bad("an integer >= 1024"))? as usize

@@ -9,7 +9,7 @@ import time
 
 import pytest
 from confluent_kafka import KafkaError, TopicPartition
-from confluent_kafka.admin import ConfigResource, ResourceType
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource, ResourceType
 
 import clients
 import kafkawire as kw
@@ -186,7 +186,8 @@ def test_consumer_offsets_is_compacted(broker_factory, topic_name):
 def test_describe_configs_shows_compaction_settings(broker, topic_name):
     # Proves the compaction configs set at creation are stored and described back.
     clients.create_topic(broker.bootstrap, topic_name,
-                         config={**COMPACT, "delete.retention.ms": "1234", "min.compaction.lag.ms": "5"})
+                         config={**COMPACT, "delete.retention.ms": "1234", "min.compaction.lag.ms": "5",
+                                 "max.compaction.lag.ms": "60000"})
     res = ConfigResource(ResourceType.TOPIC, topic_name)
     err, entries = next(iter(clients.admin_results(broker.bootstrap, "describe_configs", [res]).values()))
     assert err is None
@@ -194,6 +195,7 @@ def test_describe_configs_shows_compaction_settings(broker, topic_name):
     assert entries["delete.retention.ms"].value == "1234"
     assert entries["min.compaction.lag.ms"].value == "5"
     assert entries["min.cleanable.dirty.ratio"].value == "0.01"
+    assert entries["max.compaction.lag.ms"].value == "60000"
 
 
 def segment_batches(b, topic):
@@ -296,3 +298,43 @@ def test_compacted_topic_refuses_keyless_records_from_kafkajs_and_raw_wire(broke
         resp = kw.parse_produce_v3_response(c.recv_response(7))
     assert resp[(topic_name, 1)][0] == 87, resp
     assert clients.watermarks(broker.bootstrap, topic_name, partition=1) == (0, 0), "nothing of the refused batch was stored"
+
+
+def test_max_compaction_lag_forces_cleaning_below_the_dirty_ratio(broker_factory, topic_name):
+    """max.compaction.lag.ms set live (IncrementalAlterConfigs) makes the cleaner clean a log that min.cleanable.dirty.ratio=1.0 holds back, and DescribeConfigs shows it."""
+    b = broker_factory(env=SMALL)
+    clients.create_topic(b.bootstrap, topic_name, config={"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "1.0"})
+    keys = [f"lag-{i:02d}".encode() for i in range(20)]
+    produced = []
+    for rnd in range(4):
+        recs = keyed(keys, rnd)
+        produced += list(zip(recs, produce(b, topic_name, recs)))
+    recs = fillers("a")
+    produced += list(zip(recs, produce(b, topic_name, recs)))
+    latest = expected_latest(produced)
+    # The cleaner runs every 100 ms (log.cleaner.backoff.ms); ratio 1.0 means "never by ratio", as in Kafka.
+    time.sleep(2)
+    assert len(clients.consume(b.bootstrap, topic_name)) == len(produced), "ratio 1.0 held compaction back"
+    res = ConfigResource(ResourceType.TOPIC, topic_name, incremental_configs=[
+        ConfigEntry("max.compaction.lag.ms", "1000", incremental_operation=AlterConfigOpType.SET)])
+    assert [e for e, _ in clients.admin_results(b.bootstrap, "incremental_alter_configs", [res]).values()] == [None]
+    wait_for(lambda: len(clients.consume(b.bootstrap, topic_name)) == len(latest),
+             what="max.compaction.lag.ms to force a pass")
+    check_exactly_latest(b, topic_name, latest)
+    err, entries = next(iter(clients.admin_results(b.bootstrap, "describe_configs",
+                                                   [ConfigResource(ResourceType.TOPIC, topic_name)]).values()))
+    assert err is None
+    assert entries["max.compaction.lag.ms"].value == "1000"
+    assert entries["max.compaction.lag.ms"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+
+
+def test_compaction_lag_broker_defaults_are_described(broker_factory, topic_name):
+    """log.cleaner.max/min.compaction.lag.ms set on the broker are the topic defaults DescribeConfigs reports (STATIC_BROKER_CONFIG)."""
+    b = broker_factory(env={"FJORD_LOG_CLEANER_MAX_COMPACTION_LAG_MS": "86400000",
+                            "FJORD_LOG_CLEANER_MIN_COMPACTION_LAG_MS": "5"})
+    clients.create_topic(b.bootstrap, topic_name, config={"cleanup.policy": "compact"})
+    err, entries = next(iter(clients.admin_results(b.bootstrap, "describe_configs",
+                                                   [ConfigResource(ResourceType.TOPIC, topic_name)]).values()))
+    assert err is None
+    assert (entries["max.compaction.lag.ms"].value, entries["min.compaction.lag.ms"].value) == ("86400000", "5")
+    assert entries["max.compaction.lag.ms"].source == ConfigSource.STATIC_BROKER_CONFIG.value

@@ -95,7 +95,8 @@ impl PartitionManager {
                 .and_then(|v| v.trim().parse::<f64>().ok())
                 .unwrap_or(0.5),
             delete_retention_ms: get("delete.retention.ms").unwrap_or(86_400_000),
-            min_compaction_lag_ms: get("min.compaction.lag.ms").unwrap_or(0),
+            min_compaction_lag_ms: get("min.compaction.lag.ms").unwrap_or(self.config.log_cleaner_min_compaction_lag_ms),
+            max_compaction_lag_ms: get("max.compaction.lag.ms").unwrap_or(self.config.log_cleaner_max_compaction_lag_ms),
         }
     }
 

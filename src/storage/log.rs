@@ -83,6 +83,9 @@ pub struct LogConfig {
     pub delete_retention_ms: i64,
     /// `min.compaction.lag.ms`: a segment is cleanable once its newest record is this old.
     pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: a log whose oldest dirty record is this old is
+    /// cleaned whatever its dirty ratio (and, compacted, rolls at least this often).
+    pub max_compaction_lag_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -100,6 +103,7 @@ impl Default for LogConfig {
             min_cleanable_dirty_ratio: 0.5,
             delete_retention_ms: 86_400_000,
             min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
         }
     }
 }
@@ -110,6 +114,18 @@ impl LogConfig {
         self.segment_bytes = self.segment_bytes.clamp(1, SEGMENT_BYTES_LIMIT);
         self.index_interval_bytes = self.index_interval_bytes.max(1);
         self
+    }
+
+    /// Age at which the active segment rolls: `segment.ms`, or
+    /// `max.compaction.lag.ms` if smaller on a compacted log (as Kafka's
+    /// `maxSegmentMs`), so records never wait longer than that in the
+    /// active segment, which the cleaner never touches.
+    pub fn roll_ms(&self) -> i64 {
+        if self.compact_enabled {
+            self.segment_ms.min(self.max_compaction_lag_ms)
+        } else {
+            self.segment_ms
+        }
     }
 }
 
@@ -649,7 +665,7 @@ impl Log {
             return;
         }
         let too_big = seg.size + len > self.config.get().segment_bytes;
-        let too_old = now.saturating_sub(seg.created_ms) >= self.config.get().segment_ms;
+        let too_old = now.saturating_sub(seg.created_ms) >= self.config.get().roll_ms();
         let rel_overflow = last_offset - seg.base_offset > i64::from(i32::MAX);
         if too_big || too_old || rel_overflow {
             let base = st.log_end;

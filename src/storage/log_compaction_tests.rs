@@ -234,3 +234,40 @@ fn dirty_ratio_and_lag_hold_compaction_back() {
         log.remove().await.expect("remove");
     });
 }
+
+#[test]
+fn max_compaction_lag_cleans_below_the_dirty_ratio_and_rolls() {
+    // Proves a log whose oldest dirty record is older than max.compaction.lag.ms is cleaned even below min.cleanable.dirty.ratio, and a compacted log rolls at that age.
+    run(|| async {
+        let dir = temp_dir("maxlag");
+        let log = Log::open(dir.clone(), config()).await.expect("open");
+        let old = now_ms() - 120_000;
+        fill(&log, old).await;
+        let end = log.log_end_offset();
+        log.wait_durable(end).await.expect("durable");
+        assert!(log.compact(now_ms(), 1000).await.expect("c").segments_cleaned > 0);
+        // A cleaned head plus new dirty segments: a dirty ratio below 0.99.
+        fill(&log, old).await;
+        let end = log.log_end_offset();
+        log.wait_durable(end).await.expect("durable");
+        log.set_config(LogConfig {
+            min_cleanable_dirty_ratio: 0.99,
+            max_compaction_lag_ms: 60_000,
+            ..config()
+        });
+        // Seen from a time when those records are younger than the lag: the ratio holds the pass back.
+        assert_eq!(log.compact(old + 1000, 1000).await.expect("c").segments_cleaned, 0, "young: ratio applies");
+        let stats = log.compact(now_ms(), 1000).await.expect("c");
+        assert!(stats.segments_cleaned > 0 && stats.records_removed > 0, "overdue: {stats:?}");
+        // Nothing dirty any more: no further pass.
+        assert_eq!(log.compact(now_ms(), 1000).await.expect("c").segments_cleaned, 0);
+        // roll_ms: the smaller of segment.ms and max.compaction.lag.ms, on compacted logs only.
+        assert_eq!(log.config().roll_ms(), 60_000);
+        let plain = LogConfig {
+            compact_enabled: false,
+            ..log.config()
+        };
+        assert_eq!(plain.roll_ms(), i64::MAX);
+        log.remove().await.expect("remove");
+    });
+}

@@ -9,7 +9,7 @@
 //! A topic config's value is, in order: the topic's override (source
 //! DYNAMIC_TOPIC_CONFIG), else the broker setting it defaults from when the
 //! operator set one (STATIC_BROKER_CONFIG), else the default
-//! (DEFAULT_CONFIG). Six topic configs default from broker settings, as in
+//! (DEFAULT_CONFIG). Eight topic configs default from broker settings, as in
 //! Kafka (`segment.bytes` from `log.segment.bytes`, …); the rest default to
 //! Kafka's topic default. "The operator set it" is judged by comparing with
 //! `Config::default()`: a setting given explicitly with its default value is
@@ -131,6 +131,18 @@ const BROKER_SETTINGS: &[BrokerSetting] = &[
         value: |c| c.log_cleaner_backoff_ms.to_string(),
     },
     BrokerSetting {
+        name: "log.cleaner.max.compaction.lag.ms",
+        kind: ConfigKind::Long,
+        doc: "The maximum time a message will remain ineligible for compaction in the log.",
+        value: |c| c.log_cleaner_max_compaction_lag_ms.to_string(),
+    },
+    BrokerSetting {
+        name: "log.cleaner.min.compaction.lag.ms",
+        kind: ConfigKind::Long,
+        doc: "The minimum time a message will remain uncompacted in the log.",
+        value: |c| c.log_cleaner_min_compaction_lag_ms.to_string(),
+    },
+    BrokerSetting {
         name: "log.dirs",
         kind: ConfigKind::String,
         doc: "The directory in which the log data is kept (Fjord: data_dir).",
@@ -207,6 +219,8 @@ fn broker_synonym(topic_config: &str) -> Option<&'static BrokerSetting> {
         "retention.bytes" => "log.retention.bytes",
         "index.interval.bytes" => "log.index.interval.bytes",
         "max.message.bytes" => "message.max.bytes",
+        "max.compaction.lag.ms" => "log.cleaner.max.compaction.lag.ms",
+        "min.compaction.lag.ms" => "log.cleaner.min.compaction.lag.ms",
         _ => return None,
     };
     BROKER_SETTINGS.iter().find(|s| s.name == broker_name)
