@@ -86,6 +86,7 @@ pub fn group_error_code(e: &GroupError) -> i16 {
         GroupError::OffsetMetadataTooLarge => ResponseError::OffsetMetadataTooLarge.code(),
         GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic.code(),
         GroupError::MetadataTooLarge => ResponseError::InvalidRequest.code(),
+        GroupError::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch.code(),
     }
 }
 

@@ -562,3 +562,66 @@ def test_consume_transform_produce_exactly_once_across_kill9(broker_factory, top
         assert [tp.offset for tp in committed] == [total // 2, total // 2]
     finally:
         c.close()
+
+
+API_TXN_OFFSET_COMMIT = 28
+
+
+def txn_offset_commit(port, txn_id, group, pid, epoch, offsets, generation=-1, member="", instance=None):
+    """TxnOffsetCommit v3 (KIP-447 member fields) -> [error per (topic, partition, offset)]."""
+    import kafkawire as kw
+    nullable = (lambda s: kw.uvarint(0)) if instance is None else kw.compact_string
+    body = kw.compact_string(txn_id) + kw.compact_string(group) + kw.i64(pid) + kw.i16(epoch)
+    body += kw.i32(generation) + kw.compact_string(member) + nullable(instance)
+    topics = {}
+    for t, p, o in offsets:
+        topics.setdefault(t, []).append(kw.i32(p) + kw.i64(o) + kw.i32(-1) + kw.uvarint(0) + kw.uvarint(0))
+    body += _compact_array([kw.compact_string(t) + _compact_array(ps) + kw.uvarint(0) for t, ps in topics.items()])
+    body += kw.uvarint(0)
+    with kw.RawConnection("127.0.0.1", port) as c:
+        c.send(kw.frame(kw.request_header_v2(API_TXN_OFFSET_COMMIT, 3, 11) + body))
+        r = kw.Reader(c.recv_response(11, header_tagged_fields=True))
+        r.i32()
+        codes = []
+        for _ in range(r.uvarint() - 1):
+            _read_compact_string(r)
+            for _ in range(r.uvarint() - 1):
+                r.i32()
+                codes.append(r.i16())
+                _skip_tags(r)
+            _skip_tags(r)
+        return codes
+
+
+def test_txn_offset_commit_checks_member_generation_and_producer_epoch(broker, topic_name):
+    """TxnOffsetCommit as Kafka checks it: a member id the group does not have is UNKNOWN_MEMBER_ID (25), a wrong generation ILLEGAL_GENERATION (22), a request naming no member is accepted, and a producer fenced on the offsets partition (its open transaction aborted by a new producer with the same transactional.id) gets INVALID_PRODUCER_EPOCH (47) instead of leaving offsets the next transaction would commit."""
+    b = broker
+    create_topic(b.bootstrap, topic_name)
+    group = "txn-checks"
+    c = consumer(b.bootstrap, **{"group.id": group, "auto.offset.reset": "earliest", "enable.partition.eof": False})
+    try:
+        c.subscribe([topic_name])
+        deadline = time.monotonic() + 30
+        while not c.assignment() and time.monotonic() < deadline:
+            c.poll(0.2)
+        assert c.assignment(), "the consumer never joined"
+        member = c.memberid()
+        p = txn_producer(b.bootstrap, "tx-checks")
+        p.begin_transaction()
+        p.produce(topic_name, value=b"x")
+        p.send_offsets_to_transaction([TopicPartition(topic_name, 0, 1)], c.consumer_group_metadata(), 20)
+        _, _, _, pid, epoch, _ = describe_transactions(b.kafka_port, ["tx-checks"])["tx-checks"]
+        at = [(topic_name, 0, 1)]
+        assert txn_offset_commit(b.kafka_port, "tx-checks", group, pid, epoch, at, generation=1, member="nobody") == [25]
+        assert txn_offset_commit(b.kafka_port, "tx-checks", group, pid, epoch, at, generation=9999, member=member) == [22]
+        assert txn_offset_commit(b.kafka_port, "tx-checks", group, pid, epoch, at) == [0]
+        # A second producer fences the first and aborts its transaction
+        # (markers with a bumped epoch): the zombie's offsets are refused.
+        p2 = txn_producer(b.bootstrap, "tx-checks")
+        assert txn_offset_commit(b.kafka_port, "tx-checks", group, pid, epoch, [(topic_name, 0, 7)]) == [47]
+        p2.begin_transaction()
+        p2.produce(topic_name, value=b"y")
+        p2.commit_transaction(20)
+        assert c.committed([TopicPartition(topic_name, 0)], timeout=10)[0].offset < 0
+    finally:
+        c.close()

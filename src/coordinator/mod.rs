@@ -73,6 +73,8 @@ pub enum GroupError {
     GroupSubscribedToTopic,
     /// Protocol metadata over `fjord.group.member.metadata.max.bytes`.
     MetadataTooLarge,
+    /// TxnOffsetCommit from a producer fenced on the offsets partition.
+    InvalidProducerEpoch,
 }
 
 impl std::fmt::Display for GroupError {

@@ -18,6 +18,8 @@ use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBat
 
 use super::records::{self, DecodeError, OffsetValue, OffsetsRecord};
 use super::{group::now_ms, group::Group, GroupError, OffsetsPartition, LOAD_WAIT, OFFSET_METADATA_MAX_BYTES};
+use crate::partition::producer_state::ProducerStateError;
+use crate::partition::PartitionError;
 use crate::shard::ShardState;
 
 /// Most pending offsets one producer may hold on one offsets partition.
@@ -29,6 +31,41 @@ pub type Pending = (String, String, i32, OffsetValue);
 /// Records of one transaction read at load, by producer id: (key, value).
 pub type LoadPending = HashMap<i64, Vec<(Bytes, Option<Bytes>)>>;
 
+/// Who sends a TxnOffsetCommit (v3+, KIP-447): the consumer's member id,
+/// generation and static instance id; v0–2 carry none (generation -1, "").
+pub struct TxnMember {
+    pub generation: i32,
+    pub member_id: String,
+    pub instance_id: Option<String>,
+}
+
+/// Kafka's check of a transactional commit against the group: none when the
+/// request names no member; else the member must be current (static
+/// instances not fenced) and its generation the group's. An unknown group is
+/// created empty, as Kafka does.
+fn check_member(op: &OffsetsPartition, group_id: &str, m: &TxnMember) -> Result<(), GroupError> {
+    let mut groups = op.groups.borrow_mut();
+    let group = groups.entry(group_id.to_string()).or_insert_with(|| Group::new(group_id.to_string()));
+    if group.state == super::group::GroupState::Dead {
+        return Err(GroupError::CoordinatorNotAvailable);
+    }
+    if m.generation < 0 && m.member_id.is_empty() && m.instance_id.is_none() {
+        return Ok(());
+    }
+    if let Some(i) = &m.instance_id {
+        if group.static_members.get(i).is_some_and(|known| *known != m.member_id) {
+            return Err(GroupError::FencedInstanceId);
+        }
+    }
+    if !group.members.contains_key(&m.member_id) {
+        return Err(GroupError::UnknownMemberId);
+    }
+    if m.generation != group.generation {
+        return Err(GroupError::IllegalGeneration);
+    }
+    Ok(())
+}
+
 /// TxnOffsetCommit on the coordinator: per-partition results in request order.
 pub async fn add(
     shard: Rc<ShardState>,
@@ -36,12 +73,14 @@ pub async fn add(
     group_id: String,
     producer_id: i64,
     producer_epoch: i16,
+    member: TxnMember,
     offsets: Vec<(String, i32, i64, i32, Option<String>)>,
 ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
     super::validate_group_id(&group_id)?;
     if producer_id < 0 {
         return Err(GroupError::CoordinatorNotAvailable);
     }
+    check_member(&op, &group_id, &member)?;
     let md = shard.metadata();
     let now = now_ms();
     let held = op.pending_txn.borrow().get(&producer_id).map_or(0, |l| l.len());
@@ -71,9 +110,12 @@ pub async fn add(
     let recs: Vec<(Bytes, Option<Bytes>)> =
         accepted.iter().map(|(_, (g, t, p, v))| (records::offset_key(g, t, *p), Some(records::offset_value(v)))).collect();
     let written = match encode_txn_batch(&recs, producer_id, producer_epoch, now) {
-        Ok(batch) => op.log.append_transactional(batch).await.map_err(|e| {
-            tracing::warn!(partition = op.index, error = ?e, "writing transactional offsets failed");
-            GroupError::CoordinatorNotAvailable
+        Ok(batch) => op.log.append_transactional(batch).await.map_err(|e| match e {
+            PartitionError::Producer(ProducerStateError::InvalidEpoch { .. }) => GroupError::InvalidProducerEpoch,
+            e => {
+                tracing::warn!(partition = op.index, error = ?e, "writing transactional offsets failed");
+                GroupError::CoordinatorNotAvailable
+            }
         }),
         Err(_) => Err(GroupError::CoordinatorNotAvailable),
     };

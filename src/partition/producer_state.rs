@@ -266,7 +266,7 @@ impl ProducerStates {
         if h.is_control() {
             // A transaction marker may carry an epoch the coordinator bumped
             // to fence the producer: the fence survives a restart.
-            self.fence_to(h.producer_id, h.producer_epoch);
+            self.fence_to(h.producer_id, h.producer_epoch, h.max_timestamp);
             return;
         }
         self.record(h, h.max_timestamp);
@@ -274,13 +274,25 @@ impl ProducerStates {
 
     /// A transaction marker written with `epoch` (the coordinator may have
     /// bumped it to fence the producer): older epochs are refused from now on.
-    pub fn fence_to(&mut self, producer_id: i64, epoch: i16) {
-        if let Some(e) = self.entries.get_mut(&producer_id) {
-            if epoch > e.epoch {
-                e.epoch = epoch;
-                e.batches.clear();
-            }
+    /// A producer this partition has not seen gets an entry (no batches), so
+    /// a zombie's first batch here after the fence is still refused.
+    pub fn fence_to(&mut self, producer_id: i64, epoch: i16, now_ms: i64) {
+        let e = self.entries.entry(producer_id).or_insert_with(|| ProducerEntry {
+            epoch,
+            batches: VecDeque::with_capacity(BATCHES_RETAINED),
+            last_write_ms: now_ms,
+        });
+        if epoch > e.epoch {
+            e.epoch = epoch;
+            e.batches.clear();
         }
+        e.last_write_ms = e.last_write_ms.max(now_ms);
+        self.enforce_bounds(now_ms);
+    }
+
+    /// The epoch this partition knows for `producer_id`, if any.
+    pub fn epoch(&self, producer_id: i64) -> Option<i16> {
+        self.entries.get(&producer_id).map(|e| e.epoch)
     }
 
     /// Forgets a batch whose write failed and was rolled back (its offsets

@@ -229,7 +229,7 @@ impl Partition {
         // No `.await` from here to the index update: offsets and index agree.
         let result = self.log.append_in_place(batch, &headers, self.leader_epoch)?;
         self.txns.borrow_mut().on_marker(producer_id, commit, result.base_offset);
-        self.producers.borrow_mut().fence_to(producer_id, producer_epoch);
+        self.producers.borrow_mut().fence_to(producer_id, producer_epoch, now_ms());
         let waited = self.log.wait_durable(result.last_offset + 1).await;
         self.wake_waiters();
         waited?;
@@ -249,7 +249,20 @@ impl Partition {
             return Err(PartitionError::Storage(StorageError::InvalidAppend("not a transactional batch")));
         }
         self.log.reserve(batch.len()).await?;
+        // A fenced producer (older epoch than a marker or batch here) is
+        // refused, as Kafka's log refuses it: its offsets would otherwise be
+        // committed by the next transaction of the same producer id.
+        let current = self.producers.borrow().epoch(h.producer_id);
+        if let Some(current) = current.filter(|c| h.producer_epoch < *c) {
+            return Err(PartitionError::Producer(super::producer_state::ProducerStateError::InvalidEpoch {
+                producer_id: h.producer_id,
+                epoch: h.producer_epoch,
+                current,
+            }));
+        }
+        // No `.await` from the check to the state update.
         let result = self.log.append_in_place(batch, &headers, self.leader_epoch)?;
+        self.producers.borrow_mut().fence_to(h.producer_id, h.producer_epoch, now_ms());
         self.txns.borrow_mut().on_data(h.producer_id, result.base_offset);
         let waited = self.log.wait_durable(result.last_offset + 1).await;
         self.wake_waiters();

@@ -33,10 +33,15 @@ pub async fn handle(ctx: &RequestContext, req: TxnOffsetCommitRequest) -> TxnOff
         })
         .collect();
     let (pid, epoch) = (req.producer_id.0, req.producer_epoch);
+    let member = txn_offsets::TxnMember {
+        generation: req.generation_id,
+        member_id: req.member_id.to_string(),
+        instance_id: req.group_instance_id.as_ref().map(|i| i.to_string()),
+    };
     let result = match coordinator::locate(&ctx.shard, &group, false).await {
         Ok(route) => {
             let g = group.clone();
-            coordinator::call_partition(&ctx.shard, route, move |s, op| txn_offsets::add(s, op, g, pid, epoch, offsets)).await
+            coordinator::call_partition(&ctx.shard, route, move |s, op| txn_offsets::add(s, op, g, pid, epoch, member, offsets)).await
         }
         Err(e) => Err(e),
     };
