@@ -148,15 +148,23 @@ def test_compact_delete_policy_compacts_and_retains_by_size(broker_factory, topi
     keys = [f"cd-{i:02d}".encode() for i in range(20)]
     for rnd in range(6):
         produce(b, topic_name, keyed(keys, rnd))
-    produce(b, topic_name, fillers("a"))
+    # Unique keys that compaction cannot remove and that exceed retention.bytes + one segment,
+    # so retention must delete whatever way the cleaner merged the segments.
+    produce(b, topic_name, fillers("a", n=140))
 
     def settled():
         keys_seen = [m["key"] for m in clients.consume(b.bootstrap, topic_name)]
         lo, _ = clients.watermarks(b.bootstrap, topic_name)
         # Retention moved the log start, kept no more than retention.bytes + one segment, and no key is there twice.
+        last[:] = [lo, sorted((p.name, p.stat().st_size) for p in (b.data_dir / "kafka" / topic_name).glob("*/*.log")),
+                   len(keys_seen) - len(set(keys_seen))]
         return lo > 0 and log_bytes(b, topic_name) <= 12000 + 16384 and len(keys_seen) == len(set(keys_seen))
 
-    wait_for(settled, what="retention.bytes and compaction to both apply")
+    last = []
+    try:
+        wait_for(settled, what="retention.bytes and compaction to both apply")
+    except AssertionError as e:
+        raise AssertionError(f"{e}: log start, segments, duplicate keys: {last}")
 
 
 def test_consumer_offsets_is_compacted(broker_factory, topic_name):

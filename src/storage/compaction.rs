@@ -41,6 +41,10 @@ const CHECKPOINT_VERSION: &str = "0";
 /// Extension of a cleaned segment being written (`<base>.cleaned`); renamed
 /// over `<base>.log` when complete, deleted at open if a crash left it.
 pub const CLEANED_EXT: &str = "cleaned";
+/// Extension of a cleaned segment whose swap is committed (`<base>.swap`):
+/// an open finishes the swap (deletes the segments it replaces, renames it
+/// over `<base>.log`).
+pub const SWAP_EXT: &str = "swap";
 /// Largest decompressed records section the cleaner inflates; a bigger
 /// compressed batch is kept whole (bounds memory against compression bombs).
 pub const DECOMPRESSED_BATCH_BYTES_MAX: usize = 16 << 20;

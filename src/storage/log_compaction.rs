@@ -16,14 +16,18 @@
 //! are not more than `min.cleanable.dirty.ratio` of them and the first dirty
 //! batch is younger than `max.compaction.lag.ms`, stop. (3) Map the keys
 //! of the dirty segments (bounded key map; stop at the last segment that fit
-//! whole). (4) Clean every cleanable segment up to there, oldest first:
-//! write `<base>.cleaned`, fsync, unlink the old index files, then — with
-//! no await — rename over `<base>.log` and swap the in-memory segment, then
-//! fsync the directory (`swap_in`; every fsync runs on glommio's blocking
-//! pool, never on the shard). (5) Checkpoint the new first dirty offset. A
-//! crash at any point leaves either the old or the new segment file (a
-//! leftover `.cleaned` is deleted at open; a segment without index files is
-//! rescanned, gaps allowed, and gets them back).
+//! whole). (4) Clean every cleanable segment up to there, oldest first, in
+//! groups of adjacent segments whose total size fits `segment.bytes`
+//! (Kafka's `groupSegmentsBySize`), so the small segments cleaning leaves
+//! are merged on later passes: write `<first base>.cleaned`, fsync, then —
+//! with no await — rename it to `<first base>.swap` (the commit point),
+//! unlink the group's index files and the other segments' files, rename the
+//! swap over `<first base>.log` and swap the in-memory segments, then fsync
+//! the directory (`swap_in`; every fsync runs on glommio's blocking pool,
+//! never on the shard). (5) Checkpoint the new first dirty offset. A crash
+//! at any point leaves either the old segments or a committed swap that the
+//! next open finishes (a leftover `.cleaned` is deleted at open; a segment
+//! without index files is rescanned, gaps allowed, and gets them back).
 
 use std::cell::Cell;
 use std::fs::File;
@@ -37,7 +41,7 @@ use super::{corrupt, Log, State};
 use crate::storage::batch::{checked_total_size, BatchHeader};
 use crate::storage::compaction::{
     clean_batch, dirty_ratio, map_batch, read_first_dirty, write_first_dirty, BatchFate, CleanRules, KeyMap,
-    CLEANED_EXT,
+    CLEANED_EXT, SWAP_EXT,
 };
 use crate::storage::segment::SegIndexes;
 use crate::storage::StorageError;
@@ -54,6 +58,8 @@ const WRITE_BUFFER_BYTES: usize = 256 << 10;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CompactionStats {
     pub segments_cleaned: usize,
+    /// Segments that were merged into the segment before them.
+    pub segments_merged: usize,
     pub records_removed: u64,
     pub bytes_before: u64,
     pub bytes_after: u64,
@@ -175,15 +181,17 @@ impl Log {
             delete_retention_ms: config.delete_retention_ms,
         };
         let mut stats = CompactionStats::default();
-        for seg in &segs[..=last] {
-            let Some(cleaned) = self.clean_segment(seg, &map, rules, &slice).await? else {
+        for range in group_by_size(&segs[..=last], config.segment_bytes) {
+            let group = &segs[range];
+            let Some(cleaned) = self.clean_group(group, &map, rules, &slice).await? else {
                 continue;
             };
             let (size, removed) = (cleaned.size, cleaned.removed);
-            if self.swap_in(seg, cleaned).await? {
-                stats.segments_cleaned += 1;
+            if self.swap_in(group, cleaned).await? {
+                stats.segments_cleaned += group.len();
+                stats.segments_merged += group.len() - 1;
                 stats.records_removed += removed;
-                stats.bytes_before += seg.size;
+                stats.bytes_before += group.iter().map(|s| s.size).sum::<u64>();
                 stats.bytes_after += size;
             }
         }
@@ -239,20 +247,21 @@ impl Log {
         Ok(())
     }
 
-    /// Writes the cleaned form of `seg` to `<base>.cleaned` and fsyncs it.
-    /// None when nothing would change (the temp file is then removed).
-    async fn clean_segment(
+    /// Writes the cleaned form of a group of adjacent segments to
+    /// `<first base>.cleaned` and fsyncs it. None when nothing would change
+    /// (one segment, nothing removed; the temp file is then removed).
+    async fn clean_group(
         &self,
-        seg: &SegRef,
+        group: &[SegRef],
         map: &KeyMap,
         rules: CleanRules,
         slice: &Cell<Instant>,
     ) -> Result<Option<Cleaned>, StorageError> {
-        let tmp = seg.path.with_extension(CLEANED_EXT);
+        let tmp = group[0].path.with_extension(CLEANED_EXT);
         let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, File::create(&tmp)?);
-        let result = self.write_cleaned(seg, map, rules, &mut out, slice).await;
+        let result = self.write_cleaned(group, map, rules, &mut out, slice).await;
         let done = match result {
-            Ok((_, _, 0)) => Ok(None),
+            Ok((_, _, 0)) if group.len() == 1 => Ok(None),
             Ok((size, idx, removed)) => match out.into_inner() {
                 // fsync on glommio's blocking pool: the shard keeps serving meanwhile.
                 Ok(f) => match glommio::executor().spawn_blocking(move || f.sync_all()).await {
@@ -276,99 +285,104 @@ impl Log {
 
     async fn write_cleaned(
         &self,
-        seg: &SegRef,
+        group: &[SegRef],
         map: &KeyMap,
         rules: CleanRules,
         out: &mut BufWriter<File>,
         slice: &Cell<Instant>,
     ) -> Result<(u64, SegIndexes, u64), StorageError> {
         let interval = self.config().index_interval_bytes;
+        let base = group[0].base;
         let mut idx = SegIndexes::default();
         let mut pos = 0u64;
         let mut removed = 0u64;
-        let mut walk = BatchWalk::new(seg);
-        while let Some((h, bytes)) = walk.next_batch()? {
-            let kept = match clean_batch(&h, &bytes, map, rules) {
-                BatchFate::Keep => Some((h, bytes)),
-                BatchFate::Drop { records } => {
-                    removed += records as u64;
-                    None
+        for seg in group {
+            let mut walk = BatchWalk::new(seg);
+            while let Some((h, bytes)) = walk.next_batch()? {
+                let kept = match clean_batch(&h, &bytes, map, rules) {
+                    BatchFate::Keep => Some((h, bytes)),
+                    BatchFate::Drop { records } => {
+                        removed += records as u64;
+                        None
+                    }
+                    BatchFate::Rewrite { bytes, removed: r } => {
+                        removed += r as u64;
+                        let nh = BatchHeader::parse(&bytes).map_err(|e| corrupt(&seg.path, e))?;
+                        Some((nh, bytes))
+                    }
+                };
+                if let Some((h, bytes)) = kept {
+                    idx.on_batch(base, pos, &h, interval);
+                    out.write_all(&bytes)?;
+                    pos += bytes.len() as u64;
                 }
-                BatchFate::Rewrite { bytes, removed: r } => {
-                    removed += r as u64;
-                    let nh = BatchHeader::parse(&bytes).map_err(|e| corrupt(&seg.path, e))?;
-                    Some((nh, bytes))
-                }
-            };
-            if let Some((h, bytes)) = kept {
-                idx.on_batch(seg.base, pos, &h, interval);
-                out.write_all(&bytes)?;
-                pos += bytes.len() as u64;
+                self.yield_or_stop(slice).await?;
             }
-            self.yield_or_stop(slice).await?;
         }
         Ok((pos, idx, removed))
     }
 
-    /// Is `seg` still in the log, sealed and unchanged?
-    fn unchanged(&self, seg: &SegRef) -> Option<usize> {
+    /// Are the segments of `group` still in the log, adjacent, sealed and
+    /// unchanged? The index of the first in `segments`.
+    fn unchanged(&self, group: &[SegRef]) -> Option<usize> {
         let st = self.state.borrow();
-        st.segment_index(seg.base)
-            .filter(|&si| !st.closed && st.segments[si].sealed && st.segments[si].size == seg.size)
+        let si = st.segment_index(group[0].base)?;
+        let same = !st.closed
+            && st.segments.len() > si + group.len()
+            && group.iter().zip(&st.segments[si..]).all(|(g, s)| {
+                s.base_offset == g.base && s.sealed && s.size == g.size && s.next_offset == g.next
+            });
+        same.then_some(si)
     }
 
-    /// Swaps a cleaned file in for `seg`. The fsyncs run on glommio's
-    /// blocking pool; the swap itself (re-check, rename, in-memory segment)
-    /// happens with no await in between. Order on disk: (1) the old index
-    /// files are unlinked and the directory fsync'ed, so from then on
-    /// recovery rescans this segment (gaps allowed) instead of trusting
-    /// indexes of the old file; (2) rename `.cleaned` over `.log`; (3) fsync
-    /// the directory. A crash anywhere leaves the old file or the new one,
-    /// each valid. The new index files are written by the next open's
-    /// rescan (cleaned segments are small). False (and the temp file
-    /// removed) if the segment changed or went meanwhile (retention).
-    async fn swap_in(&self, seg: &SegRef, cleaned: Cleaned) -> Result<bool, StorageError> {
-        let discard = |r: Result<bool, StorageError>| {
+    /// Swaps a cleaned file in for the segments of `group` (one, or several
+    /// merged into the first's name). With no await between the re-check
+    /// and the in-memory swap (so retention and appends see the old
+    /// segments or the new one, never a mix), on disk: (1) rename
+    /// `<first>.cleaned` to `<first>.swap`: the commit point, from which an
+    /// open finishes the swap (`recovery::finish_swaps`); (2) unlink the
+    /// index files of the group and the files of every segment but the
+    /// first; (3) rename `<first>.swap` over `<first>.log`; then fsync the
+    /// directory on the blocking pool. A kill before (1) leaves the old
+    /// segments (the `.cleaned` file is deleted at open); after it, the open
+    /// completes (2) and (3). The new index files are written by the next
+    /// open's rescan (cleaned segments are small). False (and the temp file
+    /// removed) if the group changed meanwhile (retention).
+    async fn swap_in(&self, group: &[SegRef], cleaned: Cleaned) -> Result<bool, StorageError> {
+        let Some(si) = self.unchanged(group) else {
             let _ = std::fs::remove_file(&cleaned.tmp);
-            r
-        };
-        let gone = || {
-            if self.state.borrow().closed {
+            return if self.state.borrow().closed {
                 Err(StorageError::Closed)
             } else {
                 Ok(false)
-            }
+            };
         };
-        if self.unchanged(seg).is_none() {
-            return discard(gone());
+        let first = &group[0];
+        let swap = first.path.with_extension(SWAP_EXT);
+        if let Err(e) = std::fs::rename(&cleaned.tmp, &swap) {
+            let _ = std::fs::remove_file(&cleaned.tmp);
+            return Err(e.into());
         }
-        let (path, dir) = (seg.path.clone(), self.dir.clone());
-        let unlinked = glommio::executor()
-            .spawn_blocking(move || remove_index_files(&path).and_then(|()| File::open(&dir)?.sync_all()))
-            .await;
-        if let Err(e) = unlinked {
-            return discard(Err(e.into()));
-        }
-        let Some(si) = self.unchanged(seg) else {
-            return discard(gone());
-        };
-        let reader = match std::fs::rename(&cleaned.tmp, &seg.path).and_then(|()| File::open(&seg.path)) {
-            Ok(r) => r,
-            Err(e) => return discard(Err(e.into())),
-        };
+        // Committed: an error from here on leaves the old segments serving
+        // (their files stay readable through the open handles) and the next
+        // open finishes the swap.
+        let reader = finish_swap_files(group.iter().map(|s| s.path.as_path()), &swap, &first.path)?;
         {
             let mut st = self.state.borrow_mut();
-            let s = &mut st.segments[si];
-            s.size = cleaned.size;
-            s.written_size = cleaned.size;
-            s.idx = cleaned.idx;
-            s.idx.finish_time_index(seg.base);
-            s.reader = Some(Rc::new(reader));
-            // Cached batches of the old segment must not be served any more.
+            let last_base = group[group.len() - 1].base;
+            let mut merged = st.segments.drain(si..si + group.len()).next().expect("group is non-empty");
+            merged.size = cleaned.size;
+            merged.written_size = cleaned.size;
+            merged.next_offset = group[group.len() - 1].next;
+            merged.idx = cleaned.idx;
+            merged.idx.finish_time_index(first.base);
+            merged.reader = Some(Rc::new(reader));
+            st.segments.insert(si, merged);
+            // Cached batches of the old segments must not be served any more.
             while st
                 .cache
                 .front()
-                .is_some_and(|e| e.segment_base <= seg.base && e.end_offset <= st.written_end)
+                .is_some_and(|e| e.segment_base <= last_base && e.end_offset <= st.written_end)
             {
                 if let Some(e) = st.cache.pop_front() {
                     st.cache_bytes -= e.bytes.len();
@@ -392,12 +406,56 @@ impl Log {
     }
 }
 
+/// Steps (2) and (3) of a swap (see `Log::swap_in`): unlinks the index
+/// files of every segment in `group` and the log files of all but the
+/// first, then renames `swap` over `first`. Returns a read handle of the
+/// new file. Also used by recovery to finish a swap a crash interrupted.
+pub(crate) fn finish_swap_files<'a>(
+    group: impl Iterator<Item = &'a Path>,
+    swap: &Path,
+    first: &Path,
+) -> io::Result<File> {
+    for path in group {
+        remove_index_files(path)?;
+        if path != first {
+            remove_if_exists(path)?;
+        }
+    }
+    std::fs::rename(swap, first)?;
+    File::open(first)
+}
+
+fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Groups adjacent segments (Kafka's `groupSegmentsBySize`): each group's
+/// total size fits `segment_bytes` (the cleaned output is never bigger
+/// than its input) and its offsets fit the index's relative offsets.
+fn group_by_size(segs: &[SegRef], segment_bytes: u64) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < segs.len() {
+        let (mut j, mut size) = (i + 1, segs[i].size);
+        while j < segs.len()
+            && size + segs[j].size <= segment_bytes
+            && segs[j].next - 1 - segs[i].base <= i64::from(i32::MAX)
+        {
+            size += segs[j].size;
+            j += 1;
+        }
+        out.push(i..j);
+        i = j;
+    }
+    out
+}
+
 fn remove_index_files(log_path: &Path) -> io::Result<()> {
     for ext in ["index", "timeindex"] {
-        match std::fs::remove_file(log_path.with_extension(ext)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
+        remove_if_exists(&log_path.with_extension(ext))?;
     }
     Ok(())
 }

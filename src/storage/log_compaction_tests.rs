@@ -271,3 +271,88 @@ fn max_compaction_lag_cleans_below_the_dirty_ratio_and_rolls() {
         log.remove().await.expect("remove");
     });
 }
+
+#[test]
+fn cleaned_segments_are_merged_up_to_segment_bytes() {
+    // Proves later passes merge adjacent small cleaned segments into one (total within segment.bytes) without changing any record or offset, and a reopen reads the same.
+    run(|| async {
+        let dir = temp_dir("merge");
+        let log = Log::open(dir.clone(), config()).await.expect("open");
+        let ts = now_ms();
+        fill(&log, ts).await;
+        fill(&log, ts).await;
+        let end = log.log_end_offset();
+        log.wait_durable(end).await.expect("durable");
+        let segments_before = log.segment_count();
+        let before = contents(&log).await;
+        let mut merged = 0;
+        // Bounded: each pass that merges removes at least one segment.
+        for _ in 0..segments_before {
+            let s = log.compact(now_ms(), 1000).await.expect("compact");
+            merged += s.segments_merged;
+            std::fs::remove_file(dir.join(crate::storage::compaction::CLEANER_CHECKPOINT)).ok();
+        }
+        let after = contents(&log).await;
+        assert!(merged > 0, "some segments merged");
+        assert!(log.segment_count() < segments_before / 2, "{} of {segments_before} segments left", log.segment_count());
+        for (o, kv) in &after {
+            assert_eq!(before.get(o).map(|(k, _)| k), Some(&kv.0), "offset {o}");
+        }
+        assert_eq!(log.log_end_offset(), end);
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .expect("ls")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .collect();
+        paths.sort();
+        assert_eq!(paths.len(), log.segment_count(), "no file of a merged segment is left");
+        // The active segment's file is padded to the DMA block until it is sealed.
+        let sealed: Vec<u64> = paths[..paths.len() - 1].iter().map(|p| std::fs::metadata(p).expect("stat").len()).collect();
+        assert!(sealed.iter().all(|&s| s <= 600), "{sealed:?}");
+        log.close().await.expect("close");
+        let log = Log::open(dir.clone(), config()).await.expect("reopen");
+        assert_eq!(contents(&log).await, after);
+        assert_eq!(log.log_end_offset(), end);
+        log.remove().await.expect("remove");
+    });
+}
+
+#[test]
+fn open_finishes_a_committed_swap() {
+    // Proves a `.swap` left by a kill after the commit point replaces the segments it covers at open (also when some were already unlinked), and nothing is lost or doubled.
+    for unlinked_second in [false, true] {
+        run(move || async move {
+            let dir = temp_dir(if unlinked_second { "swap-partial" } else { "swap" });
+            let log = Log::open(dir.clone(), config()).await.expect("open");
+            fill(&log, now_ms()).await;
+            let end = log.log_end_offset();
+            log.wait_durable(end).await.expect("durable");
+            let before = contents(&log).await;
+            log.close().await.expect("close");
+            let mut logs: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .expect("ls")
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "log"))
+                .collect();
+            logs.sort();
+            assert!(logs.len() >= 4);
+            // The swap a merge of the first three segments would have committed (nothing removed).
+            let mut merged = Vec::new();
+            for p in &logs[..3] {
+                merged.extend_from_slice(&std::fs::read(p).expect("read"));
+            }
+            std::fs::write(logs[0].with_extension("swap"), &merged).expect("swap");
+            if unlinked_second {
+                std::fs::remove_file(&logs[1]).expect("rm");
+                std::fs::remove_file(logs[1].with_extension("index")).expect("rm");
+            }
+            let log = Log::open(dir.clone(), config()).await.expect("open finishes the swap");
+            assert!(!logs[0].with_extension("swap").exists());
+            assert!(!logs[1].exists() && !logs[2].exists() && !logs[2].with_extension("index").exists());
+            assert_eq!(std::fs::metadata(&logs[0]).expect("stat").len(), merged.len() as u64);
+            assert_eq!(contents(&log).await, before);
+            assert_eq!(log.log_end_offset(), end);
+            log.remove().await.expect("remove");
+        });
+    }
+}

@@ -43,12 +43,18 @@ pub(crate) fn now_ms() -> i64 {
 pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> Result<Vec<Segment>, StorageError> {
     std::fs::create_dir_all(dir)?;
     let mut bases = Vec::new();
+    let mut swaps = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         if let Some(base) = parse_segment_name(name) {
             bases.push(base);
+        } else if let Some(base) = name
+            .strip_suffix(&format!(".{}", super::compaction::SWAP_EXT))
+            .and_then(|stem| parse_segment_name(&format!("{stem}.log")))
+        {
+            swaps.push(base);
         } else if name.ends_with(&format!(".{}", super::compaction::CLEANED_EXT)) {
             // A cleaned segment a crash left before its swap: the original stays.
             tracing::info!(file = %entry.path().display(), "removing an unfinished compaction output");
@@ -59,6 +65,10 @@ pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> Result<Vec<Segmen
         }
     }
     bases.sort_unstable();
+    swaps.sort_unstable();
+    for swap_base in swaps {
+        finish_swap(dir, swap_base, &mut bases, config.index_interval_bytes)?;
+    }
     // The marker must be gone (durably) before anything is appended, or a
     // later crash would make the next open trust a torn tail.
     let clean = take_clean_marker(dir)?;
@@ -77,6 +87,48 @@ pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> Result<Vec<Segmen
     }
     segments.push(open_tail(dir, tail_base, config.index_interval_bytes, clean).await?);
     Ok(segments)
+}
+
+/// Finishes a compaction swap a crash interrupted after its commit point
+/// (`Log::swap_in`): `<base>.swap` holds the cleaned (and maybe merged)
+/// content of `<base>.log` and of the segments after it up to its last
+/// offset; those are deleted and the swap renamed over `<base>.log`.
+/// Segments of the group past its last offset (all their records were
+/// cleaned away) stay as they were: still valid, only less compacted.
+fn finish_swap(dir: &Path, base: i64, bases: &mut Vec<i64>, interval: u32) -> Result<(), StorageError> {
+    let swap = segment_path(dir, base, super::compaction::SWAP_EXT);
+    let file = File::open(&swap)?;
+    let len = file.metadata()?.len();
+    let out = scan_segment(&file, len, base, interval, true)?;
+    if !out.rest_is_zero || out.valid_size != len {
+        return Err(StorageError::Corrupt {
+            file: swap,
+            reason: format!(
+                "invalid batch in a committed compaction swap: {}",
+                out.stop_reason.unwrap_or_default()
+            ),
+        });
+    }
+    let end = out.next_offset;
+    let replaced: Vec<i64> = bases
+        .iter()
+        .copied()
+        .filter(|&b| b == base || (b > base && b < end))
+        .collect();
+    tracing::info!(file = %swap.display(), replaced = ?replaced, "finishing an interrupted compaction swap");
+    let paths: Vec<std::path::PathBuf> = replaced.iter().map(|&b| segment_path(dir, b, "log")).collect();
+    let log = segment_path(dir, base, "log");
+    super::log::compaction_pass::finish_swap_files(
+        paths.iter().map(|p| p.as_path()).chain(std::iter::once(log.as_path())),
+        &swap,
+        &log,
+    )?;
+    File::open(dir)?.sync_all()?;
+    bases.retain(|&b| b <= base || b >= end);
+    if let Err(at) = bases.binary_search(&base) {
+        bases.insert(at, base);
+    }
+    Ok(())
 }
 
 /// Name of the marker `Log::close` leaves after a clean shutdown.

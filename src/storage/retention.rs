@@ -49,7 +49,8 @@ pub struct RetentionPolicy {
 /// `now_ms`), when the log without it still holds at least
 /// `retention_bytes`, or when it lies wholly below `log_start` (moved by
 /// DeleteRecords). Only whole segments below `durable_end` are candidates and
-/// an empty segment never is. The count may include the active segment: the
+/// an empty active segment never is (a sealed segment that compaction left
+/// empty is: it holds offsets, has no timestamp, and counts as expired). The count may include the active segment: the
 /// caller then rolls a new one first, as Kafka does, so all data can expire.
 pub fn deletable_head(
     segments: &[SegmentSummary],
@@ -60,7 +61,7 @@ pub fn deletable_head(
 ) -> usize {
     let candidates = segments
         .iter()
-        .take_while(|s| s.size_bytes > 0 && s.next_offset <= durable_end)
+        .take_while(|s| (s.size_bytes > 0 || s.next_offset > s.base_offset) && s.next_offset <= durable_end)
         .count();
     let by_start = segments[..candidates]
         .iter()
@@ -74,7 +75,7 @@ pub fn deletable_head(
             .iter()
             .take_while(|s| {
                 s.max_timestamp_ms
-                    .is_some_and(|ts| now_ms.saturating_sub(ts) > policy.retention_ms)
+                    .is_none_or(|ts| now_ms.saturating_sub(ts) > policy.retention_ms)
             })
             .count()
     } else {
@@ -209,6 +210,22 @@ mod tests {
             ..policy(1, 0)
         };
         assert_eq!(deletable_head(&log(), 20, 35, compact, 100_000), 2);
+    }
+
+    #[test]
+    fn segments_compaction_emptied_do_not_block_retention() {
+        // Proves a sealed 0-byte segment (every record cleaned away) at the head is deleted by size and time retention instead of stopping it.
+        let now = 1_000_000;
+        let segs = vec![
+            seg(0, 10, 0, None),
+            seg(10, 20, 500, Some(now - 10_000)),
+            seg(20, 30, 500, Some(now)),
+            seg(30, 30, 0, None),
+        ];
+        assert_eq!(deletable_head(&segs, 0, 30, policy(-1, 500), now), 2);
+        assert_eq!(deletable_head(&segs, 0, 30, policy(5_000, -1), now), 2);
+        // An empty active segment alone is never a candidate.
+        assert_eq!(deletable_head(&[seg(30, 30, 0, None)], 0, 30, policy(0, 0), now), 0);
     }
 
     #[test]
