@@ -346,3 +346,47 @@ def test_compaction_lag_broker_defaults_are_described(broker_factory, topic_name
     assert err is None
     assert (entries["max.compaction.lag.ms"].value, entries["min.compaction.lag.ms"].value) == ("86400000", "5")
     assert entries["max.compaction.lag.ms"].source == ConfigSource.STATIC_BROKER_CONFIG.value
+
+
+def test_cleaner_removes_records_of_aborted_transactions(broker_factory, topic_name):
+    """Records of an aborted transaction on a compacted topic are removed by the cleaner (read_uncommitted stops seeing them); committed ones stay at their offsets for both isolation levels."""
+    b = broker_factory(env=SMALL)
+    # Created with delete so nothing is cleaned before the first check; compact is set after.
+    clients.create_topic(b.bootstrap, topic_name, config={**COMPACT, "cleanup.policy": "delete"})
+    p = clients.producer(b.bootstrap, **{"transactional.id": f"tx-{topic_name}", "enable.idempotence": True})
+    p.init_transactions(20)
+    offsets = {}
+
+    def report(err, msg):
+        assert err is None, err
+        offsets[msg.key()] = msg.offset()
+
+    for commit, tag in [(False, b"ab"), (True, b"cm")]:
+        p.begin_transaction()
+        for i in range(20):
+            p.produce(topic_name, key=b"%s-%02d" % (tag, i), value=tag * 150, on_delivery=report)
+        p.flush(20)
+        (p.commit_transaction if commit else p.abort_transaction)(20)
+    produced = [({"key": k, "value": b"cm" * 150}, (0, o)) for k, o in offsets.items() if k.startswith(b"cm")]
+    recs = fillers("a")
+    produced += list(zip(recs, produce(b, topic_name, recs)))
+    latest = expected_latest(produced)
+    assert len(clients.consume(b.bootstrap, topic_name, **{"isolation.level": "read_uncommitted"})) == 100, \
+        "before cleaning, read_uncommitted sees the aborted records too"
+    res = ConfigResource(ResourceType.TOPIC, topic_name, incremental_configs=[
+        ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.SET)])
+    assert [e for e, _ in clients.admin_results(b.bootstrap, "incremental_alter_configs", [res]).values()] == [None]
+
+    def aborted_gone():
+        got = clients.consume(b.bootstrap, topic_name, **{"isolation.level": "read_uncommitted"})
+        return not any(m["key"].startswith(b"ab-") for m in got)
+
+    wait_for(aborted_gone, what="the cleaner to remove the aborted transaction's records")
+    for isolation in ["read_uncommitted", "read_committed"]:
+        got = clients.consume(b.bootstrap, topic_name, **{"isolation.level": isolation})
+        assert {m["key"]: (m["offset"], m["value"]) for m in got} == latest, isolation
+    # Still so after a restart (the markers stay, the transaction index is rebuilt or reloaded).
+    b.kill9()
+    b.start()
+    got = clients.consume(b.bootstrap, topic_name, **{"isolation.level": "read_committed"})
+    assert {m["key"]: (m["offset"], m["value"]) for m in got} == latest

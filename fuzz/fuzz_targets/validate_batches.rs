@@ -4,7 +4,7 @@
 //! with a key map that has seen the batch itself. Any panic is a bug.
 #![no_main]
 
-use fjord::storage::compaction::{clean_batch, map_batch, records_section, parse_records, BatchFate, CleanRules, KeyMap};
+use fjord::storage::compaction::{clean_batch, map_batch, records_section, parse_records, BatchFate, CleanRules, KeyMap, NO_ABORTED_TXNS};
 use fjord::storage::{validate_batches, BatchHeader};
 use libfuzzer_sys::fuzz_target;
 
@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
         }
         let mut map = KeyMap::new(64);
         map_batch(&h, batch, &mut map);
-        let rules = CleanRules { now_ms: h.max_timestamp, delete_retention_ms: 0 };
+        let rules = CleanRules { now_ms: h.max_timestamp, delete_retention_ms: 0, aborted: &NO_ABORTED_TXNS };
         if let BatchFate::Rewrite { bytes, .. } = clean_batch(&h, batch, &map, rules) {
             // A rewritten batch is a well-formed batch with the same offsets.
             let nh = BatchHeader::parse(&bytes).expect("rewritten header parses");

@@ -261,7 +261,11 @@ impl PartitionManager {
         let mut worked = false;
         for part in self.all() {
             let now = crate::storage::recovery::now_ms();
-            match part.log().compact(now, entries_max).await {
+            // Data of aborted transactions goes too (their markers stay, so the index still knows them).
+            let aborted = crate::storage::compaction::AbortedTxns::new(
+                part.aborted_between(0, i64::MAX).into_iter().map(|a| (a.producer_id, a.first_offset, a.last_offset)),
+            );
+            match part.log().compact_aborting(now, entries_max, &aborted).await {
                 Ok(s) if s.segments_cleaned > 0 => {
                     worked = true;
                     tracing::info!(

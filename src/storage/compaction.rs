@@ -15,8 +15,10 @@
 //! relative to the unchanged base). Only recordCount, batchLength,
 //! maxTimestamp (CreateTime), the compression bits (a compressed batch is
 //! written back uncompressed) and the CRC change. A batch left with no record
-//! disappears, so a cleaned segment's offsets become sparse. Control batches
-//! are kept as they are.
+//! disappears, so a cleaned segment's offsets become sparse. Data batches of
+//! aborted transactions are removed; control batches (markers) are kept as
+//! they are (Kafka also drops a marker once its transaction's data is gone
+//! and `delete.retention.ms` has passed; Fjord keeps them).
 //!
 //! Pure functions plus blocking checkpoint I/O; runs on the shard that owns
 //! the partition (called from `Log::compact`, see `log_compaction.rs`).
@@ -274,12 +276,44 @@ pub fn first_keyless_record(h: &BatchHeader, batch: &[u8]) -> Result<Option<usiz
     Ok(parse_records(h, &section)?.iter().position(|r| r.key.is_none()))
 }
 
+/// The aborted transactions of a partition as the cleaner needs them:
+/// `(producer id, first offset, last offset = the ABORT marker's)`, sorted,
+/// one producer's ranges never overlapping (it has one transaction at a time).
+#[derive(Debug, Default)]
+pub struct AbortedTxns {
+    ranges: Vec<(i64, i64, i64)>,
+}
+
+/// No aborted transaction (logs without transactions, tests).
+pub static NO_ABORTED_TXNS: AbortedTxns = AbortedTxns { ranges: Vec::new() };
+
+impl AbortedTxns {
+    pub fn new(ranges: impl IntoIterator<Item = (i64, i64, i64)>) -> AbortedTxns {
+        let mut ranges: Vec<(i64, i64, i64)> = ranges.into_iter().collect();
+        ranges.sort_unstable();
+        AbortedTxns { ranges }
+    }
+
+    /// Was the transactional data batch `h` part of an aborted transaction?
+    pub fn contains(&self, h: &BatchHeader) -> bool {
+        let at = self
+            .ranges
+            .partition_point(|r| (r.0, r.1) <= (h.producer_id, h.base_offset));
+        at.checked_sub(1)
+            .map(|i| self.ranges[i])
+            .is_some_and(|(pid, _, last)| pid == h.producer_id && h.last_offset() < last)
+    }
+}
+
 /// What cleaning does with one record.
 #[derive(Debug, Clone, Copy)]
-pub struct CleanRules {
+pub struct CleanRules<'a> {
     pub now_ms: i64,
     /// A tombstone (null value) older than this is removed.
     pub delete_retention_ms: i64,
+    /// Data batches of these transactions are removed (Kafka's cleaner does;
+    /// read_committed consumers never saw them). Their markers stay.
+    pub aborted: &'a AbortedTxns,
 }
 
 /// Kafka's rule: a keyed record stays only if no later record in the mapped
@@ -305,10 +339,16 @@ pub enum BatchFate {
     Rewrite { bytes: Vec<u8>, removed: usize },
 }
 
-/// Applies `retains` to the records of `batch` (`h` is its header).
+/// Applies `retains` to the records of `batch` (`h` is its header); a
+/// batch of an aborted transaction goes whole.
 pub fn clean_batch(h: &BatchHeader, batch: &[u8], map: &KeyMap, rules: CleanRules) -> BatchFate {
     if h.is_control() {
         return BatchFate::Keep;
+    }
+    if h.is_transactional() && rules.aborted.contains(h) {
+        return BatchFate::Drop {
+            records: usize::try_from(h.record_count).unwrap_or(0),
+        };
     }
     let Ok(Some(section)) = records_section(h, batch) else {
         return BatchFate::Keep;
@@ -357,10 +397,11 @@ pub fn rebuild_batch(h: &BatchHeader, batch: &[u8], section: &[u8], kept: &[&Rec
 /// Adds the keys of `batch` to `map` (control batches and unreadable ones
 /// add nothing). False when the map filled up before every key was added.
 ///
-/// Transactional batches add nothing either: the cleaner does not track
-/// which transactions were aborted, and an aborted record must never
-/// supersede a committed one (less compaction for transactional data, never
-/// a lost committed value).
+/// Transactional batches add nothing either: the cleaner does not stop at
+/// the last stable offset, so a transaction may still be open (and later
+/// abort), and an aborted record must never supersede a committed one (less
+/// compaction for transactional data, never a lost committed value). Data
+/// of transactions already aborted is removed by `clean_batch`.
 pub fn map_batch(h: &BatchHeader, batch: &[u8], map: &mut KeyMap) -> bool {
     if h.is_control() || h.is_transactional() {
         return true;
@@ -476,6 +517,7 @@ mod tests {
     const RULES: CleanRules = CleanRules {
         now_ms: 1_000_000,
         delete_retention_ms: 1000,
+        aborted: &NO_ABORTED_TXNS,
     };
 
     #[test]
@@ -667,6 +709,42 @@ mod tests {
         ctrl[22] |= 0x20;
         let h = BatchHeader::parse(&ctrl).expect("h");
         assert_eq!(first_keyless_record(&h, &ctrl).expect("ok"), None);
+    }
+
+    /// `encode_keyed` as a transactional batch of producer 7.
+    fn transactional(base_offset: i64, recs: &[(&[u8], Option<&[u8]>)]) -> Vec<u8> {
+        let mut b = encode_keyed(base_offset, RULES.now_ms, recs);
+        b[22] |= 0x10;
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn batches_of_aborted_transactions_are_removed() {
+        // Proves a transactional batch inside an aborted range of its producer is dropped, and committed or other producers' batches are not.
+        let aborted = AbortedTxns::new([(7, 10, 15), (7, 30, 40), (8, 0, 100)]);
+        let rules = CleanRules { aborted: &aborted, ..RULES };
+        let map = KeyMap::new(4);
+        let in_abort = transactional(11, &[(b"a", Some(b"1")), (b"b", Some(b"2"))]);
+        let h = BatchHeader::parse(&in_abort).expect("h");
+        assert!(aborted.contains(&h));
+        assert_eq!(clean_batch(&h, &in_abort, &map, rules), BatchFate::Drop { records: 2 });
+        for base in [0, 16, 20, 41] {
+            let committed = transactional(base, &[(b"a", Some(b"1"))]);
+            let h = BatchHeader::parse(&committed).expect("h");
+            assert!(!aborted.contains(&h), "offset {base}");
+            assert_eq!(clean_batch(&h, &committed, &map, rules), BatchFate::Keep, "offset {base}");
+        }
+        // Not transactional (producer 7 at an aborted offset): kept.
+        let plain = encode_keyed(12, RULES.now_ms, &[(b"a", Some(b"1"))]);
+        let h = BatchHeader::parse(&plain).expect("h");
+        assert_eq!(clean_batch(&h, &plain, &map, rules), BatchFate::Keep);
+        // The marker itself stays.
+        let mut marker = transactional(15, &[(b"\0\0\0\0", Some(b"m"))]);
+        marker[22] |= 0x20;
+        let h = BatchHeader::parse(&marker).expect("h");
+        assert_eq!(clean_batch(&h, &marker, &map, rules), BatchFate::Keep);
     }
 
     #[test]

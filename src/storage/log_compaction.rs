@@ -40,8 +40,8 @@ use std::time::{Duration, Instant};
 use super::{corrupt, Log, State};
 use crate::storage::batch::{checked_total_size, BatchHeader};
 use crate::storage::compaction::{
-    clean_batch, dirty_ratio, map_batch, read_first_dirty, write_first_dirty, BatchFate, CleanRules, KeyMap,
-    CLEANED_EXT, SWAP_EXT,
+    clean_batch, dirty_ratio, map_batch, read_first_dirty, write_first_dirty, AbortedTxns, BatchFate, CleanRules,
+    KeyMap, CLEANED_EXT, NO_ABORTED_TXNS, SWAP_EXT,
 };
 use crate::storage::segment::SegIndexes;
 use crate::storage::StorageError;
@@ -141,6 +141,17 @@ impl Log {
     /// the key map. A log whose `cleanup.policy` lacks `compact` is left
     /// alone.
     pub async fn compact(&self, now_ms: i64, key_entries_max: usize) -> Result<CompactionStats, StorageError> {
+        self.compact_aborting(now_ms, key_entries_max, &NO_ABORTED_TXNS).await
+    }
+
+    /// `compact`, also removing the data batches of `aborted` transactions
+    /// (the partition's aborted-transaction index, `partition::txn`).
+    pub async fn compact_aborting(
+        &self,
+        now_ms: i64,
+        key_entries_max: usize,
+        aborted: &AbortedTxns,
+    ) -> Result<CompactionStats, StorageError> {
         let config = self.config();
         if !config.compact_enabled {
             return Ok(CompactionStats::default());
@@ -179,6 +190,7 @@ impl Log {
         let rules = CleanRules {
             now_ms,
             delete_retention_ms: config.delete_retention_ms,
+            aborted,
         };
         let mut stats = CompactionStats::default();
         for range in group_by_size(&segs[..=last], config.segment_bytes) {
@@ -254,7 +266,7 @@ impl Log {
         &self,
         group: &[SegRef],
         map: &KeyMap,
-        rules: CleanRules,
+        rules: CleanRules<'_>,
         slice: &Cell<Instant>,
     ) -> Result<Option<Cleaned>, StorageError> {
         let tmp = group[0].path.with_extension(CLEANED_EXT);
@@ -287,7 +299,7 @@ impl Log {
         &self,
         group: &[SegRef],
         map: &KeyMap,
-        rules: CleanRules,
+        rules: CleanRules<'_>,
         out: &mut BufWriter<File>,
         slice: &Cell<Instant>,
     ) -> Result<(u64, SegIndexes, u64), StorageError> {
