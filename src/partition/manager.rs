@@ -262,9 +262,13 @@ impl PartitionManager {
         for part in self.all() {
             let now = crate::storage::recovery::now_ms();
             // Data of aborted transactions goes too (their markers stay, so the index still knows them).
-            let aborted = crate::storage::compaction::AbortedTxns::new(
-                part.aborted_between(0, i64::MAX).into_iter().map(|a| (a.producer_id, a.first_offset, a.last_offset)),
-            );
+            let aborted = if part.log().config().compact_enabled {
+                crate::storage::compaction::AbortedTxns::new(
+                    part.aborted_between(0, i64::MAX).into_iter().map(|a| (a.producer_id, a.first_offset, a.last_offset)),
+                )
+            } else {
+                crate::storage::compaction::AbortedTxns::default()
+            };
             match part.log().compact_aborting(now, entries_max, &aborted).await {
                 Ok(s) if s.segments_cleaned > 0 => {
                     worked = true;
@@ -272,6 +276,7 @@ impl PartitionManager {
                         topic = %part.topic,
                         partition = part.partition,
                         segments = s.segments_cleaned,
+                        segments_merged = s.segments_merged,
                         records_removed = s.records_removed,
                         bytes_before = s.bytes_before,
                         bytes_after = s.bytes_after,
