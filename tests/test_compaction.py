@@ -349,10 +349,13 @@ def test_compaction_lag_broker_defaults_are_described(broker_factory, topic_name
 
 
 def test_cleaner_removes_records_of_aborted_transactions(broker_factory, topic_name):
-    """Records of an aborted transaction on a compacted topic are removed by the cleaner (read_uncommitted stops seeing them); committed ones stay at their offsets for both isolation levels."""
+    """Records of an aborted transaction on a compacted topic are removed by the cleaner (read_uncommitted stops seeing them); committed ones stay at their offsets for both isolation levels and supersede older values of their keys."""
     b = broker_factory(env=SMALL)
     # Created with delete so nothing is cleaned before the first check; compact is set after.
     clients.create_topic(b.bootstrap, topic_name, config={**COMPACT, "cleanup.policy": "delete"})
+    # Older non-transactional values of the keys the committed transaction writes.
+    older = [{"key": b"cm-%02d" % i, "value": b"old" * 50} for i in range(20)]
+    produce(b, topic_name, older)
     p = clients.producer(b.bootstrap, **{"transactional.id": f"tx-{topic_name}", "enable.idempotence": True})
     p.init_transactions(20)
     offsets = {}
@@ -371,17 +374,17 @@ def test_cleaner_removes_records_of_aborted_transactions(broker_factory, topic_n
     recs = fillers("a")
     produced += list(zip(recs, produce(b, topic_name, recs)))
     latest = expected_latest(produced)
-    assert len(clients.consume(b.bootstrap, topic_name, **{"isolation.level": "read_uncommitted"})) == 100, \
+    assert len(clients.consume(b.bootstrap, topic_name, **{"isolation.level": "read_uncommitted"})) == 120, \
         "before cleaning, read_uncommitted sees the aborted records too"
     res = ConfigResource(ResourceType.TOPIC, topic_name, incremental_configs=[
         ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.SET)])
     assert [e for e, _ in clients.admin_results(b.bootstrap, "incremental_alter_configs", [res]).values()] == [None]
 
-    def aborted_gone():
+    def cleaned():
         got = clients.consume(b.bootstrap, topic_name, **{"isolation.level": "read_uncommitted"})
-        return not any(m["key"].startswith(b"ab-") for m in got)
+        return not any(m["key"].startswith(b"ab-") or m["value"] == b"old" * 50 for m in got)
 
-    wait_for(aborted_gone, what="the cleaner to remove the aborted transaction's records")
+    wait_for(cleaned, what="the cleaner to remove the aborted records and the values the commit superseded")
     for isolation in ["read_uncommitted", "read_committed"]:
         got = clients.consume(b.bootstrap, topic_name, **{"isolation.level": isolation})
         assert {m["key"]: (m["offset"], m["value"]) for m in got} == latest, isolation

@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
             let _ = parse_records(&h, &section);
         }
         let mut map = KeyMap::new(64);
-        map_batch(&h, batch, &mut map);
+        map_batch(&h, batch, &mut map, &NO_ABORTED_TXNS);
         let rules = CleanRules { now_ms: h.max_timestamp, delete_retention_ms: 0, aborted: &NO_ABORTED_TXNS };
         if let BatchFate::Rewrite { bytes, .. } = clean_batch(&h, batch, &map, rules) {
             // A rewritten batch is a well-formed batch with the same offsets.

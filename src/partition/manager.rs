@@ -261,10 +261,12 @@ impl PartitionManager {
         let mut worked = false;
         for part in self.all() {
             let now = crate::storage::recovery::now_ms();
-            // Data of aborted transactions goes too (their markers stay, so the index still knows them).
+            // Data of aborted transactions goes too (their markers stay, so the index still knows
+            // them); keys of committed ones (below the LSO) supersede older records.
             let aborted = if part.log().config().compact_enabled {
                 crate::storage::compaction::AbortedTxns::new(
                     part.aborted_between(0, i64::MAX).into_iter().map(|a| (a.producer_id, a.first_offset, a.last_offset)),
+                    part.last_stable_offset(),
                 )
             } else {
                 crate::storage::compaction::AbortedTxns::default()

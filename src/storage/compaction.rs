@@ -276,22 +276,37 @@ pub fn first_keyless_record(h: &BatchHeader, batch: &[u8]) -> Result<Option<usiz
     Ok(parse_records(h, &section)?.iter().position(|r| r.key.is_none()))
 }
 
-/// The aborted transactions of a partition as the cleaner needs them:
-/// `(producer id, first offset, last offset = the ABORT marker's)`, sorted,
-/// one producer's ranges never overlapping (it has one transaction at a time).
+/// The transactions of a partition as the cleaner needs them: the aborted
+/// ones, `(producer id, first offset, last offset = the ABORT marker's)`,
+/// sorted, one producer's ranges never overlapping (it has one transaction
+/// at a time); and the last stable offset, below which every transaction is
+/// decided (committed unless aborted).
 #[derive(Debug, Default)]
 pub struct AbortedTxns {
     ranges: Vec<(i64, i64, i64)>,
+    stable_end: i64,
 }
 
-/// No aborted transaction (logs without transactions, tests).
-pub static NO_ABORTED_TXNS: AbortedTxns = AbortedTxns { ranges: Vec::new() };
+/// No aborted transaction and none known decided (tests; a transactional
+/// batch is then neither removed nor mapped).
+pub static NO_ABORTED_TXNS: AbortedTxns = AbortedTxns {
+    ranges: Vec::new(),
+    stable_end: 0,
+};
 
 impl AbortedTxns {
-    pub fn new(ranges: impl IntoIterator<Item = (i64, i64, i64)>) -> AbortedTxns {
+    pub fn new(ranges: impl IntoIterator<Item = (i64, i64, i64)>, last_stable_offset: i64) -> AbortedTxns {
         let mut ranges: Vec<(i64, i64, i64)> = ranges.into_iter().collect();
         ranges.sort_unstable();
-        AbortedTxns { ranges }
+        AbortedTxns {
+            ranges,
+            stable_end: last_stable_offset,
+        }
+    }
+
+    /// Is the transactional data batch `h` part of a committed transaction?
+    pub fn committed(&self, h: &BatchHeader) -> bool {
+        h.last_offset() < self.stable_end && !self.contains(h)
     }
 
     /// Was the transactional data batch `h` part of an aborted transaction?
@@ -397,13 +412,13 @@ pub fn rebuild_batch(h: &BatchHeader, batch: &[u8], section: &[u8], kept: &[&Rec
 /// Adds the keys of `batch` to `map` (control batches and unreadable ones
 /// add nothing). False when the map filled up before every key was added.
 ///
-/// Transactional batches add nothing either: the cleaner does not stop at
-/// the last stable offset, so a transaction may still be open (and later
-/// abort), and an aborted record must never supersede a committed one (less
-/// compaction for transactional data, never a lost committed value). Data
-/// of transactions already aborted is removed by `clean_batch`.
-pub fn map_batch(h: &BatchHeader, batch: &[u8], map: &mut KeyMap) -> bool {
-    if h.is_control() || h.is_transactional() {
+/// A transactional batch adds its keys only once its transaction is known
+/// committed (`txns.committed`): below the last stable offset and not
+/// aborted. An open transaction may still abort, and an aborted record must
+/// never supersede a committed one. Data of aborted transactions is removed
+/// by `clean_batch`.
+pub fn map_batch(h: &BatchHeader, batch: &[u8], map: &mut KeyMap, txns: &AbortedTxns) -> bool {
+    if h.is_control() || (h.is_transactional() && !txns.committed(h)) {
         return true;
     }
     let Ok(Some(section)) = records_section(h, batch) else {
@@ -565,7 +580,7 @@ mod tests {
         );
         let h = BatchHeader::parse(&b).expect("header");
         let mut map = KeyMap::new(16);
-        assert!(map_batch(&h, &b, &mut map));
+        assert!(map_batch(&h, &b, &mut map, &NO_ABORTED_TXNS));
         // A later batch overwrote "c".
         map.put(b"c", 50);
         let BatchFate::Rewrite { bytes, removed } = clean_batch(&h, &b, &map, RULES) else {
@@ -620,7 +635,7 @@ mod tests {
         let crc = crc32c::crc32c(&txn[21..]);
         txn[17..21].copy_from_slice(&crc.to_be_bytes());
         let h = BatchHeader::parse(&txn).expect("h");
-        assert!(map_batch(&h, &txn, &mut map));
+        assert!(map_batch(&h, &txn, &mut map, &NO_ABORTED_TXNS));
         assert_eq!(map.latest(b"t"), None, "transactional keys never supersede (aborts are not tracked)");
         let latest = encode_keyed(100, RULES.now_ms, &[(b"a", Some(b"1"))]);
         let h = BatchHeader::parse(&latest).expect("h");
@@ -665,7 +680,7 @@ mod tests {
             let h = BatchHeader::parse(&b).expect("h");
             assert_eq!(h.compression(), codec);
             let mut map = KeyMap::new(4);
-            assert!(map_batch(&h, &b, &mut map));
+            assert!(map_batch(&h, &b, &mut map, &NO_ABORTED_TXNS));
             assert_eq!(map.latest(b"b"), Some(21), "codec {codec}");
             map.put(b"a", 99);
             let BatchFate::Rewrite { bytes, removed: 1 } = clean_batch(&h, &b, &map, RULES) else {
@@ -723,7 +738,7 @@ mod tests {
     #[test]
     fn batches_of_aborted_transactions_are_removed() {
         // Proves a transactional batch inside an aborted range of its producer is dropped, and committed or other producers' batches are not.
-        let aborted = AbortedTxns::new([(7, 10, 15), (7, 30, 40), (8, 0, 100)]);
+        let aborted = AbortedTxns::new([(7, 10, 15), (7, 30, 40), (8, 0, 100)], 50);
         let rules = CleanRules { aborted: &aborted, ..RULES };
         let map = KeyMap::new(4);
         let in_abort = transactional(11, &[(b"a", Some(b"1")), (b"b", Some(b"2"))]);
@@ -740,6 +755,14 @@ mod tests {
         let plain = encode_keyed(12, RULES.now_ms, &[(b"a", Some(b"1"))]);
         let h = BatchHeader::parse(&plain).expect("h");
         assert_eq!(clean_batch(&h, &plain, &map, rules), BatchFate::Keep);
+        // Keys of committed transactional batches below the last stable offset supersede; aborted or undecided ones do not.
+        let mut map = KeyMap::new(8);
+        for (base, key) in [(11, b"ab"), (20, b"cm"), (60, b"op")] {
+            let b = transactional(base, &[(key, Some(b"1"))]);
+            let h = BatchHeader::parse(&b).expect("h");
+            assert!(map_batch(&h, &b, &mut map, &aborted));
+        }
+        assert_eq!((map.latest(b"ab"), map.latest(b"cm"), map.latest(b"op")), (None, Some(20), None));
         // The marker itself stays.
         let mut marker = transactional(15, &[(b"\0\0\0\0", Some(b"m"))]);
         marker[22] |= 0x20;

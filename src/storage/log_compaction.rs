@@ -145,7 +145,9 @@ impl Log {
     }
 
     /// `compact`, also removing the data batches of `aborted` transactions
-    /// (the partition's aborted-transaction index, `partition::txn`).
+    /// (the partition's aborted-transaction index, `partition::txn`) and
+    /// letting the keys of committed ones (below its last stable offset)
+    /// supersede older records.
     pub async fn compact_aborting(
         &self,
         now_ms: i64,
@@ -183,7 +185,7 @@ impl Log {
         }
         let slice = Cell::new(Instant::now());
         let mut map = KeyMap::new(key_entries_max);
-        let Some(last) = self.map_dirty(&segs, first_dirty, &mut map, &slice).await? else {
+        let Some(last) = self.map_dirty(&segs, first_dirty, &mut map, aborted, &slice).await? else {
             tracing::warn!(dir = %self.dir.display(), entries = key_entries_max, "compaction skipped: the key map cannot hold one dirty segment's keys (raise log.cleaner.dedupe.buffer.size)");
             return Ok(CompactionStats::default());
         };
@@ -224,6 +226,7 @@ impl Log {
         segs: &[SegRef],
         first_dirty: i64,
         map: &mut KeyMap,
+        txns: &AbortedTxns,
         slice: &Cell<Instant>,
     ) -> Result<Option<usize>, StorageError> {
         let mut last = None;
@@ -233,7 +236,7 @@ impl Log {
             }
             let mut walk = BatchWalk::new(seg);
             while let Some((h, bytes)) = walk.next_batch()? {
-                if !map_batch(&h, &bytes, map) {
+                if !map_batch(&h, &bytes, map, txns) {
                     return Ok(last);
                 }
                 self.yield_or_stop(slice).await?;
