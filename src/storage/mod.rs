@@ -14,11 +14,11 @@
 //! | `batch.rs` | v2 header parsing, CRC32C, produce validation, record walking |
 //! | `index.rs` | sparse offset / time index entries and their file encoding |
 //! | `segment.rs` | one segment's bookkeeping, file handles, recovery scan |
-//! | `recovery.rs` | turning a directory into segments at open (truncating torn tails) |
+//! | `recovery.rs` | turning a directory into segments at open (truncating torn tails, finishing a committed compaction swap) |
 //! | `log.rs` | the `Log`: append, group-committed writer, reads, timestamps, close, head truncation |
 //! | `retention.rs` | which old segments retention deletes; the durable log start offset checkpoint |
-//! | `compaction.rs` | compaction rules: key map, record decoding, batch rewrite, first-dirty checkpoint |
-//! | `log_compaction.rs` | `Log::compact`: one crash-safe compaction pass over sealed segments |
+//! | `compaction.rs` | compaction rules: key map, record decoding (all four codecs, bounded), batch rewrite, aborted transactions, first-dirty checkpoint, the keyless-record check of produce |
+//! | `log_compaction.rs` | `Log::compact`: one crash-safe compaction pass over sealed segments, merging small cleaned ones |
 //! | `notify.rs` | a tiny single-threaded "something changed" notifier |
 
 pub mod batch;
