@@ -463,67 +463,33 @@ def test_describe_producers_shows_open_transaction(broker, topic_name):
     assert describe_producers(b.kafka_port, topic_name, 7)[0] == 3
 
 
-def _eos_worker(bootstrap, src, dst, group, total, stop, log):
-    """The classic exactly-once loop: consume (read_committed), produce the
-    transformed records and the consumer's positions in one transaction,
-    commit; on an abortable error abort and rewind to the committed offsets,
-    on a fatal one start a new producer (which fences the old)."""
-    import random
-    c = consumer(bootstrap, **{"group.id": group, "isolation.level": "read_committed", "auto.offset.reset": "earliest",
-                               "enable.partition.eof": False})
-    c.subscribe([src])
+def _wait_for_output(bootstrap, topic, timeout_s=60):
+    """Until the loop has written something to `topic` (so kills land mid-stream)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if latest_offsets(bootstrap, topic, isolation="read_uncommitted")[1] > 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the loop wrote nothing to %s" % topic)
 
-    def new_producer():
-        return _init_retrying(bootstrap, group + "-tx")
 
-    p = new_producer()
-    done = 0
+def _group_committed(bootstrap, group, topic, partitions):
+    c = consumer(bootstrap, **{"group.id": group})
     try:
-        while not stop.is_set() and done < total:
-            msgs = [m for m in c.consume(random.randint(1, 80), 0.5) if not m.error()]
-            if not msgs:
-                continue
-            try:
-                p.begin_transaction()
-                for m in msgs:
-                    p.produce(dst, key=m.key(), value=m.value().upper(), partition=m.partition())
-                p.send_offsets_to_transaction(c.position(c.assignment()), c.consumer_group_metadata(), 60)
-                p.commit_transaction(60)
-                done += len(msgs)
-            except KafkaException as e:
-                err = e.args[0]
-                log.append(str(err))
-                if err.fatal():
-                    p = new_producer()
-                else:
-                    try:
-                        p.abort_transaction(60)
-                    except KafkaException as e2:
-                        log.append("abort: %s" % e2)
-                        p = new_producer()
-                committed = c.committed(c.assignment(), timeout=60)
-                for tp in committed:
-                    c.seek(TopicPartition(tp.topic, tp.partition, max(tp.offset, 0)))
+        return sum(max(tp.offset, 0) for tp in c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=20))
+    except KafkaException:
+        return None
     finally:
         c.close()
 
 
-def _init_retrying(bootstrap, txn_id):
-    """A transactional producer, retrying init_transactions while the broker restarts."""
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            return txn_producer(bootstrap, txn_id, **{"transaction.timeout.ms": 30000})
-        except KafkaException:
-            if time.monotonic() > deadline:
-                raise
-
-
 @pytest.mark.parametrize("shards", [1, 2])
-def test_consume_transform_produce_exactly_once_across_kill9(broker_factory, topic_name, shards):
-    """The consume-transform-produce loop with send_offsets_to_transaction, while the broker is killed with -9 and restarted several times mid-stream: the read_committed output holds every input record transformed exactly once, in input order per partition, and the group's committed offsets reach the end of the input."""
+def test_consume_transform_produce_exactly_once_across_kill9(broker_factory, topic_name, shards, tmp_path):
+    """The consume-transform-produce loop with send_offsets_to_transaction (tests/eos_worker.py), while the broker is killed with -9 and restarted several times mid-stream (and the application restarted when librdkafka hangs, as a liveness probe would): the read_committed output holds every input record transformed exactly once, in input order per partition, and the group's committed offsets reach the end of the input."""
     import random
-    import threading
+    import subprocess
+    import sys
+    from pathlib import Path
     b = broker_factory(shards=shards)
     src, dst, group = topic_name + "-in", topic_name + "-out", "eos-" + topic_name[-40:]
     total = 6000
@@ -533,36 +499,52 @@ def test_consume_transform_produce_exactly_once_across_kill9(broker_factory, top
     for i in range(total):
         plain.produce(src, key=b"%d" % i, value=b"v%06d" % i, partition=i % 2)
     assert plain.flush(30) == 0
-    stop, log = threading.Event(), []
-    def run():
-        try:
-            _eos_worker(b.bootstrap, src, dst, group, total, stop, log)
-        except Exception as e:  # reported by the assertion below
-            log.append("worker died: %r" % e)
+    worker_script = Path(__file__).parent / "eos_worker.py"
+    logs, workers = [], []
 
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    rng = random.Random(shards)
-    for _ in range(4):
-        time.sleep(rng.uniform(0.3, 1.5))
-        b.kill9()
-        b.start()
-    worker.join(240)
-    stop.set()
-    assert not worker.is_alive(), "the exactly-once loop did not finish: %s" % log[-5:]
-    assert not any(e.startswith("worker died") for e in log), log[-5:]
+    def start_worker():
+        log = open(tmp_path / ("eos-worker-%d.log" % len(workers)), "w")
+        logs.append(log)
+        workers.append(subprocess.Popen([sys.executable, str(worker_script), b.bootstrap, src, dst, group],
+                                        stdout=log, stderr=subprocess.STDOUT))
+
+    try:
+        start_worker()
+        _wait_for_output(b.bootstrap, dst)
+        rng = random.Random(shards)
+        for _ in range(4):
+            time.sleep(rng.uniform(0.2, 1.0))
+            b.kill9()
+            b.start()
+        # Until the group's committed offsets reach the end of the input; a
+        # worker without progress for 25 s is killed and replaced.
+        deadline = time.monotonic() + 240
+        last, last_change = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            done = _group_committed(b.bootstrap, group, src, 2)
+            if done == total:
+                break
+            if done is not None and done != last:
+                last, last_change = done, time.monotonic()
+            elif time.monotonic() - last_change > 25:
+                workers[-1].kill()
+                workers[-1].wait()
+                start_worker()
+                last_change = time.monotonic()
+            time.sleep(1)
+        assert done == total, "committed %s of %d after %d worker(s)" % (done, total, len(workers))
+        print("exactly-once loop: %d worker process(es)" % len(workers))
+    finally:
+        for w in workers:
+            w.kill()
+            w.wait()
+        for log in logs:
+            log.close()
     for part in (0, 1):
         got = values(consume(b.bootstrap, dst, partition=part, timeout_s=60, **{"isolation.level": "read_committed"}))
         want = [b"V%06d" % i for i in range(part, total, 2)]
-        assert got == want, "partition %d: %d records, %d distinct, want %d (errors seen: %s)" % (
-            part, len(got), len(set(got)), len(want), log[-5:])
-    c = consumer(b.bootstrap, **{"group.id": group})
-    try:
-        committed = c.committed([TopicPartition(src, 0), TopicPartition(src, 1)], timeout=30)
-        assert [tp.offset for tp in committed] == [total // 2, total // 2]
-    finally:
-        c.close()
-
+        assert got == want, "partition %d: %d records, %d distinct, want %d (%d worker(s))" % (
+            part, len(got), len(set(got)), len(want), len(workers))
 
 API_TXN_OFFSET_COMMIT = 28
 
@@ -625,3 +607,36 @@ def test_txn_offset_commit_checks_member_generation_and_producer_epoch(broker, t
         assert c.committed([TopicPartition(topic_name, 0)], timeout=10)[0].offset < 0
     finally:
         c.close()
+
+
+def test_kafkajs_consume_transform_produce_exactly_once_across_kill9(broker2, topic_name):
+    """kafkajs' exactly-once loop (eachBatch → transaction → send → sendOffsets → commit) while the broker is killed with -9 and restarted mid-stream: the read_committed output holds every input record transformed exactly once, in order per partition."""
+    import random
+    import threading
+    b = broker2
+    src, dst, group = topic_name + "-in", topic_name + "-out", "js-eos-" + topic_name[-40:]
+    total = 3000
+    create_topic(b.bootstrap, src, partitions=2)
+    create_topic(b.bootstrap, dst, partitions=2)
+    plain = Producer({"bootstrap.servers": b.bootstrap, "acks": "all"})
+    for i in range(total):
+        plain.produce(src, key=b"%d" % i, value=b"v%06d" % i, partition=i % 2)
+    assert plain.flush(30) == 0
+    out = []
+    worker = threading.Thread(target=lambda: out.append(js(
+        "exactlyOnceLoop", b.bootstrap, timeout_s=200, driverTimeoutMs=180000, groupId=group,
+        transactionalId=group + "-tx", input=src, output=dst, total=total)), daemon=True)
+    worker.start()
+    _wait_for_output(b.bootstrap, dst)
+    rng = random.Random(7)
+    for _ in range(3):
+        time.sleep(rng.uniform(0.2, 1.0))
+        b.kill9()
+        b.start()
+    worker.join(210)
+    assert out and out[0]["ok"], "kafkajs loop failed: %s\n%s" % (out and out[0].get("error"), out and out[0].get("stderr"))
+    for part in (0, 1):
+        got = values(consume(b.bootstrap, dst, partition=part, timeout_s=60, **{"isolation.level": "read_committed"}))
+        want = [b"V%06d" % i for i in range(part, total, 2)]
+        assert got == want, "partition %d: %d records, %d distinct, want %d (errors: %s)" % (
+            part, len(got), len(set(got)), len(want), out[0]["result"]["errors"][-5:])

@@ -63,7 +63,14 @@ pub async fn serve(shard: Rc<ShardState>, stream: TcpStream) {
                 Err(r) => break r,
             }
         };
-        match handlers::dispatch(&shard, frame, &client_host).await {
+        let head = (frame.len() >= 8).then(|| {
+            let b = &frame[..8];
+            (i16::from_be_bytes([b[0], b[1]]), i16::from_be_bytes([b[2], b[3]]), i32::from_be_bytes([b[4], b[5], b[6], b[7]]))
+        });
+        tracing::trace!(%peer, ?head, "request (api key, version, correlation id)");
+        let dispatched = handlers::dispatch(&shard, frame, &client_host).await;
+        tracing::trace!(%peer, ?head, "request handled");
+        match dispatched {
             Dispatch::NoResponse => {}
             Dispatch::Close(why) => break CloseReason::Protocol(why),
             response => {

@@ -263,12 +263,72 @@ async function groupConsume(req) {
   return { records, offsets, described }
 }
 
+// The exactly-once consume-transform-produce loop: a read_committed group
+// consumer of req.input; each batch is sent upper-cased to req.output (same
+// partition) with the batch's next offset through producer.transaction() →
+// send → sendOffsets → commit. On an error the transaction is aborted and the
+// batch thrown back to kafkajs, which fetches it again from the committed
+// offset. Stops once req.total records were committed; returns the errors seen.
+async function exactlyOnceLoop(req) {
+  const kafka = client(req)
+  const retry = { retries: 10, initialRetryTime: 200, maxRetryTime: 2000 }
+  const producer = kafka.producer({ transactionalId: req.transactionalId, idempotent: true, maxInFlightRequests: 1, retry })
+  const consumer = kafka.consumer({ groupId: req.groupId, readUncommitted: false, sessionTimeout: 10000, retry })
+  const errors = []
+  let committed = 0
+  await producer.connect()
+  await consumer.connect()
+  try {
+    await consumer.subscribe({ topics: [req.input], fromBeginning: true })
+    let done
+    const finished = new Promise(resolve => (done = resolve))
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      eachBatch: async ({ batch, resolveOffset }) => {
+        if (batch.messages.length === 0) return
+        const txn = await producer.transaction()
+        try {
+          await txn.send({
+            topic: req.output,
+            acks: -1,
+            messages: batch.messages.map(m => ({ key: m.key, value: m.value.toString().toUpperCase(), partition: batch.partition })),
+          })
+          const next = String(BigInt(batch.lastOffset()) + 1n)
+          await txn.sendOffsets({
+            consumerGroupId: req.groupId,
+            topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset: next }] }],
+          })
+          await txn.commit()
+        } catch (e) {
+          errors.push(String(e && e.message))
+          try {
+            await txn.abort()
+          } catch (e2) {
+            errors.push('abort: ' + String(e2 && e2.message))
+          }
+          throw e
+        }
+        for (const m of batch.messages) resolveOffset(m.offset)
+        committed += batch.messages.length
+        if (committed >= req.total) done()
+      },
+    })
+    await finished
+  } finally {
+    await consumer.disconnect()
+    await producer.disconnect()
+  }
+  return { committed, errors }
+}
+
 const OPS = {
   groupConsume,
   produce,
   produceIdempotent,
   fetch: fetchRecords,
   produceTransactional,
+  exactlyOnceLoop,
   createTopics: req =>
     withAdmin(req, admin =>
       admin.createTopics({ topics: req.topics, validateOnly: !!req.validateOnly, waitForLeaders: true, timeout: 10000 })
@@ -302,6 +362,7 @@ async function main() {
     await reply({ ok: false, error: { name: 'BadRequest', message: String(e) } })
     return
   }
+  armTimeout(req.driverTimeoutMs || 50000)
   const op = OPS[req.op]
   if (!op) {
     await reply({ ok: false, error: { name: 'UnknownOp', message: req.op } })
@@ -316,8 +377,13 @@ async function main() {
 }
 
 // A hung kafkajs call must not hang the test: pytest also has its own timeout.
-setTimeout(() => {
-  reply({ ok: false, error: { name: 'DriverTimeout', message: 'driver timed out after 50 s' } }).then(() => process.exit(0))
-}, 50000).unref()
+// req.driverTimeoutMs raises the 50 s default for long operations.
+function armTimeout(ms) {
+  setTimeout(() => {
+    reply({ ok: false, error: { name: 'DriverTimeout', message: `driver timed out after ${ms / 1000} s` } }).then(() =>
+      process.exit(0)
+    )
+  }, ms).unref()
+}
 
 main().then(() => process.exit(0))
