@@ -61,6 +61,11 @@ pub struct Config {
     pub transaction_state_log_num_partitions: i32,
     /// Largest `transaction.timeout.ms` a transactional producer may ask for.
     pub transaction_max_timeout_ms: i64,
+    /// A transactional id with no transaction open and no request for this
+    /// long is forgotten (tombstoned in `__transaction_state`).
+    pub transactional_id_expiration_ms: i64,
+    /// How often the coordinator looks for expired transactional ids.
+    pub transaction_remove_expired_transaction_cleanup_interval_ms: i64,
     /// How long an empty group waits for more members before its first rebalance.
     pub group_initial_rebalance_delay_ms: u64,
     pub group_min_session_timeout_ms: i32,
@@ -149,6 +154,8 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("offsets.topic.num.partitions", "partitions of __consumer_offsets, fixed once created [16]"),
     ("transaction.state.log.num.partitions", "partitions of __transaction_state, fixed once created [16]"),
     ("transaction.max.timeout.ms", "largest transaction timeout a producer may ask for [900000]"),
+    ("transactional.id.expiration.ms", "forget a transactional id idle this long with no open transaction [604800000]"),
+    ("transaction.remove.expired.transaction.cleanup.interval.ms", "how often expired transactional ids are looked for [3600000]"),
     ("group.initial.rebalance.delay.ms", "wait for more members before an empty group's first rebalance [3000]"),
     ("group.min.session.timeout.ms", "smallest session timeout a member may ask for [6000]"),
     ("group.max.session.timeout.ms", "largest session timeout a member may ask for [1800000]"),
@@ -206,6 +213,8 @@ impl Default for Config {
             offsets_topic_num_partitions: 16,
             transaction_state_log_num_partitions: 16,
             transaction_max_timeout_ms: 900_000,
+            transactional_id_expiration_ms: 604_800_000,
+            transaction_remove_expired_transaction_cleanup_interval_ms: 3_600_000,
             group_initial_rebalance_delay_ms: 3000,
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
@@ -366,6 +375,13 @@ impl Config {
             }
             "transaction.max.timeout.ms" => {
                 self.transaction_max_timeout_ms = parse_range(v, 1, i32::MAX as i64).ok_or_else(|| bad("an integer 1..2147483647"))?
+            }
+            "transactional.id.expiration.ms" => {
+                self.transactional_id_expiration_ms = parse_range(v, 1, i32::MAX as i64).ok_or_else(|| bad("an integer 1..2147483647"))?
+            }
+            "transaction.remove.expired.transaction.cleanup.interval.ms" => {
+                self.transaction_remove_expired_transaction_cleanup_interval_ms =
+                    parse_range(v, 1, i32::MAX as i64).ok_or_else(|| bad("an integer 1..2147483647"))?
             }
             "group.initial.rebalance.delay.ms" => {
                 self.group_initial_rebalance_delay_ms = parse_range(v, 0, i32::MAX as i64).ok_or_else(|| bad("an integer >= 0"))? as u64

@@ -640,3 +640,36 @@ def test_kafkajs_consume_transform_produce_exactly_once_across_kill9(broker2, to
         want = [b"V%06d" % i for i in range(part, total, 2)]
         assert got == want, "partition %d: %d records, %d distinct, want %d (errors: %s)" % (
             part, len(got), len(set(got)), len(want), out[0]["result"]["errors"][-5:])
+
+
+def test_idle_transactional_ids_expire(broker_factory, topic_name):
+    """transactional.id.expiration.ms: an id with no open transaction and no request for that long is forgotten (gone from ListTransactions, TRANSACTIONAL_ID_NOT_FOUND from DescribeTransactions, still gone after kill -9); an id with an open transaction is kept; a new producer with the forgotten id starts over and commits."""
+    b = broker_factory(shards=1, env={"FJORD_TRANSACTIONAL_ID_EXPIRATION_MS": "2000",
+                                      "FJORD_TRANSACTION_REMOVE_EXPIRED_TRANSACTION_CLEANUP_INTERVAL_MS": "300"})
+    create_topic(b.bootstrap, topic_name)
+    idle = txn_producer(b.bootstrap, "tx-idle")
+    idle.begin_transaction()
+    idle.produce(topic_name, value=b"done")
+    idle.commit_transaction(20)
+    busy = txn_producer(b.bootstrap, "tx-busy", **{"transaction.timeout.ms": 60000})
+    busy.begin_transaction()
+    busy.produce(topic_name, value=b"open")
+    busy.flush(10)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        ids = {tid for tid, _, _ in list_transactions(b.kafka_port)[2]}
+        if "tx-idle" not in ids:
+            break
+        time.sleep(0.3)
+    assert "tx-idle" not in ids, "the idle transactional id never expired"
+    assert "tx-busy" in ids, "an id with an open transaction must not expire"
+    assert describe_transactions(b.kafka_port, ["tx-idle"])["tx-idle"][0] == 105
+    b.kill9()
+    b.start()
+    assert describe_transactions(b.kafka_port, ["tx-idle"])["tx-idle"][0] == 105
+    again = txn_producer(b.bootstrap, "tx-idle")
+    again.begin_transaction()
+    again.produce(topic_name, value=b"again")
+    again.commit_transaction(20)
+    busy.abort_transaction(30)
+    assert read_all(b.bootstrap, topic_name) == [b"done", b"again"]

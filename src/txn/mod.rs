@@ -42,6 +42,8 @@ pub const TXN_TOPIC: &str = "__transaction_state";
 /// `transaction.abort.timed.out.transaction.cleanup.interval.ms` is 10 s;
 /// shorter here, the sweep is cheap).
 const SWEEP_INTERVAL: Duration = Duration::from_millis(1000);
+/// Tombstones per `__transaction_state` batch when ids expire.
+const EXPIRE_IDS_PER_BATCH: usize = 500;
 /// Bytes read from the log per step when rebuilding a partition's state.
 const LOAD_READ_BYTES: usize = 1 << 20;
 
@@ -154,6 +156,28 @@ impl TxnPartition {
             Err(crate::partition::PartitionError::NotHere) => Err(TxnError::NotCoordinator),
             Err(e) => {
                 tracing::warn!(partition = self.index, error = ?e, "writing {TXN_TOPIC} failed");
+                Err(TxnError::CoordinatorNotAvailable)
+            }
+        }
+    }
+
+    /// Forgets `ids`: one batch of tombstones, then the in-memory entries.
+    async fn remove(&self, ids: &[String]) -> Result<(), TxnError> {
+        let tombstones: Vec<_> = ids.iter().map(|id| (records::key(id), None)).collect();
+        let batch =
+            crate::coordinator::records::encode_batch(&tombstones, now_ms()).map_err(|_| TxnError::CoordinatorNotAvailable)?;
+        let headers = crate::storage::validate_batches(&batch).map_err(|_| TxnError::CoordinatorNotAvailable)?;
+        match self.log.append(BytesMut::from(&batch[..]), &headers, Durability::Synced).await {
+            Ok(_) => {
+                let mut txns = self.txns.borrow_mut();
+                for id in ids {
+                    txns.remove(id);
+                }
+                Ok(())
+            }
+            Err(crate::partition::PartitionError::NotHere) => Err(TxnError::NotCoordinator),
+            Err(e) => {
+                tracing::warn!(partition = self.index, error = ?e, "writing {TXN_TOPIC} tombstones failed");
                 Err(TxnError::CoordinatorNotAvailable)
             }
         }
@@ -272,6 +296,7 @@ impl TxnCoordinator {
         }
         let shard = shard.clone();
         glommio::spawn_local(async move {
+            let mut last_expiry_check = std::time::Instant::now();
             loop {
                 let stop = async {
                     shard.shutdown.wait().await;
@@ -285,6 +310,11 @@ impl TxnCoordinator {
                     return;
                 }
                 sweep(&shard).await;
+                let every = Duration::from_millis(shard.config.transaction_remove_expired_transaction_cleanup_interval_ms as u64);
+                if last_expiry_check.elapsed() >= every {
+                    last_expiry_check = std::time::Instant::now();
+                    expire_ids(&shard).await;
+                }
             }
         })
         .detach();
@@ -601,6 +631,42 @@ async fn sweep(shard: &Rc<ShardState>) {
             }
             if let Err(e) = complete(shard, &tp, &id).await {
                 tracing::warn!(transactional_id = %id, error = %e, "completing a transaction failed; retried later");
+            }
+        }
+    }
+}
+
+/// Forgets this shard's transactional ids that have no transaction open and
+/// saw no request for `transactional.id.expiration.ms` (Kafka's rule): a
+/// tombstone in `__transaction_state`, so compaction bounds that topic. A
+/// producer still holding the old producer id then gets
+/// INVALID_PRODUCER_ID_MAPPING and must initialise again.
+async fn expire_ids(shard: &Rc<ShardState>) {
+    let expiration = shard.config.transactional_id_expiration_ms;
+    let parts: Vec<i32> = shard.txns.partitions.borrow().keys().copied().collect();
+    for index in parts {
+        let Ok((tp, _guard)) = shard.txns.partition(shard, index).await else { continue };
+        let now = now_ms();
+        let expired: Vec<String> = tp
+            .txns
+            .borrow()
+            .iter()
+            .filter(|(_, m)| {
+                matches!(m.state, TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort)
+                    && now > m.last_update_ms.saturating_add(expiration)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        if expired.is_empty() {
+            continue;
+        }
+        for chunk in expired.chunks(EXPIRE_IDS_PER_BATCH) {
+            match tp.remove(chunk).await {
+                Ok(()) => tracing::info!(partition = index, count = chunk.len(), "expired idle transactional ids"),
+                Err(e) => {
+                    tracing::warn!(partition = index, error = %e, "expiring transactional ids failed; retried later");
+                    break;
+                }
             }
         }
     }
