@@ -463,6 +463,23 @@ def test_describe_producers_shows_open_transaction(broker, topic_name):
     assert describe_producers(b.kafka_port, topic_name, 7)[0] == 3
 
 
+def _eos_topics(bootstrap, src, dst, total):
+    """Input and output topics of 2 partitions; `total` input records v000000… spread over them."""
+    create_topic(bootstrap, src, partitions=2)
+    create_topic(bootstrap, dst, partitions=2)
+    plain = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    for i in range(total):
+        plain.produce(src, key=b"%d" % i, value=b"v%06d" % i, partition=i % 2)
+    assert plain.flush(30) == 0
+
+
+def _eos_output(bootstrap, dst, total):
+    """(partition, read_committed output, the exactly-once output expected) per partition."""
+    for part in (0, 1):
+        got = values(consume(bootstrap, dst, partition=part, timeout_s=60, **{"isolation.level": "read_committed"}))
+        yield part, got, [b"V%06d" % i for i in range(part, total, 2)]
+
+
 def _wait_for_output(bootstrap, topic, timeout_s=60):
     """Until the loop has written something to `topic` (so kills land mid-stream)."""
     deadline = time.monotonic() + timeout_s
@@ -493,12 +510,7 @@ def test_consume_transform_produce_exactly_once_across_kill9(broker_factory, top
     b = broker_factory(shards=shards)
     src, dst, group = topic_name + "-in", topic_name + "-out", "eos-" + topic_name[-40:]
     total = 6000
-    create_topic(b.bootstrap, src, partitions=2)
-    create_topic(b.bootstrap, dst, partitions=2)
-    plain = Producer({"bootstrap.servers": b.bootstrap, "acks": "all"})
-    for i in range(total):
-        plain.produce(src, key=b"%d" % i, value=b"v%06d" % i, partition=i % 2)
-    assert plain.flush(30) == 0
+    _eos_topics(b.bootstrap, src, dst, total)
     worker_script = Path(__file__).parent / "eos_worker.py"
     logs, workers = [], []
 
@@ -540,9 +552,7 @@ def test_consume_transform_produce_exactly_once_across_kill9(broker_factory, top
             w.wait()
         for log in logs:
             log.close()
-    for part in (0, 1):
-        got = values(consume(b.bootstrap, dst, partition=part, timeout_s=60, **{"isolation.level": "read_committed"}))
-        want = [b"V%06d" % i for i in range(part, total, 2)]
+    for part, got, want in _eos_output(b.bootstrap, dst, total):
         assert got == want, "partition %d: %d records, %d distinct, want %d (%d worker(s))" % (
             part, len(got), len(set(got)), len(want), len(workers))
 
@@ -616,12 +626,7 @@ def test_kafkajs_consume_transform_produce_exactly_once_across_kill9(broker2, to
     b = broker2
     src, dst, group = topic_name + "-in", topic_name + "-out", "js-eos-" + topic_name[-40:]
     total = 3000
-    create_topic(b.bootstrap, src, partitions=2)
-    create_topic(b.bootstrap, dst, partitions=2)
-    plain = Producer({"bootstrap.servers": b.bootstrap, "acks": "all"})
-    for i in range(total):
-        plain.produce(src, key=b"%d" % i, value=b"v%06d" % i, partition=i % 2)
-    assert plain.flush(30) == 0
+    _eos_topics(b.bootstrap, src, dst, total)
     out = []
     worker = threading.Thread(target=lambda: out.append(js(
         "exactlyOnceLoop", b.bootstrap, timeout_s=200, driverTimeoutMs=180000, groupId=group,
@@ -635,9 +640,7 @@ def test_kafkajs_consume_transform_produce_exactly_once_across_kill9(broker2, to
         b.start()
     worker.join(210)
     assert out and out[0]["ok"], "kafkajs loop failed: %s\n%s" % (out and out[0].get("error"), out and out[0].get("stderr"))
-    for part in (0, 1):
-        got = values(consume(b.bootstrap, dst, partition=part, timeout_s=60, **{"isolation.level": "read_committed"}))
-        want = [b"V%06d" % i for i in range(part, total, 2)]
+    for part, got, want in _eos_output(b.bootstrap, dst, total):
         assert got == want, "partition %d: %d records, %d distinct, want %d (errors: %s)" % (
             part, len(got), len(set(got)), len(want), out[0]["result"]["errors"][-5:])
 
