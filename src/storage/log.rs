@@ -947,12 +947,25 @@ impl Log {
             Some(dma) => finish_file(dma, written).await,
             None => Ok(()),
         };
+        let result = match result {
+            Ok(()) if dma.is_some() => {
+                let files = {
+                    let mut st = self.state.borrow_mut();
+                    let si = st.segment_index(base).expect("segment to seal exists");
+                    st.segments[si].index_files()
+                };
+                // Two file writes and fsyncs on glommio's blocking pool: done on
+                // the shard thread they stalled every partition of the shard at
+                // each roll (the acks=1 p99.9 spikes).
+                glommio::executor()
+                    .spawn_blocking(move || files.iter().try_for_each(|(path, bytes)| super::index::write_file_durably(path, bytes)))
+                    .await
+            }
+            other => other,
+        };
         let result = result.and_then(|()| {
             let mut st = self.state.borrow_mut();
             let si = st.segment_index(base).expect("segment to seal exists");
-            if dma.is_some() {
-                st.segments[si].write_index_files()?;
-            }
             let seg = &mut st.segments[si];
             seg.dma = None;
             seg.sealed = true;

@@ -171,12 +171,20 @@ impl Segment {
 
     /// Writes both index files (called at seal and close; blocking).
     pub fn write_index_files(&mut self) -> io::Result<()> {
+        for (path, bytes) in self.index_files() {
+            super::index::write_file_durably(&path, &bytes)?;
+        }
+        Ok(())
+    }
+
+    /// The index files' paths and contents, for writing off the shard thread
+    /// (`write_file_durably` each).
+    pub fn index_files(&mut self) -> [(PathBuf, Vec<u8>); 2] {
         self.idx.finish_time_index(self.base_offset);
-        super::index::write_file_durably(&self.index_path("index"), &self.idx.index.encode())?;
-        super::index::write_file_durably(
-            &self.index_path("timeindex"),
-            &self.idx.time_index.encode(),
-        )
+        [
+            (self.index_path("index"), self.idx.index.encode()),
+            (self.index_path("timeindex"), self.idx.time_index.encode()),
+        ]
     }
 }
 
