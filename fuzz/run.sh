@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 secs="${1:-60}"
 export RUSTC_BOOTSTRAP=1
 status=0
-for t in request_decode validate_batches; do
+for t in request_decode validate_batches compressed_records; do
     mkdir -p "corpus/$t" "target/corpus/$t"
     echo "== $t for ${secs}s"
     # -s none: the broker is safe Rust; we hunt panics, so skip ASan's slower runs.
