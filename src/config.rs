@@ -57,6 +57,14 @@ pub struct Config {
     pub producer_state_entries_max: usize,
     /// Partitions of `__consumer_offsets` when the broker creates it.
     pub offsets_topic_num_partitions: i32,
+    /// Committed offsets of an empty group expire this long after it became
+    /// empty (standalone groups: after the commit).
+    pub offsets_retention_minutes: i64,
+    /// The same in milliseconds; when set it wins (Redpanda has a seconds
+    /// setting for the same reason: minutes are coarse for short-lived groups).
+    pub fjord_offsets_retention_ms: Option<i64>,
+    /// How often expired offsets are looked for.
+    pub offsets_retention_check_interval_ms: i64,
     /// Partitions of `__transaction_state` when the broker creates it.
     pub transaction_state_log_num_partitions: i32,
     /// Largest `transaction.timeout.ms` a transactional producer may ask for.
@@ -152,6 +160,9 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("producer.id.expiration.ms", "forget an idempotent producer idle this long [86400000]"),
     ("fjord.producer.state.entries.max", "idempotent producers remembered per partition [100000]"),
     ("offsets.topic.num.partitions", "partitions of __consumer_offsets, fixed once created [16]"),
+    ("offsets.retention.minutes", "committed offsets of an empty group expire after this [10080]"),
+    ("offsets.retention.check.interval.ms", "how often expired offsets are looked for [600000]"),
+    ("fjord.offsets.retention.ms", "offsets.retention.minutes in milliseconds; wins when set [unset]"),
     ("transaction.state.log.num.partitions", "partitions of __transaction_state, fixed once created [16]"),
     ("transaction.max.timeout.ms", "largest transaction timeout a producer may ask for [900000]"),
     ("transactional.id.expiration.ms", "forget a transactional id idle this long with no open transaction [604800000]"),
@@ -211,6 +222,9 @@ impl Default for Config {
             // load task on some shard, and groups are few per broker here:
             // 16 spreads them over the shards of one host at a fraction of the cost.
             offsets_topic_num_partitions: 16,
+            offsets_retention_minutes: 10_080,
+            fjord_offsets_retention_ms: None,
+            offsets_retention_check_interval_ms: 600_000,
             transaction_state_log_num_partitions: 16,
             transaction_max_timeout_ms: 900_000,
             transactional_id_expiration_ms: 604_800_000,
@@ -369,6 +383,16 @@ impl Config {
             }
             "offsets.topic.num.partitions" => {
                 self.offsets_topic_num_partitions = parse_range(v, 1, 10_000).ok_or_else(|| bad("an integer 1..10000"))? as i32
+            }
+            "offsets.retention.minutes" => {
+                self.offsets_retention_minutes = parse_range(v, 1, i32::MAX as i64).ok_or_else(|| bad("an integer 1..2147483647"))?
+            }
+            "fjord.offsets.retention.ms" => {
+                self.fjord_offsets_retention_ms = Some(parse_range(v, 1, i64::MAX / 2).ok_or_else(|| bad("an integer >= 1"))?)
+            }
+            "offsets.retention.check.interval.ms" => {
+                self.offsets_retention_check_interval_ms =
+                    parse_range(v, 1, i32::MAX as i64).ok_or_else(|| bad("an integer 1..2147483647"))?
             }
             "transaction.state.log.num.partitions" => {
                 self.transaction_state_log_num_partitions = parse_range(v, 1, 10_000).ok_or_else(|| bad("an integer 1..10000"))? as i32

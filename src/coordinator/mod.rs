@@ -20,6 +20,7 @@
 //! Runs on every shard; a `GroupCoordinator` only ever touches the offsets
 //! partitions its own shard owns. It never touches other shards' state.
 
+pub mod expiry;
 pub mod group;
 pub mod ops;
 pub mod records;
@@ -343,6 +344,7 @@ impl GroupCoordinator {
         }
         let shard = shard.clone();
         glommio::spawn_local(async move {
+            let mut last_expiry_check = Instant::now();
             loop {
                 let stop = async {
                     shard.shutdown.wait().await;
@@ -356,6 +358,10 @@ impl GroupCoordinator {
                     return;
                 }
                 tick_all(&shard).await;
+                if last_expiry_check.elapsed() >= Duration::from_millis(shard.config.offsets_retention_check_interval_ms as u64) {
+                    last_expiry_check = Instant::now();
+                    expiry::expire_offsets(&shard).await;
+                }
             }
         })
         .detach();
