@@ -58,7 +58,7 @@ def test_standalone_group_offsets_expire_after_commit(broker_factory, topic_name
 
 
 def test_consumer_group_offsets_kept_while_members_live(broker_factory, topic_name):
-    """A consumer group's offsets outlive the retention while a member is active; once the last member leaves they expire after the retention, counted from when the group became empty."""
+    """A consumer group's offsets outlive the retention while a member is active (except for a topic no member subscribes to, which expires after its commit); once the last member leaves they expire after the retention, counted from when the group became empty."""
     b = broker_factory(shards=1, env=RETENTION_ENV)
     create_topic(b.bootstrap, topic_name)
     produce_all(b.bootstrap, topic_name, [{"value": b"m%d" % i} for i in range(5)])
@@ -74,11 +74,17 @@ def test_consumer_group_offsets_kept_while_members_live(broker_factory, topic_na
                 got += 1
         assert got == 5
         c.commit(asynchronous=False)
-        # Three retention periods with a live member: still there.
+        # An offset for a topic no member subscribes to expires even in a Stable group.
+        other = topic_name + "-other"
+        create_topic(b.bootstrap, other)
+        c.commit(offsets=[TopicPartition(other, 0, 3)], asynchronous=False)
+        assert committed(b.bootstrap, "live", other) == 3
+        # Three retention periods with a live member: the subscribed topic's offset stays.
         end = time.monotonic() + 4.5
         while time.monotonic() < end:
             c.poll(0.2)
         assert committed(b.bootstrap, "live", topic_name) == 5
+        assert committed(b.bootstrap, "live", other) < 0
     finally:
         c.close()
     assert wait_until(lambda: committed(b.bootstrap, "live", topic_name) < 0), "offsets of the empty group never expired"

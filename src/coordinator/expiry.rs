@@ -9,8 +9,9 @@
 //! no protocol type) loses each offset that long after its commit. Offsets a
 //! transaction still holds pending are kept. Expired offsets become
 //! tombstones; an Empty group left with no offsets is removed (its metadata
-//! tombstoned too) and no longer listed. Not done: Kafka also expires, in a
-//! Stable consumer group, offsets of topics no member subscribes to.
+//! tombstoned too) and no longer listed. In a Stable group of protocol type
+//! "consumer", offsets of topics no member subscribes to expire after their
+//! commit (members' subscriptions read from their protocol metadata).
 
 use std::collections::HashSet;
 use std::rc::Rc;
@@ -40,21 +41,32 @@ async fn expire_partition(op: &Rc<OffsetsPartition>, now: i64, retention_ms: i64
     type Expired = Vec<((String, i32), i64)>;
     let mut plan: Vec<(String, Expired, bool)> = Vec::new();
     for g in op.groups.borrow().values() {
-        if g.state != GroupState::Empty {
-            continue;
-        }
-        // A group that had members counts from when it became empty.
-        let since_empty = g.protocol_type.as_ref().map(|_| g.state_timestamp_ms);
+        // Which offsets may expire, and from when: an empty group that had
+        // members counts from when it became empty; a standalone group and a
+        // Stable consumer group's unsubscribed topics from the commit.
+        let (since_empty, subscribed) = match (g.state, g.protocol_type.as_deref()) {
+            (GroupState::Empty, Some(_)) => (Some(g.state_timestamp_ms), None),
+            (GroupState::Empty, None) => (None, None),
+            (GroupState::Stable, Some("consumer")) => match subscribed_topics(g) {
+                Some(topics) => (None, Some(topics)),
+                None => continue,
+            },
+            _ => continue,
+        };
         let expired: Expired = g
             .offsets
             .iter()
             .filter(|((t, p), v)| {
                 let base = since_empty.unwrap_or(v.commit_timestamp_ms);
-                now.saturating_sub(base) >= retention_ms && !pending.contains(&(g.id.clone(), t.clone(), *p))
+                now.saturating_sub(base) >= retention_ms
+                    && !pending.contains(&(g.id.clone(), t.clone(), *p))
+                    && !subscribed.as_ref().is_some_and(|s| s.contains(t))
             })
             .map(|(k, v)| (k.clone(), v.commit_timestamp_ms))
             .collect();
-        let drop_group = expired.len() == g.offsets.len() && !pending.iter().any(|(pg, _, _)| *pg == g.id);
+        let drop_group = g.state == GroupState::Empty
+            && expired.len() == g.offsets.len()
+            && !pending.iter().any(|(pg, _, _)| *pg == g.id);
         if !expired.is_empty() || drop_group {
             plan.push((g.id.clone(), expired, drop_group));
         }
@@ -83,5 +95,79 @@ async fn expire_partition(op: &Rc<OffsetsPartition>, now: i64, retention_ms: i64
                 g.set_state(GroupState::Dead);
             }
         }
+    }
+}
+
+/// Topics the members of a Stable consumer group subscribe to, from each
+/// member's ConsumerProtocolSubscription (version, topic array, …) for the
+/// group's protocol. None when one does not parse: then nothing expires.
+fn subscribed_topics(g: &super::group::Group) -> Option<HashSet<String>> {
+    let protocol = g.protocol.as_deref()?;
+    let mut topics = HashSet::new();
+    for m in g.members.values() {
+        let (_, meta) = m.protocols.iter().find(|(name, _)| name == protocol)?;
+        let mut b: &[u8] = meta;
+        let _version = take_i16(&mut b)?;
+        let count = i32::from_be_bytes(take(&mut b, 4)?.try_into().ok()?);
+        for _ in 0..count.max(0) {
+            let len = usize::try_from(take_i16(&mut b)?).ok()?;
+            topics.insert(String::from_utf8(take(&mut b, len)?.to_vec()).ok()?);
+        }
+    }
+    Some(topics)
+}
+
+fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    if b.len() < n {
+        return None;
+    }
+    let (head, rest) = b.split_at(n);
+    *b = rest;
+    Some(head)
+}
+
+fn take_i16(b: &mut &[u8]) -> Option<i16> {
+    Some(i16::from_be_bytes(take(b, 2)?.try_into().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::group::{Group, Member};
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn member(id: &str, metadata: Vec<u8>) -> Member {
+        Member {
+            id: id.into(),
+            instance_id: None,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_secs(30),
+            protocols: vec![("range".into(), Bytes::from(metadata))],
+            assignment: Bytes::new(),
+            join_waiter: None,
+            sync_waiter: None,
+            last_heartbeat: Instant::now(),
+            is_new: false,
+        }
+    }
+
+    /// A ConsumerProtocolSubscription's topics are read; a truncated one is refused.
+    #[test]
+    fn subscription_topics_parse() {
+        let mut meta = vec![0, 1, 0, 0, 0, 2];
+        for t in ["a", "bc"] {
+            meta.extend_from_slice(&(t.len() as i16).to_be_bytes());
+            meta.extend_from_slice(t.as_bytes());
+        }
+        meta.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]); // user data: null
+        let mut g = Group::new("g".into());
+        g.protocol = Some("range".into());
+        g.members.insert("m1".into(), member("m1", meta.clone()));
+        let topics = subscribed_topics(&g).unwrap();
+        assert_eq!(topics, ["a", "bc"].into_iter().map(String::from).collect());
+        g.members.insert("m2".into(), member("m2", meta[..8].to_vec()));
+        assert!(subscribed_topics(&g).is_none());
     }
 }
