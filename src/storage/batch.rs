@@ -167,8 +167,11 @@ impl BatchHeader {
         self.attributes & ATTR_TIMESTAMP_TYPE != 0
     }
 
+    /// Wraps instead of overflowing: a client's batch may carry any base
+    /// offset (append assigns the real one), and a debug build must not
+    /// panic on it.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
+        self.base_offset.wrapping_add(i64::from(self.last_offset_delta))
     }
 
     /// Checks the header against the bytes of the whole batch `batch`
@@ -283,7 +286,7 @@ pub(crate) fn walk_records(
         let (ts_delta, n1) = read_varlong(&body[1..])?;
         let (off_delta, _) = read_varint(&body[1 + n1..])?;
         let info = RecordInfo {
-            offset: h.base_offset + i64::from(off_delta),
+            offset: h.base_offset.wrapping_add(i64::from(off_delta)),
             timestamp: h.base_timestamp.wrapping_add(ts_delta),
         };
         count += 1;

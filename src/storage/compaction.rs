@@ -247,7 +247,7 @@ pub fn parse_records(h: &BatchHeader, section: &[u8]) -> Result<Vec<RecordView>,
             h.base_timestamp.wrapping_add(ts_delta)
         };
         out.push(RecordView {
-            offset: h.base_offset + i64::from(off_delta),
+            offset: h.base_offset.wrapping_add(i64::from(off_delta)),
             timestamp,
             key,
             value_is_null: value_len < 0,
@@ -827,6 +827,20 @@ mod tests {
             assert_eq!(first_keyless_record(&h, &b), Ok(expected_keyless), "{name}");
         }
         assert!(seen >= 30, "seeds present ({seen})");
+    }
+
+    #[test]
+    fn client_base_offsets_near_i64_max_wrap_instead_of_overflowing() {
+        // Proves a client batch whose baseOffset + offset deltas pass i64::MAX (as fuzz/regressions/compressed_records/*, which the compressed_records target replays) is validated, key-checked and mapped without an overflow panic (only a build with overflow checks, e.g. `cargo fuzz run -a`, can see the old panic; release wraps either way).
+        let b = encode_keyed(i64::MAX - 1, 0, &[(b"a", Some(b"1")), (b"b", Some(b"2")), (b"c", None)]);
+        let h = validate_batches(&b).expect("validates")[0];
+        assert_eq!(h.last_offset(), i64::MIN);
+        assert_eq!(first_keyless_record(&h, &b), Ok(None));
+        let rs = parse_records(&h, &records_section(&h, &b).expect("s").expect("s")).expect("records");
+        assert_eq!(rs.iter().map(|r| r.offset).collect::<Vec<_>>(), [i64::MAX - 1, i64::MAX, i64::MIN]);
+        let mut map = KeyMap::new(8);
+        assert!(map_batch(&h, &b, &mut map, &NO_ABORTED_TXNS));
+        let _ = clean_batch(&h, &b, &map, RULES);
     }
 
     #[test]
