@@ -228,6 +228,9 @@ struct State {
     /// Largest end offset a `wait_durable` caller is waiting for.
     durable_wanted: i64,
     writer_running: bool,
+    /// A segment file was created and the directory not fsync'ed since:
+    /// done (off the shard thread) before `durable_end` next moves.
+    dir_entry_pending: bool,
     /// Bumped when a failed write/create/seal rolled unwritten data back;
     /// every waiter compares it.
     rollback_gen: u64,
@@ -357,6 +360,7 @@ impl Log {
             durable_end: log_end,
             durable_wanted: log_end,
             writer_running: false,
+            dir_entry_pending: false,
             rollback_gen: 0,
             sync_error_gen: 0,
             last_error: None,
@@ -889,18 +893,36 @@ impl Log {
         st.check_invariants();
     }
 
+    /// fsyncs the directory if a segment file was created since the last
+    /// time, on glommio's blocking pool: on the shard thread a directory
+    /// fsync (a journal commit) stalled every partition of the shard for up
+    /// to a second at each roll.
+    async fn sync_dir_entries(&self) -> io::Result<()> {
+        if !self.state.borrow().dir_entry_pending {
+            return Ok(());
+        }
+        let dir = self.dir.clone();
+        glommio::executor().spawn_blocking(move || File::open(&dir)?.sync_all()).await?;
+        self.state.borrow_mut().dir_entry_pending = false;
+        Ok(())
+    }
+
     async fn sync(&self, target: i64, files: Vec<Rc<DmaFile>>) {
+        let mut result = self.sync_dir_entries().await;
         for f in &files {
-            if let Err(e) = f.fdatasync().await {
-                let mut st = self.state.borrow_mut();
-                let e: io::Error = e.into();
-                tracing::error!(dir = %self.dir.display(), error = %e, "fdatasync failed");
-                st.sync_error_gen += 1;
-                st.last_error = Some((e.kind(), e.to_string()));
-                // Waiters fail now; later ones ask again.
-                st.durable_wanted = st.durable_end;
-                return;
+            if result.is_err() {
+                break;
             }
+            result = f.fdatasync().await.map_err(io::Error::from);
+        }
+        if let Err(e) = result {
+            let mut st = self.state.borrow_mut();
+            tracing::error!(dir = %self.dir.display(), error = %e, "fdatasync failed");
+            st.sync_error_gen += 1;
+            st.last_error = Some((e.kind(), e.to_string()));
+            // Waiters fail now; later ones ask again.
+            st.durable_wanted = st.durable_end;
+            return;
         }
         let mut st = self.state.borrow_mut();
         st.durable_end = st.durable_end.max(target);
@@ -920,8 +942,9 @@ impl Log {
             .await;
         let result = opened.map_err(io::Error::from).and_then(|dma| {
             let reader = File::open(&path)?;
-            // Make the new directory entry durable with the data that follows.
-            File::open(&self.dir)?.sync_all()?;
+            // The new directory entry is made durable before any offset in
+            // this file counts as durable (`sync_dir_entries`).
+            self.state.borrow_mut().dir_entry_pending = true;
             Ok((dma, reader))
         });
         match result {
@@ -946,6 +969,10 @@ impl Log {
         let result = match &dma {
             Some(dma) => finish_file(dma, written).await,
             None => Ok(()),
+        };
+        let result = match result {
+            Ok(()) => self.sync_dir_entries().await,
+            e => e,
         };
         let result = match result {
             Ok(()) if dma.is_some() => {
