@@ -130,6 +130,7 @@ async fn shard_main(mut shard: Shard<ShardState>, config: Config, controller: Co
     glommio::spawn_local(state.clone().follow_metadata()).detach();
     glommio::spawn_local(crate::coordinator::load_owned(state.clone())).detach();
     glommio::spawn_local(crate::txn::load_owned(state.clone())).detach();
+    glommio::spawn_local(stall_detector(state.clone())).detach();
     {
         let state = state.clone();
         glommio::spawn_local(async move { state.partitions.retention_loop(&state.shutdown).await }).detach();
@@ -235,4 +236,31 @@ fn lock_data_dir(config: &Config) -> Result<File, ServeError> {
         ))
     })?;
     Ok(file)
+}
+
+/// Warns when this shard's executor ran nothing else for a long stretch (a
+/// task that did not yield, or a blocking call on the shard thread): a timer
+/// that should fire every 10 ms firing much later says the shard stalled,
+/// as Seastar's reactor stall detector does.
+async fn stall_detector(state: Rc<ShardState>) {
+    const PERIOD: std::time::Duration = std::time::Duration::from_millis(10);
+    const REPORT_OVER: std::time::Duration = std::time::Duration::from_millis(100);
+    loop {
+        let started = std::time::Instant::now();
+        let stop = async {
+            state.shutdown.wait().await;
+            true
+        };
+        let tick = async {
+            glommio::timer::sleep(PERIOD).await;
+            false
+        };
+        if futures_lite::future::or(stop, tick).await {
+            return;
+        }
+        let late = started.elapsed().saturating_sub(PERIOD);
+        if late > REPORT_OVER {
+            tracing::warn!(shard = glommio::executor().id(), late_ms = late.as_millis() as u64, "shard stalled: its executor ran no timer for this long");
+        }
+    }
 }

@@ -47,6 +47,8 @@ use super::StorageError;
 /// Largest pending (appended, unwritten) bytes before `append` waits for the
 /// writer; also capped by `cache_bytes_max`, since pending data lives in the cache.
 pub const PENDING_BYTES_MAX: usize = 8 << 20;
+/// A segment write slower than this is logged.
+const SLOW_WRITE: std::time::Duration = std::time::Duration::from_millis(500);
 /// Largest single DMA write.
 pub const WRITE_BYTES_MAX: usize = 4 << 20;
 /// Segment positions are u32 in the index; Kafka caps segment.bytes at i32::MAX too.
@@ -866,7 +868,12 @@ impl Log {
             ));
             return;
         }
+        let started = std::time::Instant::now();
         let res = job.dma.write_at(buf, job.position).await;
+        // A disk (or filesystem journal) stall shows here, not as a shard stall.
+        if started.elapsed() >= SLOW_WRITE {
+            tracing::warn!(dir = %self.dir.display(), ms = started.elapsed().as_millis() as u64, bytes = buf_len, "slow segment write");
+        }
         let err = match res {
             Ok(n) if n == buf_len => None,
             Ok(n) => Some(io::Error::new(
