@@ -92,7 +92,11 @@ def test_confluent_compressed_batches_round_trip_and_are_stored_compressed(broke
     batches = kafkawire.parse_record_batches(records)
     assert batches, "fetch returned no batches"
     assert all(b["magic"] == 2 and b["crc_ok"] for b in batches), batches
-    assert {b["compression"] for b in batches} == {CODECS[codec]}, batches
+    # librdkafka sends a batch uncompressed when compressing would enlarge it
+    # (say, a lone small first record): the broker stores what arrives.
+    assert {b["compression"] for b in batches} <= {0, CODECS[codec]}, batches
+    in_codec = sum(b["last_offset_delta"] + 1 for b in batches if b["compression"] == CODECS[codec])
+    assert in_codec > len(sent) // 2, batches
     # batches tile the offsets with no gap
     expect = 0
     for b in batches:
