@@ -132,25 +132,11 @@ fn take_i16(b: &mut &[u8]) -> Option<i16> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::group::{Group, Member};
+    use super::super::group::{test_member, Group, Member};
     use super::*;
-    use std::time::{Duration, Instant};
 
     fn member(id: &str, metadata: Vec<u8>) -> Member {
-        Member {
-            id: id.into(),
-            instance_id: None,
-            client_id: "c".into(),
-            client_host: "/127.0.0.1".into(),
-            session_timeout: Duration::from_secs(10),
-            rebalance_timeout: Duration::from_secs(30),
-            protocols: vec![("range".into(), Bytes::from(metadata))],
-            assignment: Bytes::new(),
-            join_waiter: None,
-            sync_waiter: None,
-            last_heartbeat: Instant::now(),
-            is_new: false,
-        }
+        test_member(id, vec![("range".into(), Bytes::from(metadata))])
     }
 
     /// A ConsumerProtocolSubscription's topics are read; a truncated one is refused.

@@ -473,25 +473,31 @@ pub fn parse_subscription_topics(meta: &[u8]) -> Option<Vec<String>> {
     Some(topics)
 }
 
+/// A member for unit tests: `protocols` with their metadata.
+#[cfg(test)]
+pub(crate) fn test_member(id: &str, protocols: Vec<(String, Bytes)>) -> Member {
+    Member {
+        id: id.into(),
+        instance_id: None,
+        client_id: "c".into(),
+        client_host: "/127.0.0.1".into(),
+        session_timeout: Duration::from_secs(10),
+        rebalance_timeout: Duration::from_secs(30),
+        protocols,
+        assignment: Bytes::new(),
+        join_waiter: None,
+        sync_waiter: None,
+        last_heartbeat: Instant::now(),
+        is_new: true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn member(id: &str, protocols: &[&str]) -> Member {
-        Member {
-            id: id.into(),
-            instance_id: None,
-            client_id: "c".into(),
-            client_host: "/127.0.0.1".into(),
-            session_timeout: Duration::from_secs(10),
-            rebalance_timeout: Duration::from_secs(30),
-            protocols: protocols.iter().map(|p| (p.to_string(), Bytes::from_static(b"m"))).collect(),
-            assignment: Bytes::new(),
-            join_waiter: None,
-            sync_waiter: None,
-            last_heartbeat: Instant::now(),
-            is_new: true,
-        }
+        test_member(id, protocols.iter().map(|p| (p.to_string(), Bytes::from_static(b"m"))).collect())
     }
 
     const NO_DELAY: RebalanceTiming = RebalanceTiming { initial_delay: Duration::ZERO };

@@ -237,20 +237,31 @@ pub fn decode(key: Bytes, value: Option<Bytes>) -> Result<OffsetsRecord, DecodeE
 
 /// One uncompressed RecordBatch v2 holding `records` (key, value-or-tombstone).
 pub fn encode_batch(records: &[(Bytes, Option<Bytes>)], now_ms: i64) -> Result<BytesMut, DecodeError> {
-    // offset − sequence is constant, so the encoder writes ONE batch.
+    encode_batch_as(records, now_ms, None)
+}
+
+/// `encode_batch`, as a transactional batch of `(producer id, epoch)` when
+/// given (TxnOffsetCommit writes on the producer's behalf). Base sequence -1
+/// (none), and offset − sequence constant so the encoder writes ONE batch.
+pub fn encode_batch_as(
+    records: &[(Bytes, Option<Bytes>)],
+    now_ms: i64,
+    producer: Option<(i64, i16)>,
+) -> Result<BytesMut, DecodeError> {
+    let (producer_id, producer_epoch) = producer.unwrap_or((-1, -1));
     let recs: Vec<Record> = records
         .iter()
         .enumerate()
         .map(|(i, (k, v))| Record {
-            transactional: false,
+            transactional: producer.is_some(),
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id,
+            producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: i as i32,
+            sequence: i as i32 - 1,
             timestamp: now_ms,
             key: Some(k.clone()),
             value: v.clone(),

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use bytes::{Buf, Bytes, BytesMut};
-use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::RecordBatchDecoder;
 
 use super::records::{self, DecodeError, OffsetValue, OffsetsRecord};
 use super::{group::now_ms, group::Group, GroupError, OffsetsPartition, LOAD_WAIT, OFFSET_METADATA_MAX_BYTES};
@@ -165,31 +165,7 @@ pub async fn complete(shard: &Rc<ShardState>, index: i32, producer_id: i64, comm
 
 /// One uncompressed transactional RecordBatch v2 of `producer_id`.
 fn encode_txn_batch(recs: &[(Bytes, Option<Bytes>)], producer_id: i64, producer_epoch: i16, now: i64) -> Result<BytesMut, DecodeError> {
-    let recs: Vec<Record> = recs
-        .iter()
-        .enumerate()
-        .map(|(i, (k, v))| Record {
-            transactional: true,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id,
-            producer_epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // Base sequence -1 (none), and offset − sequence constant so the
-            // encoder writes ONE batch for all the records.
-            sequence: i as i32 - 1,
-            timestamp: now,
-            key: Some(k.clone()),
-            value: v.clone(),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
-    RecordBatchEncoder::encode(&mut buf, recs.iter(), &options).map_err(|_| DecodeError("encoding a batch failed"))?;
-    Ok(buf)
+    records::encode_batch_as(recs, now, Some((producer_id, producer_epoch)))
 }
 
 /// `records::decode_batches` for a load: ordinary records as they come;
