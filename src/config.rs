@@ -82,6 +82,28 @@ pub struct Config {
     pub group_max_size: usize,
     /// Protocol metadata bytes one JoinGroup may carry (sum over its protocols).
     pub group_member_metadata_max_bytes: usize,
+    /// `process.roles`: this node is a broker (serves Kafka clients).
+    pub role_broker: bool,
+    /// `process.roles`: this node is a controller (a voter when voters are given).
+    pub role_controller: bool,
+    /// `controller.quorum.voters` (`ID@HOST:PORT,...`); empty: single-node mode.
+    pub controller_quorum_voters: Vec<crate::controller::Voter>,
+    /// Where this node's controller RPC listens (`--controller-addr`).
+    pub controller_addr: Option<SocketAddr>,
+    /// `broker.rack`: replicas of a partition go to different racks while racks remain.
+    pub broker_rack: Option<String>,
+    pub broker_heartbeat_interval_ms: u64,
+    pub broker_session_timeout_ms: u64,
+    /// Replication factor of `__consumer_offsets` when the broker creates it.
+    pub offsets_topic_replication_factor: i16,
+    /// Replication factor of `__transaction_state` when the broker creates it.
+    pub transaction_state_log_replication_factor: i16,
+    /// `min.insync.replicas` of `__transaction_state` when the broker creates it.
+    pub transaction_state_log_min_isr: i32,
+    /// Broker default of the topic setting `min.insync.replicas`.
+    pub min_insync_replicas: i32,
+    /// Broker default of the topic setting `unclean.leader.election.enable`.
+    pub unclean_leader_election_enable: bool,
 }
 
 /// Where a value came from, for error messages.
@@ -172,6 +194,17 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("group.max.session.timeout.ms", "largest session timeout a member may ask for [1800000]"),
     ("group.max.size", "members per consumer group [1000]"),
     ("fjord.group.member.metadata.max.bytes", "protocol metadata bytes per JoinGroup [262144]"),
+    ("process.roles", "broker, controller, or broker,controller [broker,controller]"),
+    ("controller.quorum.voters", "the controller quorum, ID@HOST:PORT,... (Kafka's format) [none: single node]"),
+    ("controller_addr", "this node's controller RPC listener HOST:PORT [needed with voters]"),
+    ("broker.rack", "this broker's rack, for rack-aware replica placement [none]"),
+    ("broker.heartbeat.interval.ms", "how often a broker heartbeats to the active controller [200]"),
+    ("broker.session.timeout.ms", "a broker silent this long is fenced [1000]"),
+    ("offsets.topic.replication.factor", "replication factor of __consumer_offsets [1]"),
+    ("transaction.state.log.replication.factor", "replication factor of __transaction_state [1]"),
+    ("transaction.state.log.min.isr", "min.insync.replicas of __transaction_state [1]"),
+    ("min.insync.replicas", "default min.insync.replicas of topics [1]"),
+    ("unclean.leader.election.enable", "default unclean.leader.election.enable of topics [false]"),
 ];
 
 /// `FJORD_` + name upper-cased, dots and dashes as underscores.
@@ -238,6 +271,24 @@ impl Default for Config {
             // typical (KiB-sized) metadata keep both within message.max.bytes-scale sizes.
             group_max_size: 1000,
             group_member_metadata_max_bytes: 256 << 10,
+            role_broker: true,
+            role_controller: true,
+            controller_quorum_voters: Vec::new(),
+            controller_addr: None,
+            broker_rack: None,
+            // Fast failover: a dead broker is fenced ~1 s after its last
+            // heartbeat (Kafka: 2 s / 9 s). The controller thread is not a
+            // shard, so shard stalls do not delay heartbeats; 5 heartbeats
+            // fit in a session, so one or two lost ones never fence.
+            broker_heartbeat_interval_ms: 200,
+            broker_session_timeout_ms: 1000,
+            // Kafka's defaults are 3 and refuse to create the topic on fewer
+            // brokers; 1 keeps `fjord serve` a working single node. Clusters set 3.
+            offsets_topic_replication_factor: 1,
+            transaction_state_log_replication_factor: 1,
+            transaction_state_log_min_isr: 1,
+            min_insync_replicas: 1,
+            unclean_leader_election_enable: false,
         }
     }
 }
@@ -276,6 +327,7 @@ impl Config {
             advertised_set |= name == "advertised_kafka_addr";
             config.set(name, value, Source::Flag)?;
         }
+        config.check_cluster_settings()?;
         if !advertised_set {
             if config.kafka_addr.ip().is_unspecified() {
                 return Err(ConfigError::InvalidValue {
@@ -292,6 +344,51 @@ impl Config {
             config.advertised_kafka_port = config.kafka_addr.port();
         }
         Ok(config)
+    }
+
+    /// Settings that only make sense together.
+    fn check_cluster_settings(&self) -> Result<(), ConfigError> {
+        let invalid = |name: &str, value: String, expected: String| ConfigError::InvalidValue {
+            name: name.to_string(),
+            value,
+            expected,
+            source: Source::Flag,
+        };
+        let voters = &self.controller_quorum_voters;
+        if !voters.is_empty() {
+            let listed = voters.iter().any(|v| v.node_id == self.node_id);
+            if self.role_controller && !listed {
+                return Err(invalid(
+                    "controller.quorum.voters",
+                    voters.iter().map(|v| format!("{}@{}", v.node_id, v.addr)).collect::<Vec<_>>().join(","),
+                    format!("a voter list that names this node ({}), since process.roles includes controller", self.node_id),
+                ));
+            }
+            if !self.role_controller && listed {
+                return Err(invalid(
+                    "process.roles",
+                    "broker".into(),
+                    format!("controller too: node {} is in controller.quorum.voters", self.node_id),
+                ));
+            }
+            if self.controller_addr.is_none() {
+                return Err(invalid("controller_addr", String::new(), "HOST:PORT: controller.quorum.voters is set".into()));
+            }
+        } else if !self.role_broker || !self.role_controller {
+            return Err(invalid(
+                "process.roles",
+                if self.role_broker { "broker" } else { "controller" }.into(),
+                "broker,controller without controller.quorum.voters (single-node mode)".into(),
+            ));
+        }
+        if self.broker_session_timeout_ms <= self.broker_heartbeat_interval_ms {
+            return Err(invalid(
+                "broker.session.timeout.ms",
+                self.broker_session_timeout_ms.to_string(),
+                format!("more than broker.heartbeat.interval.ms ({})", self.broker_heartbeat_interval_ms),
+            ));
+        }
+        Ok(())
     }
 
     fn set(&mut self, name: &str, value: &str, source: Source) -> Result<(), ConfigError> {
@@ -420,6 +517,45 @@ impl Config {
             "fjord.group.member.metadata.max.bytes" => {
                 self.group_member_metadata_max_bytes = parse_range(v, 1, i32::MAX as i64).ok_or_else(|| bad("an integer >= 1"))? as usize
             }
+            "process.roles" => {
+                let mut roles = (false, false);
+                for r in v.split(',').map(str::trim) {
+                    match r {
+                        "broker" => roles.0 = true,
+                        "controller" => roles.1 = true,
+                        _ => return Err(bad("broker, controller, or broker,controller")),
+                    }
+                }
+                if !roles.0 && !roles.1 {
+                    return Err(bad("broker, controller, or broker,controller"));
+                }
+                (self.role_broker, self.role_controller) = roles;
+            }
+            "controller.quorum.voters" => {
+                self.controller_quorum_voters = parse_voters(v).ok_or_else(|| bad("ID@HOST:PORT,... with distinct node ids"))?
+            }
+            "controller_addr" => self.controller_addr = Some(parse_addr(v).ok_or_else(|| bad("HOST:PORT"))?),
+            "broker.rack" => self.broker_rack = (!v.is_empty()).then(|| v.to_string()),
+            "broker.heartbeat.interval.ms" => {
+                self.broker_heartbeat_interval_ms = parse_range(v, 1, 3_600_000).ok_or_else(|| bad("an integer 1..3600000"))? as u64
+            }
+            "broker.session.timeout.ms" => {
+                self.broker_session_timeout_ms = parse_range(v, 1, 3_600_000).ok_or_else(|| bad("an integer 1..3600000"))? as u64
+            }
+            "offsets.topic.replication.factor" => {
+                self.offsets_topic_replication_factor = parse_range(v, 1, i16::MAX as i64).ok_or_else(|| bad("an integer >= 1"))? as i16
+            }
+            "transaction.state.log.replication.factor" => {
+                self.transaction_state_log_replication_factor =
+                    parse_range(v, 1, i16::MAX as i64).ok_or_else(|| bad("an integer >= 1"))? as i16
+            }
+            "transaction.state.log.min.isr" => {
+                self.transaction_state_log_min_isr = parse_range(v, 1, i16::MAX as i64).ok_or_else(|| bad("an integer >= 1"))? as i32
+            }
+            "min.insync.replicas" => self.min_insync_replicas = parse_range(v, 1, i16::MAX as i64).ok_or_else(|| bad("an integer >= 1"))? as i32,
+            "unclean.leader.election.enable" => {
+                self.unclean_leader_election_enable = parse_bool(v).ok_or_else(|| bad("true or false"))?
+            }
             _ => return Err(ConfigError::UnknownSetting { name: name.to_string(), source }),
         }
         Ok(())
@@ -435,6 +571,23 @@ fn parse_addr(v: &str) -> Option<SocketAddr> {
         return None;
     }
     v.to_socket_addrs().ok()?.next()
+}
+
+/// `ID@HOST:PORT,...`: node ids distinct and >= 0; the address is kept as
+/// written (host names resolve when a peer is dialled).
+fn parse_voters(v: &str) -> Option<Vec<crate::controller::Voter>> {
+    let mut voters: Vec<crate::controller::Voter> = Vec::new();
+    for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (id, addr) = item.split_once('@')?;
+        let node_id: i32 = id.trim().parse().ok().filter(|n| *n >= 0)?;
+        let (host, port) = addr.rsplit_once(':')?;
+        port.parse::<u16>().ok().filter(|p| *p > 0)?;
+        if host.is_empty() || voters.iter().any(|x| x.node_id == node_id) {
+            return None;
+        }
+        voters.push(crate::controller::Voter { node_id, addr: addr.trim().to_string() });
+    }
+    (!voters.is_empty()).then_some(voters)
 }
 
 fn parse_bool(v: &str) -> Option<bool> {

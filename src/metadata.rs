@@ -47,11 +47,46 @@ pub struct TopicMeta {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerMeta {
     pub node_id: NodeId,
-    /// Advertised Kafka address.
+    /// Advertised Kafka address of the default listener.
     pub host: String,
     pub port: i32,
     pub rack: Option<String>,
     pub shard_count: usize,
+    /// Every advertised listener (name, host, port); the first is the default.
+    /// Empty in metadata written before named listeners: `host`/`port` then stand alone.
+    #[serde(default)]
+    pub listeners: Vec<ListenerEndpoint>,
+    /// A fresh id per process start: a heartbeat from an older process of the
+    /// same node id is told apart from the running one.
+    #[serde(default)]
+    pub incarnation: Uuid,
+    /// Fenced by the controller (missed heartbeats or controlled shutdown):
+    /// not in Metadata's brokers, leads nothing, gets no new replicas.
+    #[serde(default)]
+    pub fenced: bool,
+}
+
+/// One advertised listener of a broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerEndpoint {
+    pub name: String,
+    pub host: String,
+    pub port: i32,
+}
+
+impl BrokerMeta {
+    /// The address clients that came in on `listener` are told to use, or
+    /// None when this broker has no listener of that name (Kafka leaves such
+    /// brokers out of the answer).
+    pub fn endpoint(&self, listener: &str) -> Option<(&str, i32)> {
+        if self.listeners.is_empty() {
+            return Some((self.host.as_str(), self.port));
+        }
+        self.listeners
+            .iter()
+            .find(|l| l.name.eq_ignore_ascii_case(listener))
+            .map(|l| (l.host.as_str(), l.port))
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +112,16 @@ impl ClusterMetadata {
         self.topics.values().find(|t| t.id == id)
     }
 
+    /// A registered broker that is not fenced.
+    pub fn live_broker(&self, node_id: NodeId) -> Option<&BrokerMeta> {
+        self.brokers.get(&node_id).filter(|b| !b.fenced)
+    }
+
+    /// Registered brokers that are not fenced, by node id.
+    pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerMeta> {
+        self.brokers.values().filter(|b| !b.fenced)
+    }
+
     pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionMeta> {
         let t = self.topics.get(topic)?;
         usize::try_from(partition).ok().and_then(|p| t.partitions.get(p))
@@ -98,8 +143,8 @@ pub struct CreateTopicRequest {
 }
 
 /// Errors of metadata changes. Each maps to exactly one Kafka error code in
-/// `crate::error`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `crate::error`. Serializable: they travel back to a forwarding broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControllerError {
     TopicAlreadyExists(String),
     UnknownTopic(String),

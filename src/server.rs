@@ -57,7 +57,14 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
     let (trigger, shutdown) = Shutdown::new();
     shards::install_signal_handler(trigger).map_err(ServeError::Signals)?;
     let _lock = lock_data_dir(&config)?;
-    for (setting, addr) in [("kafka_addr", config.kafka_addr), ("admin_addr", config.admin_addr)] {
+    let mut addrs = vec![("kafka_addr", config.kafka_addr), ("admin_addr", config.admin_addr)];
+    if let (Some(addr), false) = (config.controller_addr, config.controller_quorum_voters.is_empty()) {
+        addrs.push(("controller_addr", addr));
+    }
+    if !config.role_broker {
+        addrs.retain(|(s, _)| *s == "controller_addr");
+    }
+    for (setting, addr) in addrs {
         wait_address_free(addr).map_err(|e| ServeError::AddressInUse { setting, addr, reason: e.to_string() })?;
     }
     let memlock = shards::memlock_limit_bytes();
@@ -71,18 +78,38 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
     if io_memory.below_minimum {
         tracing::warn!("memlock limit too small for registered buffers: I/O will be slower");
     }
+    let broker = config.role_broker.then(|| BrokerMeta {
+        node_id: config.node_id,
+        host: config.advertised_kafka_host.clone(),
+        port: config.advertised_kafka_port as i32,
+        rack: config.broker_rack.clone(),
+        shard_count: config.shards,
+        listeners: Vec::new(),
+        incarnation: uuid::Uuid::nil(),
+        fenced: false,
+    });
     let controller = controller::start(ControllerConfig {
         dir: config.data_dir.join("controller"),
+        meta_properties: config.data_dir.join("meta.properties"),
         node_id: config.node_id,
-        broker: BrokerMeta {
-            node_id: config.node_id,
-            host: config.advertised_kafka_host.clone(),
-            port: config.advertised_kafka_port as i32,
-            rack: None,
-            shard_count: config.shards,
-        },
+        broker,
+        voters: config.controller_quorum_voters.clone(),
+        controller_addr: config.controller_addr,
+        heartbeat_interval: Duration::from_millis(config.broker_heartbeat_interval_ms),
+        session_timeout: Duration::from_millis(config.broker_session_timeout_ms),
+        shutdown: shutdown.clone(),
     })
     .map_err(|e| ServeError::Controller(e.to_string()))?;
+    if !config.role_broker {
+        // process.roles=controller: a voter only, no Kafka listener or shards.
+        tracing::info!(node_id = config.node_id, "controller-only node running (process.roles=controller)");
+        while !shutdown.is_triggered() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        controller.shutdown();
+        tracing::info!("fjord stopped");
+        return Ok(());
+    }
     let status = Arc::new(BrokerStatus::default());
     status.shard_count.store(config.shards, Ordering::Release);
     let admin = crate::admin::start(config.admin_addr, status.clone(), shutdown.clone()).map_err(|e| {

@@ -1,14 +1,15 @@
 //! The controller's Raft transport: openraft's `RaftNetworkFactory` and
-//! `RaftNetwork`. Runs on the controller thread.
+//! `RaftNetwork` over the framed TCP protocol of `rpc`. Runs on the
+//! controller thread.
 //!
-//! Fjord's controller has a single voter so far, so openraft never sends an
-//! RPC. The trait is implemented for real so that adding voters means
-//! filling in a transport here, nothing else: today every call answers
-//! `Unreachable`, which openraft handles by backing off and retrying.
+//! Each peer client keeps one connection, reopened after any error; every
+//! call is bounded by openraft's per-RPC time to live. A peer that cannot be
+//! reached, times out, or belongs to another cluster answers `Unreachable`,
+//! which openraft handles by backing off and retrying.
 
 use std::io;
 
-use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
 use openraft::network::RPCOption;
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -16,29 +17,39 @@ use openraft::raft::{
 };
 use openraft::{BasicNode, RaftNetwork, RaftNetworkFactory};
 
+use super::rpc::{Call, Connection, Envelope, Reply, RpcError};
+use super::state_machine::Publisher;
 use super::types::{RaftNodeId, TypeConfig};
+use crate::metadata::NodeId;
 
-/// Creates a client per peer controller.
-#[derive(Debug, Clone, Default)]
-pub struct Network;
-
-/// A client for one peer controller.
-#[derive(Debug, Clone)]
-pub struct PeerClient {
-    target: RaftNodeId,
-    addr: String,
+/// Who this node is, for the envelope of every call it sends.
+#[derive(Clone)]
+pub struct Sender {
+    pub node_id: NodeId,
+    pub publisher: Publisher,
 }
 
-impl PeerClient {
-    fn unreachable(&self) -> Unreachable {
-        Unreachable::new(&io::Error::new(
-            io::ErrorKind::NotConnected,
-            format!(
-                "no controller transport yet: cannot reach node {} at {:?}",
-                self.target, self.addr
-            ),
-        ))
+impl Sender {
+    pub fn envelope(&self, call: Call) -> Envelope {
+        Envelope {
+            from: self.node_id,
+            cluster_id: self.publisher.borrow().cluster_id.clone(),
+            call,
+        }
     }
+}
+
+/// Creates a client per peer controller.
+#[derive(Clone)]
+pub struct Network {
+    pub sender: Sender,
+}
+
+/// A client for one peer controller.
+pub struct PeerClient {
+    target: RaftNodeId,
+    sender: Sender,
+    connection: Connection,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -47,40 +58,90 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: RaftNodeId, node: &BasicNode) -> PeerClient {
         PeerClient {
             target,
-            addr: node.addr.clone(),
+            sender: self.sender.clone(),
+            connection: Connection::new(node.addr.clone()),
         }
+    }
+}
+
+fn unreachable<E: std::error::Error>(target: RaftNodeId, addr: &str, what: E) -> Unreachable {
+    Unreachable::new(&io::Error::new(
+        io::ErrorKind::NotConnected,
+        format!("controller {target} at {addr}: {what}"),
+    ))
+}
+
+impl PeerClient {
+    async fn call(&mut self, call: Call, option: &RPCOption) -> Result<Reply, Unreachable> {
+        let envelope = self.sender.envelope(call);
+        match self.connection.call(&envelope, option.hard_ttl()).await {
+            Ok(Reply::ClusterIdMismatch { ours }) => {
+                tracing::error!(
+                    peer = self.target,
+                    peer_cluster_id = %ours,
+                    cluster_id = %envelope.cluster_id,
+                    "controller peer belongs to another cluster; ignoring it"
+                );
+                Err(unreachable(
+                    self.target,
+                    self.connection.addr(),
+                    RpcError::Protocol(format!("peer is in cluster {ours}")),
+                ))
+            }
+            Ok(reply) => Ok(reply),
+            Err(e) => Err(unreachable(self.target, self.connection.addr(), e)),
+        }
+    }
+
+    fn unexpected<E: std::error::Error>(&self) -> RPCError<RaftNodeId, BasicNode, E> {
+        RPCError::Network(NetworkError::new(&io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("controller {} answered with the wrong reply type", self.target),
+        )))
     }
 }
 
 impl RaftNetwork<TypeConfig> for PeerClient {
     async fn append_entries(
         &mut self,
-        _rpc: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<
         AppendEntriesResponse<RaftNodeId>,
         RPCError<RaftNodeId, BasicNode, RaftError<RaftNodeId>>,
     > {
-        Err(RPCError::Unreachable(self.unreachable()))
+        match self.call(Call::AppendEntries(rpc), &option).await {
+            Ok(Reply::AppendEntries(r)) => r.map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e))),
+            Ok(_) => Err(self.unexpected()),
+            Err(u) => Err(RPCError::Unreachable(u)),
+        }
     }
 
     async fn install_snapshot(
         &mut self,
-        _rpc: InstallSnapshotRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<
         InstallSnapshotResponse<RaftNodeId>,
         RPCError<RaftNodeId, BasicNode, RaftError<RaftNodeId, InstallSnapshotError>>,
     > {
-        Err(RPCError::Unreachable(self.unreachable()))
+        match self.call(Call::InstallSnapshot(rpc), &option).await {
+            Ok(Reply::InstallSnapshot(r)) => r.map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e))),
+            Ok(_) => Err(self.unexpected()),
+            Err(u) => Err(RPCError::Unreachable(u)),
+        }
     }
 
     async fn vote(
         &mut self,
-        _rpc: VoteRequest<RaftNodeId>,
-        _option: RPCOption,
+        rpc: VoteRequest<RaftNodeId>,
+        option: RPCOption,
     ) -> Result<VoteResponse<RaftNodeId>, RPCError<RaftNodeId, BasicNode, RaftError<RaftNodeId>>>
     {
-        Err(RPCError::Unreachable(self.unreachable()))
+        match self.call(Call::Vote(rpc), &option).await {
+            Ok(Reply::Vote(r)) => r.map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e))),
+            Ok(_) => Err(self.unexpected()),
+            Err(u) => Err(RPCError::Unreachable(u)),
+        }
     }
 }

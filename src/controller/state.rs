@@ -29,8 +29,11 @@ pub const TOPIC_PARTITIONS_MAX: i32 = 100_000;
 pub enum Command {
     /// Set the cluster id once; ignored if one is already set.
     InitCluster { cluster_id: String },
-    /// Add or update a broker.
+    /// Add or update a broker (a heartbeat of a new incarnation, or of a fenced broker).
     RegisterBroker(BrokerMeta),
+    /// Fence a broker (missed heartbeats, controlled shutdown), only if it is
+    /// still the incarnation the controller saw.
+    FenceBroker { node_id: NodeId, incarnation: Uuid },
     /// Create fully planned topics (ids and placement chosen by the proposer).
     CreateTopics(Vec<TopicMeta>),
     /// Remove topics by name, each only if it still has the given id.
@@ -122,6 +125,15 @@ pub fn apply_command(meta: &mut ClusterMetadata, cmd: &Command) -> CommandRespon
             if meta.brokers.get(&b.node_id) != Some(b) {
                 meta.brokers.insert(b.node_id, b.clone());
                 changed = true;
+            }
+            vec![Ok(())]
+        }
+        Command::FenceBroker { node_id, incarnation } => {
+            if let Some(b) = meta.brokers.get_mut(node_id) {
+                if b.incarnation == *incarnation && !b.fenced {
+                    b.fenced = true;
+                    changed = true;
+                }
             }
             vec![Ok(())]
         }
@@ -245,13 +257,16 @@ pub struct Placer {
     replicas: BTreeMap<(NodeId, ShardId), usize>,
     /// Leaders per broker, to spread leadership when counts tie.
     leaders: BTreeMap<NodeId, usize>,
+    /// `broker.rack` of the brokers that set one.
+    racks: BTreeMap<NodeId, String>,
 }
 
 impl Placer {
     pub fn new(meta: &ClusterMetadata) -> Placer {
         let mut replicas = BTreeMap::new();
         let mut leaders = BTreeMap::new();
-        for b in meta.brokers.values() {
+        // Fenced brokers get no new replicas.
+        for b in meta.live_brokers() {
             leaders.insert(b.node_id, 0);
             for shard in 0..b.shard_count {
                 replicas.insert((b.node_id, shard), 0);
@@ -271,7 +286,8 @@ impl Placer {
                 }
             }
         }
-        Placer { replicas, leaders }
+        let racks = meta.live_brokers().filter_map(|b| Some((b.node_id, b.rack.clone()?))).collect();
+        Placer { replicas, leaders, racks }
     }
 
     /// Brokers that have at least one shard.
@@ -289,10 +305,19 @@ impl Placer {
     pub fn place(&mut self, partition: i32, rf: usize) -> Option<PartitionMeta> {
         let mut chosen: Vec<ReplicaPlacement> = Vec::with_capacity(rf);
         for i in 0..rf {
+            // Rack awareness: while some broker sits on a rack this partition
+            // does not use yet, only such brokers are candidates.
+            let used_racks: BTreeSet<&String> = chosen.iter().filter_map(|c| self.racks.get(&c.node_id)).collect();
+            let fresh_rack = |node: &NodeId| self.racks.get(node).is_some_and(|r| !used_racks.contains(r));
+            let any_fresh_rack = self
+                .replicas
+                .keys()
+                .any(|(node, _)| !chosen.iter().any(|c| c.node_id == *node) && fresh_rack(node));
             let slot = self
                 .replicas
                 .iter()
                 .filter(|((node, _), _)| !chosen.iter().any(|c| c.node_id == *node))
+                .filter(|((node, _), _)| !any_fresh_rack || fresh_rack(node))
                 .min_by_key(|((node, shard), count)| {
                     let leaders = if i == 0 {
                         self.leaders.get(node).copied().unwrap_or(0)
@@ -314,11 +339,13 @@ impl Placer {
         if let Some(n) = self.leaders.get_mut(&leader.node_id) {
             *n += 1;
         }
+        // Nothing is copied between brokers yet: the leader is the only
+        // in-sync replica, and metadata must not claim copies that do not exist.
         Some(PartitionMeta {
             partition,
             leader,
             leader_epoch: 0,
-            isr: chosen.iter().map(|r| r.node_id).collect(),
+            isr: vec![leader.node_id],
             replicas: chosen,
         })
     }
@@ -582,6 +609,9 @@ mod tests {
             port: 9092,
             rack: None,
             shard_count,
+            listeners: Vec::new(),
+            incarnation: Uuid::nil(),
+            fenced: false,
         }
     }
 
@@ -630,7 +660,7 @@ mod tests {
             assert_eq!(p.replicas.len(), 2);
             assert_ne!(p.replicas[0].node_id, p.replicas[1].node_id);
             assert_eq!(p.leader, p.replicas[0]);
-            assert_eq!(p.isr, vec![p.replicas[0].node_id, p.replicas[1].node_id]);
+            assert_eq!(p.isr, vec![p.replicas[0].node_id], "only the leader holds the data until replication exists");
             *leaders.entry(p.leader.node_id).or_insert(0) += 1;
         }
         assert_eq!(leaders.get(&1), Some(&2));

@@ -12,15 +12,31 @@ use crate::metadata::{BrokerMeta, ControllerError, CreateTopicRequest, ReplicaPl
 fn config(dir: &TestDir, shard_count: usize) -> ControllerConfig {
     ControllerConfig {
         dir: dir.path().join("controller"),
+        meta_properties: dir.path().join("meta.properties"),
         node_id: 1,
-        broker: BrokerMeta {
+        broker: Some(BrokerMeta {
             node_id: 1,
             host: "127.0.0.1".into(),
             port: 9092,
             rack: None,
             shard_count,
-        },
+            listeners: Vec::new(),
+            incarnation: uuid::Uuid::nil(),
+            fenced: false,
+        }),
+        voters: Vec::new(),
+        controller_addr: None,
+        heartbeat_interval: Duration::from_millis(200),
+        session_timeout: Duration::from_millis(1000),
+        shutdown: never_shutdown(),
     }
+}
+
+/// A shutdown that never fires (its trigger is kept alive for the process).
+fn never_shutdown() -> shards::Shutdown {
+    let (trigger, shutdown) = shards::Shutdown::new();
+    std::mem::forget(trigger);
+    shutdown
 }
 
 fn topic(name: &str, partitions: i32) -> CreateTopicRequest {
@@ -393,7 +409,9 @@ async fn wrong_node_id_or_no_shards_is_refused() {
     start(config(&dir, 1)).expect("start").shutdown();
     let mut other = config(&dir, 1);
     other.node_id = 2;
-    other.broker.node_id = 2;
+    if let Some(b) = other.broker.as_mut() {
+        b.node_id = 2;
+    }
     match start(other) {
         Err(ControllerError::InvalidConfig(m)) => assert!(m.contains("belongs to"), "{m}"),
         Err(e) => panic!("wrong error: {e}"),

@@ -407,7 +407,9 @@ pub async fn ensure_offsets_topic(shard: &ShardState) -> Result<(), GroupError> 
     let req = CreateTopicRequest {
         name: OFFSETS_TOPIC.to_string(),
         partitions: shard.config.offsets_topic_num_partitions,
-        replication_factor: 1,
+        // Kafka refuses to create it on fewer brokers than this (the client
+        // gets COORDINATOR_NOT_AVAILABLE and retries until enough register).
+        replication_factor: shard.config.offsets_topic_replication_factor,
         configs: [("cleanup.policy".to_string(), "compact".to_string())].into_iter().collect(),
         internal: true,
     };

@@ -336,8 +336,13 @@ pub async fn ensure_topic(shard: &ShardState) -> Result<(), TxnError> {
     let req = CreateTopicRequest {
         name: TXN_TOPIC.to_string(),
         partitions: shard.config.transaction_state_log_num_partitions,
-        replication_factor: 1,
-        configs: [("cleanup.policy".to_string(), "compact".to_string())].into_iter().collect(),
+        replication_factor: shard.config.transaction_state_log_replication_factor,
+        configs: [
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            ("min.insync.replicas".to_string(), shard.config.transaction_state_log_min_isr.to_string()),
+        ]
+        .into_iter()
+        .collect(),
         internal: true,
     };
     let mut results = shard.controller.create_topics(vec![req], false).await;

@@ -3,9 +3,8 @@
 //! Runs on whichever shard holds the connection and only reads its newest
 //! metadata snapshot. Fjord has brokers and no separate controller
 //! endpoints: a request for endpoint type CONTROLLER (2) gets
-//! MISMATCHED_ENDPOINT_TYPE, as a Kafka broker answers. No broker is ever
-//! fenced in Fjord's metadata, so `include_fenced_brokers` (v2) changes
-//! nothing. Without ACLs every cluster operation is allowed, so the
+//! MISMATCHED_ENDPOINT_TYPE, as a Kafka broker answers. Fenced brokers are
+//! left out unless v2's `include_fenced_brokers` asks for them. Without ACLs every cluster operation is allowed, so the
 //! authorized operations, when asked for, are all of the cluster's.
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
@@ -71,16 +70,19 @@ pub fn build_response(
             .with_controller_id(BrokerId(-1))
             .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
     }
+    // v2's include_fenced_brokers asks for fenced brokers too (flagged); otherwise only live ones.
+    let include_fenced = version >= 2 && req.include_fenced_brokers;
     let brokers = metadata
         .brokers
         .values()
+        .filter(|b| include_fenced || !b.fenced)
         .map(|b| {
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(b.node_id))
                 .with_host(StrBytes::from_string(b.host.clone()))
                 .with_port(b.port)
                 .with_rack(b.rack.clone().map(StrBytes::from_string))
-                .with_is_fenced(false)
+                .with_is_fenced(b.fenced)
         })
         .collect();
     let operations = if req.include_cluster_authorized_operations {
@@ -127,6 +129,9 @@ mod tests {
                     port: 9092,
                     rack,
                     shard_count: 2,
+                    listeners: Vec::new(),
+                    incarnation: uuid::Uuid::nil(),
+                    fenced: false,
                 },
             );
         }

@@ -39,7 +39,7 @@ async fn find_txn(ctx: &RequestContext, id: &str) -> Result<(i32, String, i32), 
         return Ok((node, shard.config.advertised_kafka_host.clone(), shard.config.advertised_kafka_port as i32));
     }
     let md = shard.metadata();
-    let broker = md.brokers.get(&node).ok_or(GroupError::CoordinatorNotAvailable)?;
+    let broker = md.live_broker(node).ok_or(GroupError::CoordinatorNotAvailable)?;
     Ok((broker.node_id, broker.host.clone(), broker.port))
 }
 
@@ -103,6 +103,6 @@ async fn find(ctx: &RequestContext, group: &str) -> Result<(i32, String, i32), G
             .await;
         return Ok((shard.config.node_id, shard.config.advertised_kafka_host.clone(), shard.config.advertised_kafka_port as i32));
     }
-    let broker = md.brokers.get(&leader.node_id).ok_or(GroupError::CoordinatorNotAvailable)?;
+    let broker = md.live_broker(leader.node_id).ok_or(GroupError::CoordinatorNotAvailable)?;
     Ok((broker.node_id, broker.host.clone(), broker.port))
 }

@@ -79,9 +79,9 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
         .with_cluster_authorized_operations(OPERATIONS_NOT_REQUESTED)
 }
 
+/// The brokers clients may use: registered and not fenced.
 pub fn brokers(md: &ClusterMetadata) -> Vec<MetadataResponseBroker> {
-    md.brokers
-        .values()
+    md.live_brokers()
         .map(|b| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.node_id))
@@ -97,14 +97,19 @@ fn topic_entry(md: &ClusterMetadata, t: &TopicMeta) -> MetadataResponseTopic {
         .partitions
         .iter()
         .map(|p| {
-            let leader_known = md.brokers.contains_key(&p.leader.node_id);
+            // A fenced leader leads nothing: the partition is offline until it
+            // returns (or, once replication exists, another replica takes over).
+            let leader_known = md.live_broker(p.leader.node_id).is_some();
+            let offline: Vec<BrokerId> =
+                p.replicas.iter().filter(|r| md.live_broker(r.node_id).is_none()).map(|r| BrokerId(r.node_id)).collect();
             MetadataResponsePartition::default()
                 .with_error_code(if leader_known { 0 } else { ResponseError::LeaderNotAvailable.code() })
                 .with_partition_index(p.partition)
                 .with_leader_id(BrokerId(if leader_known { p.leader.node_id } else { -1 }))
                 .with_leader_epoch(p.leader_epoch)
                 .with_replica_nodes(p.replicas.iter().map(|r| BrokerId(r.node_id)).collect())
-                .with_isr_nodes(p.isr.iter().map(|&n| BrokerId(n)).collect())
+                .with_isr_nodes(p.isr.iter().filter(|&&n| md.live_broker(n).is_some()).map(|&n| BrokerId(n)).collect())
+                .with_offline_replicas(offline)
         })
         .collect();
     MetadataResponseTopic::default()

@@ -121,7 +121,7 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> ProduceOutcome
                 continue;
             }
             // Kafka: acks=all needs at least min.insync.replicas in-sync replicas (checked before the batches).
-            let min_insync = meta.configs.get("min.insync.replicas").and_then(|v| v.trim().parse::<usize>().ok()).unwrap_or(1);
+            let min_insync = meta.configs.get("min.insync.replicas").and_then(|v| v.trim().parse::<usize>().ok()).unwrap_or(ctx.shard.config.min_insync_replicas.max(1) as usize);
             if acks == -1 && pmeta.isr.len() < min_insync {
                 slot.error_code = ResponseError::NotEnoughReplicas.code();
                 continue;

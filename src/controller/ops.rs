@@ -1,0 +1,87 @@
+//! What a node asks of the active controller, and what it answers: one
+//! serializable enum each, so the same request is handled locally on the
+//! active controller or forwarded to it over the controller RPC from any
+//! other node.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::metadata::{BrokerMeta, ControllerError, CreateTopicRequest, NodeId, TopicMeta};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Op {
+    CreateTopics {
+        reqs: Vec<CreateTopicRequest>,
+        validate_only: bool,
+    },
+    DeleteTopics {
+        names: Vec<String>,
+    },
+    CreatePartitions {
+        topic: String,
+        new_total: i32,
+        validate_only: bool,
+    },
+    AlterTopicConfigs {
+        topic: String,
+        changes: BTreeMap<String, Option<String>>,
+        validate_only: bool,
+    },
+    /// Hand out a block of `count` producer ids; answers the first.
+    AllocateProducerIds { count: i64 },
+    /// A broker is alive: registers it (or re-registers a new incarnation, or
+    /// unfences it) and restarts its session timer.
+    Heartbeat(Heartbeat),
+    /// A broker is stopping (SIGTERM): fence it now rather than after its
+    /// session times out.
+    ControlledShutdown { node_id: NodeId, incarnation: Uuid },
+    /// Take a snapshot now and purge the log behind it (on the node asked; never forwarded).
+    Snapshot,
+}
+
+/// A broker's heartbeat: everything it registers with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// `fenced` is ignored: a heartbeat is a request to be unfenced.
+    pub broker: BrokerMeta,
+    /// The node's controller RPC address, so the controller can add a
+    /// broker-only node to the Raft group as a learner (it then receives the
+    /// metadata log like the voters). None in single-node mode.
+    pub controller_addr: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum OpResult {
+    Topics(Vec<Result<TopicMeta, ControllerError>>),
+    Deleted(Vec<Result<Uuid, ControllerError>>),
+    Done(Result<(), ControllerError>),
+    ProducerIds(Result<i64, ControllerError>),
+}
+
+impl OpResult {
+    /// The result every item of `op` gets when the op could not be handled at all.
+    pub fn failed(op: &Op, e: ControllerError) -> OpResult {
+        match op {
+            Op::CreateTopics { reqs, .. } => OpResult::Topics(vec![Err(e); reqs.len()]),
+            Op::DeleteTopics { names } => OpResult::Deleted(vec![Err(e); names.len()]),
+            Op::AllocateProducerIds { .. } => OpResult::ProducerIds(Err(e)),
+            Op::CreatePartitions { .. }
+            | Op::AlterTopicConfigs { .. }
+            | Op::Heartbeat(_)
+            | Op::ControlledShutdown { .. }
+            | Op::Snapshot => OpResult::Done(Err(e)),
+        }
+    }
+
+    /// The error of a result that failed as a whole (`failed`), if it is one.
+    pub fn whole_error(&self) -> Option<&ControllerError> {
+        match self {
+            OpResult::Topics(v) => v.first().and_then(|r| r.as_ref().err()).filter(|_| v.iter().all(|r| r.is_err())),
+            OpResult::Deleted(v) => v.first().and_then(|r| r.as_ref().err()).filter(|_| v.iter().all(|r| r.is_err())),
+            OpResult::Done(r) => r.as_ref().err(),
+            OpResult::ProducerIds(r) => r.as_ref().err(),
+        }
+    }
+}
