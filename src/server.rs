@@ -112,7 +112,7 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
     }
     let status = Arc::new(BrokerStatus::default());
     status.shard_count.store(config.shards, Ordering::Release);
-    let admin = crate::admin::start(config.admin_addr, status.clone(), shutdown.clone()).map_err(|e| {
+    let admin = crate::admin::start(config.admin_addr, status.clone(), controller.clone(), shutdown.clone()).map_err(|e| {
         ServeError::AddressInUse { setting: "admin_addr", addr: config.admin_addr, reason: e.to_string() }
     })?;
     let runtime = RuntimeConfig {

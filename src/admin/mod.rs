@@ -1,5 +1,7 @@
 //! Admin HTTP: `GET /health` (200 once every shard serves Kafka requests,
-//! 503 before and during shutdown).
+//! 503 before and during shutdown) and `GET /v1/cluster` (JSON: cluster id,
+//! active controller, brokers, and every partition's leader, replicas with
+//! the (broker, shard) each is placed on, and ISR, from this node's metadata).
 //!
 //! Runs on its own plain thread, away from the shards: it must answer even
 //! when the shards are busy, and it reads only atomics they set.
@@ -32,6 +34,7 @@ const REQUEST_HEAD_MAX_BYTES: usize = 8 * 1024;
 pub fn start(
     addr: SocketAddr,
     status: Arc<BrokerStatus>,
+    controller: crate::controller::ControllerHandle,
     shutdown: Shutdown,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let listener = TcpListener::bind(addr)?;
@@ -40,7 +43,7 @@ pub fn start(
         while !shutdown.is_triggered() {
             match listener.accept() {
                 Ok((stream, _)) => {
-                    if let Err(e) = serve(stream, &status, &shutdown) {
+                    if let Err(e) = serve(stream, &status, &controller, &shutdown) {
                         tracing::debug!(error = %e, "admin request failed");
                     }
                 }
@@ -56,7 +59,12 @@ pub fn start(
     })
 }
 
-fn serve(mut stream: TcpStream, status: &BrokerStatus, shutdown: &Shutdown) -> std::io::Result<()> {
+fn serve(
+    mut stream: TcpStream,
+    status: &BrokerStatus,
+    controller: &crate::controller::ControllerHandle,
+    shutdown: &Shutdown,
+) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     let mut buf = vec![0u8; REQUEST_HEAD_MAX_BYTES];
@@ -74,7 +82,12 @@ fn serve(mut stream: TcpStream, status: &BrokerStatus, shutdown: &Shutdown) -> s
     let head = String::from_utf8_lossy(&buf[..len]);
     let mut parts = head.lines().next().unwrap_or("").split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let mut content_type = "text/plain";
     let (code, body) = match (method, path) {
+        ("GET", "/v1/cluster") => {
+            content_type = "application/json";
+            (200, cluster_json(&controller.current()))
+        }
         ("GET", "/health") | ("GET", "/v1/status/ready") => {
             if status.ready() && !shutdown.is_triggered() {
                 (200, "ok\n".to_string())
@@ -92,8 +105,51 @@ fn serve(mut stream: TcpStream, status: &BrokerStatus, shutdown: &Shutdown) -> s
         _ => "Service Unavailable",
     };
     let response = format!(
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(response.as_bytes())
+}
+
+/// `/v1/cluster`: the metadata as this node has applied it.
+fn cluster_json(md: &crate::metadata::ClusterMetadata) -> String {
+    use serde_json::json;
+    let brokers: Vec<_> = md
+        .brokers
+        .values()
+        .map(|b| {
+            json!({
+                "node_id": b.node_id, "host": b.host, "port": b.port, "rack": b.rack,
+                "shard_count": b.shard_count, "fenced": b.fenced,
+            })
+        })
+        .collect();
+    let topics: Vec<_> = md
+        .topics
+        .values()
+        .map(|t| {
+            let partitions: Vec<_> = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    json!({
+                        "partition": p.partition,
+                        "leader": if md.live_broker(p.leader.node_id).is_some() { p.leader.node_id } else { -1 },
+                        "leader_epoch": p.leader_epoch,
+                        "replicas": p.replicas.iter().map(|r| json!({"node_id": r.node_id, "shard": r.shard})).collect::<Vec<_>>(),
+                        "isr": p.isr,
+                    })
+                })
+                .collect();
+            json!({"name": t.name, "id": t.id.to_string(), "internal": t.internal, "partitions": partitions})
+        })
+        .collect();
+    let doc = json!({
+        "cluster_id": md.cluster_id,
+        "controller_id": md.controller_id,
+        "version": md.version,
+        "brokers": brokers,
+        "topics": topics,
+    });
+    format!("{doc}\n")
 }
