@@ -104,6 +104,28 @@ pub struct Config {
     pub min_insync_replicas: i32,
     /// Broker default of the topic setting `unclean.leader.election.enable`.
     pub unclean_leader_election_enable: bool,
+    /// Every Kafka listener this broker binds, with what it advertises.
+    /// Built by `resolve` from `listeners`/`advertised.listeners`, or from
+    /// `kafka_addr`/`advertised_kafka_addr` (one PLAINTEXT listener).
+    pub listeners: Vec<Listener>,
+    /// `inter.broker.listener.name`: the listener brokers use to reach each other.
+    pub inter_broker_listener_name: String,
+    // Raw values of the listener settings, resolved into `listeners` at the end.
+    listeners_raw: Option<String>,
+    advertised_listeners_raw: Option<String>,
+    security_protocol_map_raw: Option<String>,
+    inter_broker_listener_raw: Option<String>,
+    controller_listener_names_raw: Option<String>,
+}
+
+/// One named Kafka listener (`listeners=NAME://HOST:PORT`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub name: String,
+    pub bind: SocketAddr,
+    /// What Metadata tells clients that came in on this listener.
+    pub advertised_host: String,
+    pub advertised_port: u16,
 }
 
 /// Where a value came from, for error messages.
@@ -205,6 +227,11 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("transaction.state.log.min.isr", "min.insync.replicas of __transaction_state [1]"),
     ("min.insync.replicas", "default min.insync.replicas of topics [1]"),
     ("unclean.leader.election.enable", "default unclean.leader.election.enable of topics [false]"),
+    ("listeners", "named Kafka listeners NAME://HOST:PORT,... [PLAINTEXT://kafka_addr]"),
+    ("advertised.listeners", "what each listener tells clients, NAME://HOST:PORT,... [the listeners]"),
+    ("listener.security.protocol.map", "NAME:PROTOCOL,... (PLAINTEXT only for now) [PLAINTEXT:PLAINTEXT]"),
+    ("inter.broker.listener.name", "the listener brokers use to reach each other [the first listener]"),
+    ("controller.listener.names", "listener names in `listeners` that are the controller's (its address becomes controller_addr) [none]"),
 ];
 
 /// `FJORD_` + name upper-cased, dots and dashes as underscores.
@@ -289,6 +316,13 @@ impl Default for Config {
             transaction_state_log_min_isr: 1,
             min_insync_replicas: 1,
             unclean_leader_election_enable: false,
+            listeners: Vec::new(),
+            inter_broker_listener_name: "PLAINTEXT".into(),
+            listeners_raw: None,
+            advertised_listeners_raw: None,
+            security_protocol_map_raw: None,
+            inter_broker_listener_raw: None,
+            controller_listener_names_raw: None,
         }
     }
 }
@@ -327,22 +361,8 @@ impl Config {
             advertised_set |= name == "advertised_kafka_addr";
             config.set(name, value, Source::Flag)?;
         }
+        config.resolve_listeners(advertised_set)?;
         config.check_cluster_settings()?;
-        if !advertised_set {
-            if config.kafka_addr.ip().is_unspecified() {
-                return Err(ConfigError::InvalidValue {
-                    name: "advertised_kafka_addr".into(),
-                    value: String::new(),
-                    expected: format!(
-                        "an address clients can reach, because kafka_addr {} listens on all interfaces",
-                        config.kafka_addr
-                    ),
-                    source: Source::Flag,
-                });
-            }
-            config.advertised_kafka_host = config.kafka_addr.ip().to_string();
-            config.advertised_kafka_port = config.kafka_addr.port();
-        }
         Ok(config)
     }
 
@@ -556,8 +576,125 @@ impl Config {
             "unclean.leader.election.enable" => {
                 self.unclean_leader_election_enable = parse_bool(v).ok_or_else(|| bad("true or false"))?
             }
+            "listeners" => self.listeners_raw = Some(v.to_string()),
+            "advertised.listeners" => self.advertised_listeners_raw = Some(v.to_string()),
+            "listener.security.protocol.map" => self.security_protocol_map_raw = Some(v.to_string()),
+            "inter.broker.listener.name" => self.inter_broker_listener_raw = Some(v.to_string()),
+            "controller.listener.names" => self.controller_listener_names_raw = Some(v.to_string()),
             _ => return Err(ConfigError::UnknownSetting { name: name.to_string(), source }),
         }
+        Ok(())
+    }
+
+    /// Turns the listener settings into `listeners` (and, for a controller
+    /// listener named in `controller.listener.names`, `controller_addr`).
+    fn resolve_listeners(&mut self, advertised_set: bool) -> Result<(), ConfigError> {
+        let invalid = |name: &str, value: &str, expected: &str| ConfigError::InvalidValue {
+            name: name.to_string(),
+            value: value.to_string(),
+            expected: expected.to_string(),
+            source: Source::Flag,
+        };
+        let Some(raw) = self.listeners_raw.clone() else {
+            // The shorthand: one PLAINTEXT listener on kafka_addr.
+            if !advertised_set {
+                if self.kafka_addr.ip().is_unspecified() {
+                    return Err(invalid(
+                        "advertised_kafka_addr",
+                        "",
+                        &format!("an address clients can reach, because kafka_addr {} listens on all interfaces", self.kafka_addr),
+                    ));
+                }
+                self.advertised_kafka_host = self.kafka_addr.ip().to_string();
+                self.advertised_kafka_port = self.kafka_addr.port();
+            }
+            self.listeners = vec![Listener {
+                name: "PLAINTEXT".into(),
+                bind: self.kafka_addr,
+                advertised_host: self.advertised_kafka_host.clone(),
+                advertised_port: self.advertised_kafka_port,
+            }];
+            self.inter_broker_listener_name = self.inter_broker_listener_raw.clone().unwrap_or_else(|| "PLAINTEXT".into()).to_ascii_uppercase();
+            if self.inter_broker_listener_name != "PLAINTEXT" {
+                return Err(invalid("inter.broker.listener.name", &self.inter_broker_listener_name, "a listener named in `listeners`"));
+            }
+            return Ok(());
+        };
+        let expected = "NAME://HOST:PORT,... with distinct names";
+        let parsed = parse_listener_list(&raw).ok_or_else(|| invalid("listeners", &raw, expected))?;
+        let advertised = match &self.advertised_listeners_raw {
+            Some(a) => parse_listener_list(a).ok_or_else(|| invalid("advertised.listeners", a, expected))?,
+            None => Vec::new(),
+        };
+        let controller_names: Vec<String> = self
+            .controller_listener_names_raw
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(|n| n.trim().to_ascii_uppercase())
+            .filter(|n| !n.is_empty())
+            .collect();
+        let map: Vec<(String, String)> = match &self.security_protocol_map_raw {
+            Some(m) => m
+                .split(',')
+                .map(str::trim)
+                .filter(|i| !i.is_empty())
+                .map(|i| i.split_once(':').map(|(a, b)| (a.trim().to_ascii_uppercase(), b.trim().to_ascii_uppercase())))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| invalid("listener.security.protocol.map", m, "NAME:PROTOCOL,..."))?,
+            None => Vec::new(),
+        };
+        let mut listeners = Vec::new();
+        for (name, host, port) in parsed {
+            let protocol = map.iter().find(|(n, _)| *n == name).map(|(_, p)| p.clone()).or_else(|| (name == "PLAINTEXT").then(|| "PLAINTEXT".to_string()));
+            match protocol.as_deref() {
+                Some("PLAINTEXT") => {}
+                Some(other) => {
+                    return Err(invalid(
+                        "listener.security.protocol.map",
+                        &format!("{name}:{other}"),
+                        "PLAINTEXT (TLS and SASL listeners are not supported yet)",
+                    ))
+                }
+                None => {
+                    return Err(invalid(
+                        "listener.security.protocol.map",
+                        self.security_protocol_map_raw.as_deref().unwrap_or(""),
+                        &format!("an entry for listener {name} (e.g. {name}:PLAINTEXT)"),
+                    ))
+                }
+            }
+            let bind = parse_addr(&format!("{}:{port}", if host.is_empty() { "0.0.0.0" } else { host.as_str() }))
+                .ok_or_else(|| invalid("listeners", &raw, "listeners with resolvable HOST:PORT"))?;
+            if controller_names.contains(&name) {
+                // Kafka puts the controller's listener in `listeners`; Fjord's controller RPC takes its address.
+                self.controller_addr.get_or_insert(bind);
+                continue;
+            }
+            let (advertised_host, advertised_port) = match advertised.iter().find(|(n, _, _)| *n == name) {
+                Some((_, h, p)) if !h.is_empty() => (h.clone(), *p),
+                _ if bind.ip().is_unspecified() => {
+                    return Err(invalid(
+                        "advertised.listeners",
+                        self.advertised_listeners_raw.as_deref().unwrap_or(""),
+                        &format!("an address for listener {name}, which listens on all interfaces"),
+                    ))
+                }
+                _ => (bind.ip().to_string(), bind.port()),
+            };
+            listeners.push(Listener { name, bind, advertised_host, advertised_port });
+        }
+        let first = listeners.first().ok_or_else(|| invalid("listeners", &raw, "at least one listener that is not a controller listener"))?;
+        self.kafka_addr = first.bind;
+        self.advertised_kafka_host = first.advertised_host.clone();
+        self.advertised_kafka_port = first.advertised_port;
+        self.inter_broker_listener_name = match &self.inter_broker_listener_raw {
+            Some(n) => n.trim().to_ascii_uppercase(),
+            None => first.name.clone(),
+        };
+        if !listeners.iter().any(|l| l.name == self.inter_broker_listener_name) {
+            return Err(invalid("inter.broker.listener.name", &self.inter_broker_listener_name, "the name of a listener in `listeners`"));
+        }
+        self.listeners = listeners;
         Ok(())
     }
 }
@@ -571,6 +708,23 @@ fn parse_addr(v: &str) -> Option<SocketAddr> {
         return None;
     }
     v.to_socket_addrs().ok()?.next()
+}
+
+/// `NAME://HOST:PORT,...` (names upper-cased; an empty host means all interfaces).
+fn parse_listener_list(v: &str) -> Option<Vec<(String, String, u16)>> {
+    let mut out: Vec<(String, String, u16)> = Vec::new();
+    for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (name, addr) = item.split_once("://")?;
+        let name = name.trim().to_ascii_uppercase();
+        let (host, port) = addr.rsplit_once(':')?;
+        let port: u16 = port.parse().ok()?;
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        if name.is_empty() || out.iter().any(|(n, _, _)| *n == name) {
+            return None;
+        }
+        out.push((name, host, port));
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 /// `ID@HOST:PORT,...`: node ids distinct and >= 0; the address is kept as

@@ -7,6 +7,7 @@ pub mod config;
 pub mod controller;
 pub mod coordinator;
 pub mod error;
+pub mod interbroker;
 pub mod metadata;
 pub mod partition;
 pub mod producer_ids;

@@ -57,12 +57,13 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
     let (trigger, shutdown) = Shutdown::new();
     shards::install_signal_handler(trigger).map_err(ServeError::Signals)?;
     let _lock = lock_data_dir(&config)?;
-    let mut addrs = vec![("kafka_addr", config.kafka_addr), ("admin_addr", config.admin_addr)];
+    let mut addrs: Vec<(&'static str, std::net::SocketAddr)> = config.listeners.iter().map(|l| ("listeners", l.bind)).collect();
+    addrs.push(("admin_addr", config.admin_addr));
     if let (Some(addr), false) = (config.controller_addr, config.controller_quorum_voters.is_empty()) {
         addrs.push(("controller_addr", addr));
     }
     if !config.role_broker {
-        addrs.retain(|(s, _)| *s == "controller_addr");
+        addrs.retain(|(s, _)| *s == "controller_addr" || *s == "admin_addr");
     }
     for (setting, addr) in addrs {
         wait_address_free(addr).map_err(|e| ServeError::AddressInUse { setting, addr, reason: e.to_string() })?;
@@ -84,7 +85,15 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
         port: config.advertised_kafka_port as i32,
         rack: config.broker_rack.clone(),
         shard_count: config.shards,
-        listeners: Vec::new(),
+        listeners: config
+            .listeners
+            .iter()
+            .map(|l| crate::metadata::ListenerEndpoint {
+                name: l.name.clone(),
+                host: l.advertised_host.clone(),
+                port: l.advertised_port as i32,
+            })
+            .collect(),
         incarnation: uuid::Uuid::nil(),
         fenced: false,
     });
@@ -172,46 +181,26 @@ async fn shard_main(mut shard: Shard<ShardState>, config: Config, controller: Co
             Err(e) => tracing::error!(shard = shard.id, error = %e, "cannot start the log cleaner"),
         };
     }
-    let listener = match TcpListener::bind(config.kafka_addr) {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(shard = shard.id, error = %e, "cannot listen");
-            return;
-        }
-    };
-    status.shards_serving.fetch_add(1, Ordering::AcqRel);
-    tracing::info!(shard = shard.id, partitions = state.partitions.count(), "shard serving");
-    let open_connections = Rc::new(std::cell::Cell::new(0usize));
-    loop {
-        let accept = async { Some(listener.accept().await) };
-        let stop = async {
-            shard.shutdown.wait().await;
-            None
-        };
-        match futures_lite::future::or(accept, stop).await {
-            None => break,
-            Some(Ok(stream)) => {
-                if open_connections.get() >= config.max_connections_per_shard {
-                    tracing::warn!(shard = shard.id, "connection limit reached; refusing a connection");
-                    drop(stream);
-                    continue;
-                }
-                open_connections.set(open_connections.get() + 1);
-                let state = state.clone();
-                let open = open_connections.clone();
-                glommio::spawn_local(async move {
-                    crate::protocol::connection::serve(state, stream).await;
-                    open.set(open.get() - 1);
-                })
-                .detach();
-            }
-            Some(Err(e)) => {
-                tracing::warn!(shard = shard.id, error = %e, "accept failed");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
+    let mut listeners = Vec::new();
+    for l in &config.listeners {
+        match TcpListener::bind(l.bind) {
+            Ok(socket) => listeners.push((socket, Rc::<str>::from(l.name.as_str()))),
+            Err(e) => {
+                tracing::error!(shard = shard.id, listener = %l.name, addr = %l.bind, error = %e, "cannot listen");
+                return;
             }
         }
     }
-    drop(listener);
+    status.shards_serving.fetch_add(1, Ordering::AcqRel);
+    tracing::info!(shard = shard.id, partitions = state.partitions.count(), "shard serving");
+    let open_connections = Rc::new(std::cell::Cell::new(0usize));
+    let accepting: Vec<_> = listeners
+        .into_iter()
+        .map(|(socket, name)| glommio::spawn_local(accept_loop(state.clone(), socket, name, open_connections.clone())))
+        .collect();
+    for a in accepting {
+        a.await;
+    }
     status.shards_serving.fetch_sub(1, Ordering::AcqRel);
     // Connections notice shutdown between requests; wait for in-flight ones.
     let started = Instant::now();
@@ -222,6 +211,39 @@ async fn shard_main(mut shard: Shard<ShardState>, config: Config, controller: Co
         tracing::error!(shard = shard.id, error = %e, "closing logs failed");
     }
     tracing::info!(shard = shard.id, "shard stopped");
+}
+
+/// Accepts connections on one listener until shutdown (the listening socket
+/// closes when this returns).
+async fn accept_loop(state: Rc<ShardState>, listener: TcpListener, name: Rc<str>, open_connections: Rc<std::cell::Cell<usize>>) {
+    loop {
+        let accept = async { Some(listener.accept().await) };
+        let stop = async {
+            state.shutdown.wait().await;
+            None
+        };
+        match futures_lite::future::or(accept, stop).await {
+            None => return,
+            Some(Ok(stream)) => {
+                if open_connections.get() >= state.config.max_connections_per_shard {
+                    tracing::warn!(shard = state.id, "connection limit reached; refusing a connection");
+                    drop(stream);
+                    continue;
+                }
+                open_connections.set(open_connections.get() + 1);
+                let (state, open, name) = (state.clone(), open_connections.clone(), name.clone());
+                glommio::spawn_local(async move {
+                    crate::protocol::connection::serve(state, stream, name).await;
+                    open.set(open.get() - 1);
+                })
+                .detach();
+            }
+            Some(Err(e)) => {
+                tracing::warn!(shard = state.id, listener = %name, error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
 }
 
 /// A broker killed with -9 can leave its listening socket open for a moment

@@ -167,6 +167,12 @@ API_PRODUCE = 0
 API_FETCH = 1
 API_METADATA = 3
 API_API_VERSIONS = 18
+API_OFFSET_FETCH = 9
+API_FIND_COORDINATOR = 10
+API_CREATE_TOPICS = 19
+API_DELETE_TOPICS = 20
+API_ALTER_CONFIGS = 33
+API_CREATE_PARTITIONS = 37
 
 
 def request_header_v1(api_key, api_version, correlation_id, client_id="fjord-raw-test"):
@@ -312,6 +318,142 @@ def parse_metadata_v4_response(body: bytes):
         return name, (err, sorted(parts))
 
     return dict(r.array(topic))
+
+
+def parse_metadata_v4_full(body: bytes):
+    """Everything in a Metadata v4 response:
+    {"brokers": {node_id: (host, port, rack)}, "cluster_id", "controller_id",
+     "topics": {name: {"error", "internal", "partitions": {index: {"error", "leader", "replicas", "isr"}}}}}"""
+    r = Reader(body)
+    r.i32()  # throttle
+    brokers = {nid: (host, port, rack)
+               for nid, host, port, rack in r.array(lambda rr: (rr.i32(), rr.string(), rr.i32(), rr.string()))}
+    cluster_id = r.string()
+    controller_id = r.i32()
+
+    def partition(rr):
+        err = rr.i16()
+        idx = rr.i32()
+        leader = rr.i32()
+        replicas = rr.array(lambda x: x.i32())
+        isr = rr.array(lambda x: x.i32())
+        return idx, {"error": err, "leader": leader, "replicas": replicas, "isr": isr}
+
+    def topic(rr):
+        err = rr.i16()
+        name = rr.string()
+        internal = rr.i8() != 0
+        parts = dict(rr.array(partition))
+        return name, {"error": err, "internal": internal, "partitions": parts}
+
+    topics = dict(r.array(topic))
+    return {"brokers": brokers, "cluster_id": cluster_id, "controller_id": controller_id, "topics": topics}
+
+
+def create_topics_v4(correlation_id, topics, timeout_ms=10000, validate_only=False):
+    """CreateTopics v4 (the last non-flexible version). `topics`: list of
+    (name, num_partitions, replication_factor, {config: value})."""
+    items = []
+    for name, partitions, rf, configs in topics:
+        items.append(
+            string(name) + i32(partitions) + i16(rf)
+            + array([])  # manual assignments
+            + array([string(k) + string(v) for k, v in (configs or {}).items()])
+        )
+    body = array(items) + i32(timeout_ms) + (b"\x01" if validate_only else b"\x00")
+    return frame(request_header_v1(API_CREATE_TOPICS, 4, correlation_id) + body)
+
+
+def parse_create_topics_v4_response(body: bytes):
+    """-> {topic: (error_code, error_message)}"""
+    r = Reader(body)
+    r.i32()  # throttle
+    return dict(r.array(lambda rr: (rr.string(), (rr.i16(), rr.string()))))
+
+
+def delete_topics_v3(correlation_id, names, timeout_ms=10000):
+    body = array([string(n) for n in names]) + i32(timeout_ms)
+    return frame(request_header_v1(API_DELETE_TOPICS, 3, correlation_id) + body)
+
+
+def parse_delete_topics_v3_response(body: bytes):
+    """-> {topic: error_code}"""
+    r = Reader(body)
+    r.i32()  # throttle
+    return dict(r.array(lambda rr: (rr.string(), rr.i16())))
+
+
+def create_partitions_v1(correlation_id, topic, count, timeout_ms=10000, validate_only=False):
+    body = (array([string(topic) + i32(count) + i32(-1)])  # assignments: null
+            + i32(timeout_ms) + (b"\x01" if validate_only else b"\x00"))
+    return frame(request_header_v1(API_CREATE_PARTITIONS, 1, correlation_id) + body)
+
+
+def parse_create_partitions_v1_response(body: bytes):
+    """-> {topic: (error_code, error_message)}"""
+    r = Reader(body)
+    r.i32()  # throttle
+    return dict(r.array(lambda rr: (rr.string(), (rr.i16(), rr.string()))))
+
+
+RESOURCE_TOPIC = 2
+
+
+def alter_configs_v1(correlation_id, topic, configs, validate_only=False):
+    """AlterConfigs v1 of one topic: `configs` replaces the topic's set configs."""
+    body = (array([i8(RESOURCE_TOPIC) + string(topic)
+                   + array([string(k) + string(v) for k, v in configs.items()])])
+            + (b"\x01" if validate_only else b"\x00"))
+    return frame(request_header_v1(API_ALTER_CONFIGS, 1, correlation_id) + body)
+
+
+def parse_alter_configs_v1_response(body: bytes):
+    """-> {(resource_type, name): (error_code, error_message)}"""
+    r = Reader(body)
+    r.i32()  # throttle
+
+    def item(rr):
+        err = rr.i16()
+        msg = rr.string()
+        rtype = rr.i8()
+        name = rr.string()
+        return (rtype, name), (err, msg)
+
+    return dict(r.array(item))
+
+
+def find_coordinator_v1(correlation_id, key, key_type=0):
+    body = string(key) + i8(key_type)
+    return frame(request_header_v1(API_FIND_COORDINATOR, 1, correlation_id) + body)
+
+
+def parse_find_coordinator_v1_response(body: bytes):
+    """-> (error_code, node_id, host, port)"""
+    r = Reader(body)
+    r.i32()  # throttle
+    err = r.i16()
+    r.string()  # error message
+    return err, r.i32(), r.string(), r.i32()
+
+
+def offset_fetch_v3(correlation_id, group, topic, partitions):
+    body = string(group) + array([string(topic) + array([i32(p) for p in partitions])])
+    return frame(request_header_v1(API_OFFSET_FETCH, 3, correlation_id) + body)
+
+
+def parse_offset_fetch_v3_response(body: bytes):
+    """-> (top-level error_code, {(topic, partition): (committed_offset, error_code)})"""
+    r = Reader(body)
+    r.i32()  # throttle
+    out = {}
+
+    def topic(rr):
+        name = rr.string()
+        for idx, off, err in rr.array(lambda x: (x.i32(), x.i64(), (x.string(), x.i16())[1])):
+            out[(name, idx)] = (off, err)
+
+    r.array(topic)
+    return r.i16(), out
 
 
 def fetch_v4(correlation_id, topic, partition, offset, max_wait_ms=500, min_bytes=1,

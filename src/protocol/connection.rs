@@ -42,7 +42,8 @@ enum CloseReason {
     WriterGone,
 }
 
-pub async fn serve(shard: Rc<ShardState>, stream: TcpStream) {
+/// Serves one client connection that came in on the listener named `listener`.
+pub async fn serve(shard: Rc<ShardState>, stream: TcpStream, listener: Rc<str>) {
     let peer_addr = stream.peer_addr().ok();
     let peer = peer_addr.map(|a| a.to_string()).unwrap_or_default();
     let client_host = peer_addr.map(|a| format!("/{}", a.ip())).unwrap_or_default();
@@ -68,7 +69,7 @@ pub async fn serve(shard: Rc<ShardState>, stream: TcpStream) {
             (i16::from_be_bytes([b[0], b[1]]), i16::from_be_bytes([b[2], b[3]]), i32::from_be_bytes([b[4], b[5], b[6], b[7]]))
         });
         tracing::trace!(%peer, ?head, "request (api key, version, correlation id)");
-        let dispatched = handlers::dispatch(&shard, frame, &client_host).await;
+        let dispatched = handlers::dispatch(&shard, frame, &client_host, &listener).await;
         tracing::trace!(%peer, ?head, "request handled");
         match dispatched {
             Dispatch::NoResponse => {}

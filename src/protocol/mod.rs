@@ -23,4 +23,14 @@ pub struct RequestContext {
     pub client_id: Option<String>,
     /// The peer's address as Kafka shows it in DescribeGroups ("/127.0.0.1").
     pub client_host: String,
+    /// The name of the listener the connection came in on (Metadata answers
+    /// with the brokers' addresses on the same listener).
+    pub listener: Rc<str>,
+}
+
+impl RequestContext {
+    /// `broker`'s address on this request's listener, if it has that listener.
+    pub fn endpoint_of<'m>(&self, broker: &'m crate::metadata::BrokerMeta) -> Option<(&'m str, i32)> {
+        broker.endpoint(&self.listener)
+    }
 }

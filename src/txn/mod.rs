@@ -557,42 +557,36 @@ async fn complete(shard: &Rc<ShardState>, tp: &Rc<TxnPartition>, id: &str) -> Re
     tp.persist(id, &m).await
 }
 
-/// Writes the marker to each partition of the transaction, on its owner
-/// shard; partitions that no longer exist are skipped.
+/// How long a WriteTxnMarkers call to another broker may take.
+const REMOTE_MARKERS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Writes the marker to each partition of the transaction: partitions this
+/// broker leads on their owner shards, the others through WriteTxnMarkers to
+/// their leaders, as Kafka's coordinator does. Partitions that no longer
+/// exist are skipped. Fails unless every marker was written (the caller
+/// retries the completion later).
 async fn write_markers(shard: &Rc<ShardState>, m: &TxnMeta, commit: bool, coordinator_epoch: i32) -> Result<(), TxnError> {
     let md = shard.metadata();
-    let mut by_shard: BTreeMap<ShardId, Vec<(String, i32)>> = BTreeMap::new();
+    let mut local = Vec::new();
+    let mut remote: BTreeMap<crate::metadata::NodeId, Vec<(String, i32)>> = BTreeMap::new();
     for (topic, p) in &m.partitions {
         let Some(pm) = md.partition(topic, *p) else { continue };
-        if pm.leader.node_id != shard.config.node_id {
-            tracing::warn!(topic = %topic, partition = p, "transaction marker for a partition led elsewhere is not supported");
-            return Err(TxnError::CoordinatorNotAvailable);
+        if pm.leader.node_id == shard.config.node_id {
+            local.push((topic.clone(), *p));
+        } else {
+            remote.entry(pm.leader.node_id).or_default().push((topic.clone(), *p));
         }
-        by_shard.entry(shard.owner_of(pm.leader.shard)).or_default().push((topic.clone(), *p));
     }
-    let (pid, epoch) = (m.producer_id, m.epoch);
+    let marker = Marker { producer_id: m.producer_id, producer_epoch: m.epoch, commit, coordinator_epoch };
     let mut calls = Vec::new();
-    for (owner, parts) in by_shard {
-        let mesh = shard.mesh.clone();
-        calls.push(glommio::spawn_local(async move {
-            mesh.call(owner, move |s: Rc<ShardState>| async move {
-                for (topic, p) in parts {
-                    let Some(part) = s.local_partition(&topic, p).await else { return false };
-                    if let Err(e) = part.write_marker(pid, epoch, commit, coordinator_epoch).await {
-                        tracing::warn!(topic = %topic, partition = p, error = ?e, "writing a transaction marker failed");
-                        return false;
-                    }
-                    if topic == OFFSETS_TOPIC {
-                        crate::coordinator::txn_offsets::complete(&s, p, pid, commit).await;
-                    }
-                }
-                true
-            })
-            .await
-            .unwrap_or(false)
-        }));
+    for (node, parts) in remote {
+        let Some((host, port)) = md.live_broker(node).and_then(|b| b.endpoint(&shard.config.inter_broker_listener_name)).map(|(h, p)| (h.to_string(), p)) else {
+            tracing::warn!(broker = node, "transaction marker: the partition's leader is not live");
+            return Err(TxnError::CoordinatorNotAvailable);
+        };
+        calls.push(glommio::spawn_local(send_remote_markers(format!("{host}:{port}"), parts, marker)));
     }
-    let mut ok = true;
+    let mut ok = write_local_markers(shard, local, marker).await.iter().all(|(_, _, code)| *code == 0);
     for c in calls {
         ok &= c.await;
     }
@@ -600,6 +594,116 @@ async fn write_markers(shard: &Rc<ShardState>, m: &TxnMeta, commit: bool, coordi
         Ok(())
     } else {
         Err(TxnError::CoordinatorNotAvailable)
+    }
+}
+
+/// One transaction marker, as WriteTxnMarkers carries it.
+#[derive(Debug, Clone, Copy)]
+pub struct Marker {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub commit: bool,
+    pub coordinator_epoch: i32,
+}
+
+/// Writes `marker` to partitions this broker leads, each on its owner
+/// shard; answers an error code per partition (NOT_LEADER_OR_FOLLOWER for
+/// one led elsewhere, UNKNOWN_TOPIC_OR_PARTITION for one that does not exist).
+pub async fn write_local_markers(shard: &Rc<ShardState>, parts: Vec<(String, i32)>, marker: Marker) -> Vec<(String, i32, i16)> {
+    use crate::error::ResponseError;
+    let md = shard.metadata();
+    let mut out = Vec::new();
+    let mut by_shard: BTreeMap<ShardId, Vec<(String, i32)>> = BTreeMap::new();
+    for (topic, p) in parts {
+        match md.partition(&topic, p) {
+            None => out.push((topic, p, ResponseError::UnknownTopicOrPartition.code())),
+            Some(pm) if pm.leader.node_id != shard.config.node_id => out.push((topic, p, ResponseError::NotLeaderOrFollower.code())),
+            Some(pm) => by_shard.entry(shard.owner_of(pm.leader.shard)).or_default().push((topic, p)),
+        }
+    }
+    let Marker { producer_id: pid, producer_epoch: epoch, commit, coordinator_epoch } = marker;
+    let mut calls = Vec::new();
+    for (owner, parts) in by_shard {
+        let mesh = shard.mesh.clone();
+        calls.push(glommio::spawn_local(async move {
+            let fallback: Vec<(String, i32, i16)> =
+                parts.iter().map(|(t, p)| (t.clone(), *p, ResponseError::NotLeaderOrFollower.code())).collect();
+            mesh.call(owner, move |s: Rc<ShardState>| async move {
+                let mut codes = Vec::new();
+                for (topic, p) in parts {
+                    let Some(part) = s.local_partition(&topic, p).await else {
+                        codes.push((topic, p, ResponseError::NotLeaderOrFollower.code()));
+                        continue;
+                    };
+                    match part.write_marker(pid, epoch, commit, coordinator_epoch).await {
+                        Ok(_) => {
+                            if topic == OFFSETS_TOPIC {
+                                crate::coordinator::txn_offsets::complete(&s, p, pid, commit).await;
+                            }
+                            codes.push((topic, p, 0));
+                        }
+                        Err(e) => {
+                            tracing::warn!(topic = %topic, partition = p, error = ?e, "writing a transaction marker failed");
+                            codes.push((topic, p, crate::error::partition_error_code(&e)));
+                        }
+                    }
+                }
+                codes
+            })
+            .await
+            .unwrap_or(fallback)
+        }));
+    }
+    for c in calls {
+        out.extend(c.await);
+    }
+    out
+}
+
+/// WriteTxnMarkers (v1) to the broker at `addr` for `parts`; true if every
+/// partition answered without error.
+async fn send_remote_markers(addr: String, parts: Vec<(String, i32)>, marker: Marker) -> bool {
+    use kafka_protocol::messages::write_txn_markers_request::{WritableTxnMarker, WritableTxnMarkerTopic};
+    use kafka_protocol::messages::{ApiKey, ProducerId, TopicName, WriteTxnMarkersRequest, WriteTxnMarkersResponse};
+    use kafka_protocol::protocol::StrBytes;
+    let mut topics: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+    for (t, p) in &parts {
+        topics.entry(t.clone()).or_default().push(*p);
+    }
+    let request = WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
+        .with_producer_id(ProducerId(marker.producer_id))
+        .with_producer_epoch(marker.producer_epoch)
+        .with_transaction_result(marker.commit)
+        .with_coordinator_epoch(marker.coordinator_epoch)
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(t, ps)| WritableTxnMarkerTopic::default().with_name(TopicName(StrBytes::from_string(t))).with_partition_indexes(ps))
+                .collect(),
+        )]);
+    let answer: Result<WriteTxnMarkersResponse, _> =
+        crate::interbroker::call(&addr, ApiKey::WriteTxnMarkers, 1, &request, REMOTE_MARKERS_TIMEOUT).await;
+    match answer {
+        Ok(resp) => {
+            let mut ok = true;
+            let mut answered = 0usize;
+            for r in &resp.markers {
+                for t in &r.topics {
+                    for p in &t.partitions {
+                        answered += 1;
+                        if p.error_code != 0 {
+                            tracing::warn!(broker = %addr, topic = %t.name.0, partition = p.partition_index, error_code = p.error_code, "remote transaction marker refused");
+                            ok = false;
+                        }
+                    }
+                }
+            }
+            ok && answered == parts.len()
+        }
+        Err(e) => {
+            tracing::warn!(broker = %addr, error = %e, "WriteTxnMarkers to another broker failed");
+            false
+        }
     }
 }
 

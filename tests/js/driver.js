@@ -263,6 +263,56 @@ async function groupConsume(req) {
   return { records, offsets, described }
 }
 
+// The kafkajs getting-started tutorial against all of req.brokers: admin
+// createTopics (numPartitions, replicationFactor), producer.send acks -1 of
+// the keyed messages, then consumer({groupId}).subscribe({fromBeginning: true})
+// .run({eachMessage}) (autoCommit on) until req.count records or timeoutMs.
+// Returns the createTopics result, the send result, the records read and the
+// group's committed offsets (admin.fetchOffsets after the consumer left).
+async function tutorial(req) {
+  const kafka = client(req)
+  const created = await withAdmin(req, admin =>
+    admin.createTopics({
+      topics: [{ topic: req.topic, numPartitions: req.numPartitions, replicationFactor: req.replicationFactor }],
+      waitForLeaders: true,
+      timeout: 10000,
+    })
+  )
+  const producer = kafka.producer({ retry: RETRY })
+  await producer.connect()
+  let sent
+  try {
+    sent = await producer.send({
+      topic: req.topic,
+      acks: -1,
+      messages: req.messages.map(m => ({ key: unb64(m.key), value: unb64(m.value) })),
+    })
+  } finally {
+    await producer.disconnect()
+  }
+  const consumer = kafka.consumer({ groupId: req.groupId, sessionTimeout: 10000, rebalanceTimeout: 10000, retry: RETRY })
+  await consumer.connect()
+  const records = []
+  try {
+    await consumer.subscribe({ topic: req.topic, fromBeginning: true })
+    let done
+    const finished = new Promise(resolve => (done = resolve))
+    await consumer.run({
+      eachMessage: async ({ topic, partition, message }) => {
+        records.push({ topic, partition, offset: message.offset, key: b64(message.key), value: b64(message.value) })
+        if (records.length >= req.count) done()
+      },
+    })
+    const timer = setTimeout(done, req.timeoutMs || 30000)
+    await finished
+    clearTimeout(timer)
+  } finally {
+    await consumer.disconnect()
+  }
+  const offsets = await withAdmin(req, admin => admin.fetchOffsets({ groupId: req.groupId, topics: [req.topic] }))
+  return { created, sent, records, offsets }
+}
+
 // The exactly-once consume-transform-produce loop: a read_committed group
 // consumer of req.input; each batch is sent upper-cased to req.output (same
 // partition) with the batch's next offset through producer.transaction() →
@@ -329,6 +379,7 @@ const OPS = {
   fetch: fetchRecords,
   produceTransactional,
   exactlyOnceLoop,
+  tutorial,
   createTopics: req =>
     withAdmin(req, admin =>
       admin.createTopics({ topics: req.topics, validateOnly: !!req.validateOnly, waitForLeaders: true, timeout: 10000 })

@@ -48,6 +48,7 @@ pub fn build_response(
     req: &DescribeClusterRequest,
     version: i16,
     metadata: &ClusterMetadata,
+    listener: &str,
 ) -> DescribeClusterResponse {
     // v0 has no endpoint type on the wire: the request means brokers.
     let endpoint_type = if version >= 1 {
@@ -76,13 +77,14 @@ pub fn build_response(
         .brokers
         .values()
         .filter(|b| include_fenced || !b.fenced)
-        .map(|b| {
-            DescribeClusterBroker::default()
+        .filter_map(|b| {
+            let (host, port) = b.endpoint(listener)?;
+            Some(DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(b.node_id))
-                .with_host(StrBytes::from_string(b.host.clone()))
-                .with_port(b.port)
+                .with_host(StrBytes::from_string(host.to_string()))
+                .with_port(port)
                 .with_rack(b.rack.clone().map(StrBytes::from_string))
-                .with_is_fenced(b.fenced)
+                .with_is_fenced(b.fenced))
         })
         .collect();
     let operations = if req.include_cluster_authorized_operations {
@@ -106,7 +108,7 @@ fn endpoint_type_name(id: i8) -> &'static str {
 
 pub async fn handle(ctx: &RequestContext, req: DescribeClusterRequest) -> DescribeClusterResponse {
     let metadata = ctx.shard.metadata();
-    build_response(&req, ctx.api_version, &metadata)
+    build_response(&req, ctx.api_version, &metadata, &ctx.listener)
 }
 
 #[cfg(test)]
@@ -143,7 +145,7 @@ mod tests {
     #[test]
     fn describes_brokers() {
         let md = metadata();
-        let resp = build_response(&DescribeClusterRequest::default(), 1, &md);
+        let resp = build_response(&DescribeClusterRequest::default(), 1, &md, "PLAINTEXT");
         assert_eq!(
             (resp.error_code, resp.endpoint_type, resp.controller_id.0),
             (0, 1, 1)
@@ -160,7 +162,7 @@ mod tests {
         let asked =
             DescribeClusterRequest::default().with_include_cluster_authorized_operations(true);
         assert_eq!(
-            build_response(&asked, 0, &md).cluster_authorized_operations,
+            build_response(&asked, 0, &md, "PLAINTEXT").cluster_authorized_operations,
             8096
         );
     }
@@ -169,7 +171,7 @@ mod tests {
     #[test]
     fn controller_endpoint_is_mismatched() {
         let req = DescribeClusterRequest::default().with_endpoint_type(2);
-        let resp = build_response(&req, 1, &metadata());
+        let resp = build_response(&req, 1, &metadata(), "PLAINTEXT");
         assert_eq!(resp.error_code, 114);
         assert!(resp.brokers.is_empty());
     }
@@ -179,7 +181,7 @@ mod tests {
     fn encodes_at_every_version() {
         use kafka_protocol::protocol::Encodable;
         for v in MIN_VERSION..=MAX_VERSION {
-            let resp = build_response(&DescribeClusterRequest::default(), v, &metadata());
+            let resp = build_response(&DescribeClusterRequest::default(), v, &metadata(), "PLAINTEXT");
             let mut buf = bytes::BytesMut::new();
             resp.encode(&mut buf, v)
                 .unwrap_or_else(|e| panic!("v{v}: {e}"));

@@ -35,12 +35,8 @@ async fn find_txn(ctx: &RequestContext, id: &str) -> Result<(i32, String, i32), 
     }
     crate::txn::ensure_topic(shard).await.map_err(|_| GroupError::CoordinatorNotAvailable)?;
     let (_, node, _) = crate::txn::partition_of(shard, id).map_err(|_| GroupError::CoordinatorNotAvailable)?;
-    if node == shard.config.node_id {
-        return Ok((node, shard.config.advertised_kafka_host.clone(), shard.config.advertised_kafka_port as i32));
-    }
     let md = shard.metadata();
-    let broker = md.live_broker(node).ok_or(GroupError::CoordinatorNotAvailable)?;
-    Ok((broker.node_id, broker.host.clone(), broker.port))
+    endpoint(ctx, &md, node)
 }
 
 pub async fn handle(ctx: &RequestContext, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
@@ -101,8 +97,13 @@ async fn find(ctx: &RequestContext, group: &str) -> Result<(i32, String, i32), G
                 s.groups.partition_loaded(&s, index, LOAD_WAIT).await.map(|_| ())
             })
             .await;
-        return Ok((shard.config.node_id, shard.config.advertised_kafka_host.clone(), shard.config.advertised_kafka_port as i32));
     }
-    let broker = md.live_broker(leader.node_id).ok_or(GroupError::CoordinatorNotAvailable)?;
-    Ok((broker.node_id, broker.host.clone(), broker.port))
+    endpoint(ctx, &md, leader.node_id)
+}
+
+/// `node`'s address on the listener the client came in on.
+fn endpoint(ctx: &RequestContext, md: &crate::metadata::ClusterMetadata, node: i32) -> Result<(i32, String, i32), GroupError> {
+    let broker = md.live_broker(node).ok_or(GroupError::CoordinatorNotAvailable)?;
+    let (host, port) = ctx.endpoint_of(broker).ok_or(GroupError::CoordinatorNotAvailable)?;
+    Ok((node, host.to_string(), port))
 }

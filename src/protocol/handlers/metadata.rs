@@ -72,22 +72,25 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
             .collect(),
     };
     MetadataResponse::default()
-        .with_brokers(brokers(&md))
+        .with_brokers(brokers(&md, &ctx.listener))
         .with_cluster_id(Some(StrBytes::from_string(md.cluster_id.clone())))
         .with_controller_id(BrokerId(md.controller_id))
         .with_topics(topics)
         .with_cluster_authorized_operations(OPERATIONS_NOT_REQUESTED)
 }
 
-/// The brokers clients may use: registered and not fenced.
-pub fn brokers(md: &ClusterMetadata) -> Vec<MetadataResponseBroker> {
+/// The brokers clients may use (registered, not fenced), each with its
+/// address on `listener`, the listener the client came in on; brokers
+/// without that listener are left out, as Kafka does.
+pub fn brokers(md: &ClusterMetadata, listener: &str) -> Vec<MetadataResponseBroker> {
     md.live_brokers()
-        .map(|b| {
-            MetadataResponseBroker::default()
+        .filter_map(|b| {
+            let (host, port) = b.endpoint(listener)?;
+            Some(MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.node_id))
-                .with_host(StrBytes::from_string(b.host.clone()))
-                .with_port(b.port)
-                .with_rack(b.rack.clone().map(StrBytes::from_string))
+                .with_host(StrBytes::from_string(host.to_string()))
+                .with_port(port)
+                .with_rack(b.rack.clone().map(StrBytes::from_string)))
         })
         .collect()
 }

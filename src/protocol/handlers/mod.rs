@@ -12,6 +12,7 @@ pub mod describe_transactions;
 pub mod end_txn;
 pub mod list_transactions;
 pub mod txn_offset_commit;
+pub mod write_txn_markers;
 pub mod api_versions;
 pub mod delete_groups;
 pub mod describe_groups;
@@ -93,6 +94,7 @@ pub const HANDLERS: &[HandlerDef] = &[
     handler_def!(ApiKey::DescribeTransactions, describe_transactions),
     handler_def!(ApiKey::ListTransactions, list_transactions),
     handler_def!(ApiKey::DescribeProducers, describe_producers),
+    handler_def!(ApiKey::WriteTxnMarkers, write_txn_markers),
 ];
 
 pub fn handler_for(key: ApiKey) -> Option<&'static HandlerDef> {
@@ -113,7 +115,7 @@ pub enum Dispatch {
 }
 
 /// Decodes the frame's header, routes to the handler, encodes its answer.
-pub async fn dispatch(shard: &Rc<ShardState>, frame: Bytes, client_host: &str) -> Dispatch {
+pub async fn dispatch(shard: &Rc<ShardState>, frame: Bytes, client_host: &str, listener: &Rc<str>) -> Dispatch {
     use crate::protocol::decode::{frame_head, FrameRejection};
     let (key, api_version, correlation_id) = match frame_head(&frame) {
         Ok(h) => (h.key, h.api_version, h.correlation_id),
@@ -133,6 +135,7 @@ pub async fn dispatch(shard: &Rc<ShardState>, frame: Bytes, client_host: &str) -
         correlation_id,
         client_id: header.client_id.as_ref().map(|s| s.to_string()),
         client_host: client_host.to_string(),
+        listener: listener.clone(),
     };
     macro_rules! route {
         ($req:ty, $handler:path) => {{
@@ -200,6 +203,7 @@ pub async fn dispatch(shard: &Rc<ShardState>, frame: Bytes, client_host: &str) -
         ApiKey::DescribeTransactions => route!(m::DescribeTransactionsRequest, describe_transactions::handle),
         ApiKey::ListTransactions => route!(m::ListTransactionsRequest, list_transactions::handle),
         ApiKey::DescribeProducers => route!(m::DescribeProducersRequest, describe_producers::handle),
+        ApiKey::WriteTxnMarkers => route!(m::WriteTxnMarkersRequest, write_txn_markers::handle),
         other => Dispatch::Close(format!("API {other:?} has no route")),
     }
 }

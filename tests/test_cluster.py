@@ -1,0 +1,560 @@
+"""A three-node Fjord cluster (tests/cluster.py): one `fjord serve` per loopback
+IP 127.0.0.2-4, a static controller quorum, RF 3 defaults and 2 shards per node,
+driven with confluent-kafka, kcat, kafkajs and raw wire frames.
+
+The cluster starts once for the module. Tests that kill a node restart it and
+wait until all three brokers are live again before they finish.
+"""
+
+import itertools
+import json
+import struct
+import time
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka.admin import ConfigResource, NewTopic, ResourceType
+
+import clients
+import kafkawire as kw
+from clients import admin_results, consume, js_ok, kcat, produce_all, topic_metadata
+from cluster import Cluster, ClusterNode, free_ports_on_all, read_properties
+
+NOT_LEADER_OR_FOLLOWER = 6
+LEADER_NOT_AVAILABLE = 5
+NOT_COORDINATOR = 16
+NOT_ENOUGH_REPLICAS = 19
+TOPIC_ALREADY_EXISTS = 36
+INVALID_REPLICATION_FACTOR = 38
+EXIT_TIMEOUT_S = 15
+
+_corr = itertools.count(100)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = Cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        c.start()
+        c.wait_all_live()
+    except Exception:
+        c.stop()
+        raise
+    yield c
+    c.stop()
+
+
+@pytest.fixture(autouse=True)
+def _attach_logs(request, cluster):
+    """A failing test's report carries every node's log (conftest's report hook)."""
+    request.node._fjord_brokers = list(cluster)
+
+
+def wait_for(predicate, timeout_s=10.0, interval_s=0.1):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    return predicate()
+
+
+def raw_create(node, name, partitions=1, rf=3, configs=None, timeout_ms=10000):
+    """CreateTopics v4 sent to `node` itself -> (error_code, error_message)."""
+    corr = next(_corr)
+    body = node.raw(kw.create_topics_v4(corr, [(name, partitions, rf, configs or {})], timeout_ms=timeout_ms),
+                    corr, timeout_s=timeout_ms / 1000 + 10)
+    return kw.parse_create_topics_v4_response(body)[name]
+
+
+def raw_produce(node, topic, partition, records, acks=-1):
+    corr = next(_corr)
+    body = node.raw(kw.produce_v3(corr, topic, partition, kw.record_batch(records), acks=acks), corr)
+    return kw.parse_produce_v3_response(body)[(topic, partition)]
+
+
+def raw_fetch(node, topic, partition, offset=0):
+    corr = next(_corr)
+    body = node.raw(kw.fetch_v4(corr, topic, partition, offset, max_wait_ms=100), corr)
+    return kw.parse_fetch_v4_response(body)[(topic, partition)]
+
+
+def topic_on_every_node(nodes, name, partitions):
+    """True when each node's Metadata lists `name` with `partitions` partitions, each led."""
+    for n in nodes:
+        t = n.metadata([name])["topics"].get(name)
+        if t is None or t["error"] != 0 or sorted(t["partitions"]) != list(range(partitions)):
+            return False
+        if any(p["leader"] < 0 or p["error"] != 0 for p in t["partitions"].values()):
+            return False
+    return True
+
+
+def topic_gone_everywhere(nodes, name):
+    for n in nodes:
+        t = n.metadata([name])["topics"].get(name)
+        if t is not None and t["error"] == 0:
+            return False
+    return True
+
+
+def create_rf3(cluster, name, partitions, config=None):
+    """Create through the confluent admin client (bootstrap: all three), RF 3, and wait until every node sees it led."""
+    err = admin_results(cluster.bootstrap, "create_topics",
+                        [NewTopic(name, num_partitions=partitions, replication_factor=3, config=config or {})])[name][0]
+    assert err is None, err
+    assert wait_for(lambda: topic_on_every_node(cluster, name, partitions), 15), \
+        {n.node_id: n.metadata([name]) for n in cluster}
+
+
+def view_topic(node, name):
+    topics = {t["name"]: t for t in node.cluster_view()["topics"]}
+    return topics.get(name)
+
+
+def java_string_hash(s):
+    """Java's String.hashCode (over UTF-16 code units) as an unsigned 32-bit value."""
+    b = s.encode("utf-16-be")
+    h = 0
+    for unit in struct.unpack(f">{len(b) // 2}H", b):
+        h = (31 * h + unit) & 0xFFFFFFFF
+    return h
+
+
+def restore(cluster, node):
+    """Start `node` again if a test left it stopped, then wait for all three brokers."""
+    if not node.is_running():
+        node.start()
+    cluster.wait_all_live()
+
+
+# ------------------------------------------------------------------ metadata
+
+
+def test_every_bootstrap_lists_three_brokers_one_cluster_id_and_controller(cluster):
+    """confluent-kafka, kcat -L and raw Metadata from each of the three bootstrap addresses list the same three brokers at their advertised addresses, one cluster id (also in each meta.properties) and the active controller."""
+    expected = {n.node_id: n.kafka_addr for n in cluster}
+    view = cluster[1].cluster_view()
+    cluster_id = view["cluster_id"]
+    controller = view["controller_id"]
+    assert controller in expected, view
+    for n in cluster:
+        assert n.cluster_view()["cluster_id"] == cluster_id
+        props = n.meta_properties()
+        assert props.get("node.id") == str(n.node_id) and props.get("cluster.id") == cluster_id, props
+
+        md = topic_metadata(n.kafka_addr)
+        assert {b: f"{m.host}:{m.port}" for b, m in md.brokers.items()} == expected, (n, md.brokers)
+        assert md.cluster_id == cluster_id, (n, md.cluster_id)
+        assert md.controller_id == controller, (n, md.controller_id)
+
+        k = json.loads(kcat("-L", "-J", "-b", n.kafka_addr, "-X", "socket.timeout.ms=10000").stdout)
+        assert {b["id"]: b["name"] for b in k["brokers"]} == expected, (n, k["brokers"])
+        assert k["controllerid"] == controller, (n, k)
+
+        raw = n.metadata([])
+        assert {b: f"{h}:{p}" for b, (h, p, _rack) in raw["brokers"].items()} == expected, (n, raw)
+        assert raw["cluster_id"] == cluster_id and raw["controller_id"] == controller, (n, raw)
+    assert sorted(b["node_id"] for b in view["brokers"]) == [1, 2, 3]
+    assert all(not b["fenced"] and b["shard_count"] == 2 for b in view["brokers"]), view["brokers"]
+
+
+# ------------------------------------------------------------------ clients over the cluster
+
+
+def test_kafkajs_tutorial_with_three_brokers(cluster):
+    """The kafkajs tutorial with all three brokers in `brokers`: createTopics (3 partitions, RF 3), an acks -1 producer sends N keyed messages and a fromBeginning group consumer (eachMessage) reads all N, in key order per partition, and commits N offsets."""
+    topic, group, n = "cl-kafkajs-tutorial", "cl-kafkajs-group", 60
+    messages = [{"key": clients.b64(f"key-{i % 7}".encode()), "value": clients.b64(f"value-{i}".encode())}
+                for i in range(n)]
+    res = js_ok("tutorial", cluster.addrs[0], brokers=cluster.addrs, topic=topic, numPartitions=3,
+                replicationFactor=3, messages=messages, groupId=group, count=n, timeoutMs=40000,
+                driverTimeoutMs=58000, timeout_s=75)
+    assert res["created"] is True, res["created"]
+    assert sum(1 for _ in res["sent"]) >= 1 and all(r["errorCode"] == 0 for r in res["sent"]), res["sent"]
+    records = res["records"]
+    assert len(records) == n, f"read {len(records)} of {n}"
+    got = [(clients.unb64(r["key"]).decode(), clients.unb64(r["value"]).decode()) for r in records]
+    assert sorted(got, key=lambda kv: int(kv[1].split("-")[1])) == \
+        [(f"key-{i % 7}", f"value-{i}") for i in range(n)]
+    partition_of_key = {}
+    for r in records:
+        key = clients.unb64(r["key"])
+        assert partition_of_key.setdefault(key, r["partition"]) == r["partition"], "one key in two partitions"
+    by_partition = {}
+    for r in records:
+        by_partition.setdefault(r["partition"], []).append(int(r["offset"]))
+    for p, offs in by_partition.items():
+        assert offs == list(range(len(offs))), (p, offs)
+    committed = {p["partition"]: int(p["offset"]) for t in res["offsets"] for p in t["partitions"]}
+    assert sum(committed.values()) == n, committed
+    t = view_topic(cluster[1], topic)
+    assert t is not None and all(len({r["node_id"] for r in p["replicas"]}) == 3 for p in t["partitions"]), t
+
+
+def test_six_partitions_spread_over_brokers_and_shards_and_round_trip(cluster):
+    """A 6-partition RF 3 topic has its leaders on all three brokers and on both shards of each, three replicas on distinct brokers, ISR = the leader; a confluent producer with all three bootstrap servers writes keyed records that a consumer reads back, every one."""
+    topic = "cl-spread"
+    create_rf3(cluster, topic, 6)
+    t = view_topic(cluster[2], topic)
+    assert t is not None, cluster[2].cluster_view()
+    leaders = {}
+    for p in t["partitions"]:
+        replicas = p["replicas"]
+        assert len(replicas) == 3 and len({r["node_id"] for r in replicas}) == 3, p
+        assert p["leader"] in {r["node_id"] for r in replicas}, p
+        assert p["isr"] == [p["leader"]], p
+        leader_shard = [r["shard"] for r in replicas if r["node_id"] == p["leader"]][0]
+        leaders.setdefault(p["leader"], set()).add(leader_shard)
+    print("leader shards per broker:", leaders)
+    assert set(leaders) == {1, 2, 3}, t["partitions"]
+    for broker_id, shards in leaders.items():
+        assert shards == {0, 1}, f"broker {broker_id} leads partitions only on shards {shards}: {t['partitions']}"
+    md = cluster[3].metadata([topic])["topics"][topic]["partitions"]
+    assert {i: p["leader"] for i, p in md.items()} == {p["partition"]: p["leader"] for p in t["partitions"]}
+
+    records = [{"key": f"k{i % 40}".encode(), "value": f"v{i}".encode()} for i in range(600)]
+    delivered = produce_all(cluster.bootstrap, topic, records)
+    assert {part for part, _ in delivered} == set(range(6)), "600 records over 40 keys reached only some partitions"
+    expected = {(part, off): (r["key"], r["value"]) for (part, off), r in zip(delivered, records)}
+    got = {}
+    for part in range(6):
+        for m in consume(cluster.bootstrap, topic, partition=part):
+            got[(m["partition"], m["offset"])] = (m["key"], m["value"])
+    assert got == expected
+
+
+# ------------------------------------------------------------------ controller writes forwarded
+
+
+def test_controller_writes_to_a_non_controller_broker_are_forwarded(cluster):
+    """CreateTopics, CreatePartitions and AlterConfigs sent raw to brokers that are not the controller take effect on every broker; DeleteTopics sent the same way removes the topic everywhere."""
+    controller = cluster.controller_id()
+    others = [n for n in cluster if n.node_id != controller]
+    assert len(others) == 2, controller
+    a, b = others
+    topic = "cl-forwarded"
+
+    assert raw_create(a, topic, partitions=2, rf=3) == (0, None), f"CreateTopics to node {a.node_id}"
+    assert wait_for(lambda: topic_on_every_node(cluster, topic, 2), 10), \
+        {n.node_id: n.metadata([topic]) for n in cluster}
+    assert raw_create(b, topic, partitions=2, rf=3)[0] == TOPIC_ALREADY_EXISTS
+
+    corr = next(_corr)
+    res = kw.parse_create_partitions_v1_response(b.raw(kw.create_partitions_v1(corr, topic, 4), corr))
+    assert res[topic][0] == 0, res
+    assert wait_for(lambda: topic_on_every_node(cluster, topic, 4), 10), \
+        {n.node_id: n.metadata([topic]) for n in cluster}
+
+    corr = next(_corr)
+    res = kw.parse_alter_configs_v1_response(
+        a.raw(kw.alter_configs_v1(corr, topic, {"retention.ms": "3600000"}), corr))
+    assert res[(kw.RESOURCE_TOPIC, topic)][0] == 0, res
+
+    def retention_on(node):
+        res_ = ConfigResource(ResourceType.TOPIC, topic)
+        err, entries = admin_results(node.kafka_addr, "describe_configs", [res_])[res_]
+        assert err is None, err
+        return entries["retention.ms"].value
+    for n in cluster:
+        assert wait_for(lambda: retention_on(n) == "3600000", 10), (n, retention_on(n))
+
+    corr = next(_corr)
+    res = kw.parse_delete_topics_v3_response(b.raw(kw.delete_topics_v3(corr, [topic]), corr))
+    assert res == {topic: 0}, res
+    assert wait_for(lambda: topic_gone_everywhere(cluster, topic), 10), \
+        {n.node_id: n.metadata([topic]) for n in cluster}
+    assert view_topic(cluster[controller], topic) is None
+
+
+# ------------------------------------------------------------------ failures
+
+
+def test_kill9_of_the_controller_elects_another_and_create_topics_works(cluster):
+    """After kill -9 of the active controller another node becomes controller (Metadata and /v1/cluster agree), CreateTopics through a surviving broker succeeds, and the killed node rejoins when restarted and sees the new topic."""
+    old = cluster.controller_id()
+    victim = cluster[old]
+    survivors = [n for n in cluster if n.node_id != old]
+    attempts = []
+    try:
+        victim.kill9()
+        t0 = time.monotonic()
+        created = None
+        for i in itertools.count():
+            if time.monotonic() - t0 > 30:
+                break
+            node = survivors[i % 2]
+            name = f"cl-after-controller-kill-{i}"
+            try:
+                err = raw_create(node, name, partitions=1, rf=3, timeout_ms=5000)
+            except (OSError, ValueError, kw.ConnectionClosed) as e:
+                err = repr(e)
+            attempts.append((round(time.monotonic() - t0, 3), node.node_id, name, err))
+            if err == (0, None):
+                created = name
+                break
+            time.sleep(0.1)
+        elapsed = time.monotonic() - t0
+        print(f"kill -9 of controller {old} -> CreateTopics succeeded after {elapsed:.3f} s; attempts: {attempts}")
+        assert created is not None, f"no CreateTopics succeeded within 30 s: {attempts}"
+        assert wait_for(lambda: topic_on_every_node(survivors, created, 1), 10)
+
+        new_ids = {n.node_id: n.metadata([])["controller_id"] for n in survivors}
+        assert len(set(new_ids.values())) == 1, new_ids
+        new = next(iter(new_ids.values()))
+        assert new != old and new in {n.node_id for n in survivors}, new_ids
+        assert all(n.cluster_view()["controller_id"] == new for n in survivors)
+        # The new controller starts the killed broker's session afresh, so it is fenced a session later.
+        fenced = wait_for(lambda: all(old not in n.metadata([])["brokers"] for n in survivors), 10, 0.05)
+        print(f"killed controller {old} gone from Metadata {time.monotonic() - t0:.3f} s after the kill")
+        assert fenced, {n.node_id: n.metadata([])["brokers"] for n in survivors}
+    finally:
+        restore(cluster, victim)
+    assert wait_for(lambda: topic_on_every_node(cluster, created, 1), 10), victim.metadata([created])
+    ids = {n.node_id: n.metadata([])["controller_id"] for n in cluster}
+    assert len(set(ids.values())) == 1 and ids[old] != old, ids
+
+
+def test_kill9_of_a_broker_fences_it_and_restart_brings_its_partitions_back(cluster):
+    """kill -9 of a non-controller broker drops it from Metadata and leaves the partitions it led without a leader (LEADER_NOT_AVAILABLE, leader -1) while the others still take writes; restarted, it rejoins, leads them again, and every record produced before the kill reads back."""
+    topic = "cl-broker-kill"
+    create_rf3(cluster, topic, 6)
+    records = [{"value": f"before-{p}-{i}".encode(), "partition": p} for p in range(6) for i in range(10)]
+    delivered = produce_all(cluster.bootstrap, topic, records)
+    expected = {(part, off): r["value"] for (part, off), r in zip(delivered, records)}
+
+    controller = cluster.controller_id()
+    victim = next(n for n in cluster if n.node_id != controller)
+    survivors = [n for n in cluster if n is not victim]
+    led = sorted(i for i, p in survivors[0].metadata([topic])["topics"][topic]["partitions"].items()
+                 if p["leader"] == victim.node_id)
+    others = sorted(set(range(6)) - set(led))
+    assert led, "the victim leads none of the 6 partitions"
+    try:
+        victim.kill9()
+        t0 = time.monotonic()
+        gone = wait_for(lambda: all(victim.node_id not in n.metadata([])["brokers"] for n in survivors), 10, 0.05)
+        elapsed = time.monotonic() - t0
+        print(f"kill -9 of broker {victim.node_id}: gone from Metadata after {elapsed:.3f} s")
+        assert gone, {n.node_id: n.metadata([])["brokers"] for n in survivors}
+
+        def leaderless(node):
+            parts = node.metadata([topic])["topics"][topic]["partitions"]
+            return all(parts[i]["leader"] == -1 and parts[i]["error"] == LEADER_NOT_AVAILABLE for i in led)
+        for n in survivors:
+            assert wait_for(lambda: leaderless(n), 5), (n, n.metadata([topic]))
+            parts = n.metadata([topic])["topics"][topic]["partitions"]
+            assert all(parts[i]["leader"] != -1 and parts[i]["error"] == 0 for i in others), (n, parts)
+            view = {p["partition"]: p for p in view_topic(n, topic)["partitions"]}
+            assert all(view[i]["leader"] == -1 for i in led), (n, view)
+            fenced = {b["node_id"]: b["fenced"] for b in n.cluster_view()["brokers"]}
+            assert fenced.get(victim.node_id) is True, fenced
+        # the partitions on live leaders keep taking writes
+        more = produce_all(cluster.bootstrap, topic, [{"value": b"during", "partition": p} for p in others])
+        for (part, off) in more:
+            expected[(part, off)] = b"during"
+    finally:
+        restore(cluster, victim)
+
+    def leads_again():
+        for n in cluster:
+            parts = n.metadata([topic])["topics"][topic]["partitions"]
+            if any(parts[i]["leader"] != victim.node_id or parts[i]["error"] != 0 for i in led):
+                return False
+        return True
+    assert wait_for(leads_again, 15), {n.node_id: n.metadata([topic]) for n in cluster}
+    got = {}
+    for part in range(6):
+        for m in consume(cluster.bootstrap, topic, partition=part):
+            got[(m["partition"], m["offset"])] = m["value"]
+    assert got == expected
+
+
+def test_sigterm_of_a_broker_fences_it_at_once_and_it_reregisters(cluster):
+    """SIGTERM of a non-controller broker (controlled shutdown) exits 0 and fences it: the others' Metadata drops it and /v1/cluster marks it fenced; started again it re-registers and is listed by every broker."""
+    controller = cluster.controller_id()
+    victim = next(n for n in reversed(list(cluster)) if n.node_id != controller)
+    survivors = [n for n in cluster if n is not victim]
+    try:
+        code = victim.stop()
+        t0 = time.monotonic()
+        assert code == 0, f"SIGTERM exit code {code}"
+        gone = wait_for(lambda: all(victim.node_id not in n.metadata([])["brokers"] for n in survivors), 10, 0.02)
+        print(f"SIGTERM of broker {victim.node_id}: gone from Metadata {time.monotonic() - t0:.3f} s after it exited")
+        assert gone, {n.node_id: n.metadata([])["brokers"] for n in survivors}
+        for n in survivors:
+            fenced = {b["node_id"]: b["fenced"] for b in n.cluster_view()["brokers"]}
+            assert fenced.get(victim.node_id) is True, (n, fenced)
+    finally:
+        restore(cluster, victim)
+    for n in cluster:
+        assert sorted(n.metadata([])["brokers"]) == [1, 2, 3], n
+
+
+# ------------------------------------------------------------------ error codes
+
+
+def test_wrong_broker_min_isr_and_replication_factor_errors(cluster):
+    """Produce and Fetch to a broker that does not lead the partition (a follower, or not a replica at all) get NOT_LEADER_OR_FOLLOWER; acks=all to a topic with min.insync.replicas=2 gets NOT_ENOUGH_REPLICAS (acks=1 is accepted); replication factor 4 on three brokers gets INVALID_REPLICATION_FACTOR."""
+    rf3, rf1, minisr = "cl-wrong-leader-rf3", "cl-wrong-leader-rf1", "cl-min-isr-2"
+    create_rf3(cluster, rf3, 1)
+    assert raw_create(cluster[1], rf1, partitions=1, rf=1) == (0, None)
+    assert wait_for(lambda: topic_on_every_node(cluster, rf1, 1), 10)
+
+    for topic in (rf3, rf1):
+        part = cluster[1].metadata([topic])["topics"][topic]["partitions"][0]
+        leader = part["leader"]
+        assert len(part["replicas"]) == (3 if topic == rf3 else 1), part
+        for n in cluster:
+            perr, _ = raw_produce(n, topic, 0, [(b"k", f"to-{n.node_id}".encode())], acks=1)
+            ferr, _, _ = raw_fetch(n, topic, 0)
+            if n.node_id == leader:
+                assert (perr, ferr) == (0, 0), (topic, n)
+            else:
+                assert perr == NOT_LEADER_OR_FOLLOWER, (topic, n, "produce", perr)
+                assert ferr == NOT_LEADER_OR_FOLLOWER, (topic, n, "fetch", ferr)
+
+    create_rf3(cluster, minisr, 1, config={"min.insync.replicas": "2"})
+    part = cluster[1].metadata([minisr])["topics"][minisr]["partitions"][0]
+    assert part["isr"] == [part["leader"]], part
+    leader = cluster[part["leader"]]
+    assert raw_produce(leader, minisr, 0, [(b"k", b"acks-all")], acks=-1)[0] == NOT_ENOUGH_REPLICAS
+    assert raw_produce(leader, minisr, 0, [(b"k", b"acks-1")], acks=1) == (0, 0)
+
+    err = admin_results(cluster.bootstrap, "create_topics",
+                        [NewTopic("cl-rf4", num_partitions=1, replication_factor=4)])["cl-rf4"][0]
+    assert err is not None and err.code() == KafkaError.INVALID_REPLICATION_FACTOR, err
+    assert raw_create(cluster[2], "cl-rf4-raw", partitions=1, rf=4)[0] == INVALID_REPLICATION_FACTOR
+    for n in cluster:
+        topics = n.metadata([])["topics"]
+        assert "cl-rf4" not in topics and "cl-rf4-raw" not in topics, sorted(topics)
+
+
+# ------------------------------------------------------------------ groups
+
+
+def test_group_of_two_consumers_commits_offsets_readable_through_any_broker(cluster):
+    """Two confluent-kafka consumers of one group split a 6-partition topic, read every record and commit; FindCoordinator on every broker names the leader of the group's __consumer_offsets partition (RF 3 on three brokers), and the committed offsets read back through each broker (and raw OffsetFetch to a non-coordinator gets NOT_COORDINATOR)."""
+    topic, group, per_partition = "cl-group", "cl-group-g1", 15
+    create_rf3(cluster, topic, 6)
+
+    conf = {"bootstrap.servers": cluster.bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+            "enable.auto.commit": False, "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
+            "socket.timeout.ms": 10000}
+    consumers = [Consumer(conf), Consumer(conf)]
+    seen = [set(), set()]
+    try:
+        for c in consumers:
+            c.subscribe([topic])
+        # Both members hold partitions before any record exists, so no rebalance hands a read record on.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            for c in consumers:
+                m = c.poll(0.1)
+                assert m is None or (m.error() and m.error().code() == KafkaError._PARTITION_EOF), m
+            assignments = [{tp.partition for tp in c.assignment()} for c in consumers]
+            if all(assignments) and assignments[0] | assignments[1] == set(range(6)):
+                break
+        assert all(assignments) and assignments[0] | assignments[1] == set(range(6)), assignments
+        produce_all(cluster.bootstrap, topic,
+                    [{"value": f"{p}-{i}".encode(), "partition": p} for p in range(6) for i in range(per_partition)])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for i, c in enumerate(consumers):
+                m = c.poll(0.1)
+                if m is None:
+                    continue
+                assert not m.error(), m.error()
+                seen[i].add((m.partition(), m.offset()))
+            assignments = [{tp.partition for tp in c.assignment()} for c in consumers]
+            if len(seen[0] | seen[1]) == 6 * per_partition and all(assignments):
+                break
+        assignments = [{tp.partition for tp in c.assignment()} for c in consumers]
+        assert len(seen[0] | seen[1]) == 6 * per_partition, (len(seen[0]), len(seen[1]))
+        assert not (seen[0] & seen[1]), "a record was read by both members"
+        assert all(assignments) and not (assignments[0] & assignments[1]), assignments
+        assert assignments[0] | assignments[1] == set(range(6)), assignments
+        for c in consumers:
+            c.commit(asynchronous=False)
+    finally:
+        for c in consumers:
+            c.close()
+
+    view = cluster[1].cluster_view()
+    offsets_topic = next((t for t in view["topics"] if t["name"] == "__consumer_offsets"), None)
+    assert offsets_topic is not None and offsets_topic["internal"], [t["name"] for t in view["topics"]]
+    for p in offsets_topic["partitions"]:
+        assert len({r["node_id"] for r in p["replicas"]}) == 3, p
+    nparts = len(offsets_topic["partitions"])
+    gpart = (java_string_hash(group) & 0x7FFFFFFF) % nparts
+    expected_coordinator = {p["partition"]: p["leader"] for p in offsets_topic["partitions"]}[gpart]
+
+    coordinators = {}
+    for n in cluster:
+        corr = next(_corr)
+        coordinators[n.node_id] = kw.parse_find_coordinator_v1_response(
+            n.raw(kw.find_coordinator_v1(corr, group), corr))
+    assert all(c == (0, expected_coordinator, cluster[expected_coordinator].ip, cluster.kafka_port)
+               for c in coordinators.values()), (coordinators, gpart, expected_coordinator)
+
+    want = {p: per_partition for p in range(6)}
+    for n in cluster:
+        c = Consumer({"bootstrap.servers": n.kafka_addr, "group.id": group, "socket.timeout.ms": 10000})
+        try:
+            got = {tp.partition: tp.offset for tp in c.committed([TopicPartition(topic, p) for p in range(6)],
+                                                                  timeout=15)}
+        finally:
+            c.close()
+        assert got == want, (n, got)
+
+    for n in cluster:
+        corr = next(_corr)
+        err, offs = kw.parse_offset_fetch_v3_response(n.raw(kw.offset_fetch_v3(corr, group, topic, range(6)), corr))
+        if n.node_id == expected_coordinator:
+            assert err == 0 and {p: offs[(topic, p)] for p in range(6)} == {p: (per_partition, 0) for p in range(6)}, \
+                (err, offs)
+        else:
+            assert err == NOT_COORDINATOR, (n, err, offs)
+
+
+# ------------------------------------------------------------------ cluster identity (last: it kills node 3)
+
+
+def test_a_data_dir_of_another_cluster_is_refused(cluster, request):
+    """Node 3 started on a data dir that a single-node run stamped with another cluster id exits with code 1 within seconds naming both cluster ids; on its own data dir it rejoins."""
+    base = cluster.base_dir / "foreign"
+    kport, aport = free_ports_on_all(["127.0.0.9"], 2)
+    single = ClusterNode(3, "127.0.0.9", base / "data", base / "log", kport, 0, aport, voters="")
+    single.flags = {"node-id": 3, "data-dir": single.data_dir, "kafka-addr": single.kafka_addr,
+                    "admin-addr": single.admin_addr}
+    request.node._fjord_brokers.append(single)
+    single.start()
+    foreign_id = read_properties(single.data_dir / "meta.properties").get("cluster.id")
+    code = single.stop()
+    assert code == 0, f"single-node SIGTERM exit code {code}"
+    own_id = cluster[3].meta_properties()["cluster.id"]
+    assert foreign_id and foreign_id != own_id, (foreign_id, own_id)
+
+    node3 = cluster[3]
+    own_dir = node3.flags["data-dir"]
+    try:
+        node3.kill9()
+        node3.flags["data-dir"] = single.data_dir
+        proc = node3.spawn()
+        try:
+            exit_code = proc.wait(timeout=EXIT_TIMEOUT_S)
+        except Exception:
+            node3.kill9()
+            raise AssertionError(f"node 3 kept running {EXIT_TIMEOUT_S} s on another cluster's data dir\n"
+                                 + node3.log_tail())
+        node3.proc = None
+        out = node3.log_paths[-1].read_text(errors="replace")
+        print(f"node 3 on the foreign data dir exited {exit_code}; last lines:\n" + "\n".join(out.splitlines()[-3:]))
+        assert exit_code == 1, f"exit code {exit_code}\n{out}"
+        assert foreign_id in out and own_id in out, f"output does not name both {foreign_id} and {own_id}:\n{out}"
+        assert read_properties(single.data_dir / "meta.properties")["cluster.id"] == foreign_id
+    finally:
+        node3.flags["data-dir"] = own_dir
+        restore(cluster, node3)
+    assert node3.meta_properties()["cluster.id"] == own_id
