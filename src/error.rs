@@ -22,6 +22,7 @@ pub fn controller_error_code(e: &ControllerError) -> i16 {
         ControllerError::InvalidTopic(_) => ResponseError::InvalidTopicException.code(),
         ControllerError::InvalidPartitions(_) => ResponseError::InvalidPartitions.code(),
         ControllerError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor.code(),
+        ControllerError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment.code(),
         ControllerError::InvalidConfig(_) => ResponseError::InvalidConfig.code(),
         ControllerError::NotController => ResponseError::NotController.code(),
         ControllerError::Unavailable(_) => ResponseError::RequestTimedOut.code(),

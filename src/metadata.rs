@@ -140,6 +140,11 @@ pub struct CreateTopicRequest {
     pub replication_factor: i16,
     pub configs: BTreeMap<String, String>,
     pub internal: bool,
+    /// CreateTopics' manual assignment: the broker ids of each partition's
+    /// replicas (index = partition, the first id is the preferred leader);
+    /// empty: the controller places replicas itself.
+    #[serde(default)]
+    pub assignments: Vec<Vec<NodeId>>,
 }
 
 /// Errors of metadata changes. Each maps to exactly one Kafka error code in
@@ -151,6 +156,8 @@ pub enum ControllerError {
     InvalidTopic(String),
     InvalidPartitions(String),
     InvalidReplicationFactor(String),
+    /// A manual replica assignment Kafka would refuse (INVALID_REPLICA_ASSIGNMENT).
+    InvalidReplicaAssignment(String),
     InvalidConfig(String),
     /// This node is not the controller leader (multi-node, later).
     NotController,
@@ -168,6 +175,7 @@ impl std::fmt::Display for ControllerError {
             ControllerError::InvalidReplicationFactor(m) => {
                 write!(f, "invalid replication factor: {m}")
             }
+            ControllerError::InvalidReplicaAssignment(m) => write!(f, "invalid replica assignment: {m}"),
             ControllerError::InvalidConfig(m) => write!(f, "invalid config: {m}"),
             ControllerError::NotController => write!(f, "not the controller"),
             ControllerError::Unavailable(m) => write!(f, "controller unavailable: {m}"),

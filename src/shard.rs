@@ -109,6 +109,7 @@ impl ShardState {
                     replication_factor: self.config.default_replication_factor,
                     configs: Default::default(),
                     internal: false,
+                    assignments: Vec::new(),
                 });
             }
         }

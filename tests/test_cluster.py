@@ -518,7 +518,7 @@ def test_group_of_two_consumers_commits_offsets_readable_through_any_broker(clus
             assert err == NOT_COORDINATOR, (n, err, offs)
 
 
-# ------------------------------------------------------------------ cluster identity (last: it kills node 3)
+# ------------------------------------------------------------------ cluster identity (kills node 3, restores it)
 
 
 def test_a_data_dir_of_another_cluster_is_refused(cluster, request):
@@ -558,3 +558,34 @@ def test_a_data_dir_of_another_cluster_is_refused(cluster, request):
         node3.flags["data-dir"] = own_dir
         restore(cluster, node3)
     assert node3.meta_properties()["cluster.id"] == own_id
+
+
+# ------------------------------------------------------------------ leader epochs
+
+
+def test_leader_epoch_grows_when_a_fenced_leader_comes_back(cluster):
+    """When a broker's partitions lose their leader (its SIGTERM fences it) and regain it on its restart, each such partition's leader epoch in /v1/cluster grows, as Kafka's controller bumps it at every leader change."""
+    topic = "cl-leader-epoch"
+    create_rf3(cluster, topic, 6)
+    controller = cluster.controller_id()
+    victim = next(n for n in cluster if n.node_id != controller)
+    survivors = [n for n in cluster if n is not victim]
+    before = {p["partition"]: (p["leader"], p["leader_epoch"]) for p in view_topic(survivors[0], topic)["partitions"]}
+    led = sorted(i for i, (leader, _) in before.items() if leader == victim.node_id)
+    assert led, before
+    try:
+        assert victim.stop() == 0
+        assert wait_for(lambda: all(victim.node_id not in n.metadata([])["brokers"] for n in survivors), 10)
+        during = {p["partition"]: (p["leader"], p["leader_epoch"]) for p in view_topic(survivors[0], topic)["partitions"]}
+    finally:
+        restore(cluster, victim)
+
+    def led_again():
+        view = {p["partition"]: p for p in view_topic(victim, topic)["partitions"]}
+        return all(view[i]["leader"] == victim.node_id for i in led) and view
+    view = wait_for(led_again, 15)
+    assert view, view_topic(victim, topic)
+    after = {i: (p["leader"], p["leader_epoch"]) for i, p in view.items()}
+    print(f"(leader, leader_epoch) of partitions {led}: before {before}, while fenced {during}, after {after}")
+    assert all(during[i][0] == -1 for i in led), during
+    assert all(after[i][1] > before[i][1] for i in led), {"before": before, "during": during, "after": after}

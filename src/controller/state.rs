@@ -299,6 +299,44 @@ impl Placer {
             .len()
     }
 
+    /// Places one partition on the brokers of a manual assignment (Kafka's
+    /// checks: at least one, no broker twice, every one registered and live,
+    /// as many as the first partition has), each replica on the least-loaded
+    /// shard of its broker; the first is the leader.
+    pub fn place_on(&mut self, meta: &ClusterMetadata, partition: i32, brokers: &[NodeId]) -> Result<PartitionMeta, ControllerError> {
+        let bad = |m: String| ControllerError::InvalidReplicaAssignment(m);
+        if brokers.is_empty() {
+            return Err(bad(format!("The manual partition assignment includes a partition with no replicas: partition {partition}.")));
+        }
+        if brokers.iter().collect::<BTreeSet<_>>().len() != brokers.len() {
+            return Err(bad(format!("The manual partition assignment includes the partition {partition} with duplicate replicas {brokers:?}.")));
+        }
+        if let Some(missing) = brokers.iter().find(|b| meta.live_broker(**b).is_none()) {
+            return Err(bad(format!(
+                "The manual partition assignment includes broker {missing}, but no such broker is registered."
+            )));
+        }
+        let mut chosen = Vec::with_capacity(brokers.len());
+        for node in brokers {
+            let slot = self
+                .replicas
+                .iter()
+                .filter(|((n, _), _)| n == node)
+                .min_by_key(|((_, shard), count)| (**count, *shard))
+                .map(|(k, _)| *k)
+                .ok_or_else(|| bad(format!("broker {node} has no shards")))?;
+            if let Some(n) = self.replicas.get_mut(&slot) {
+                *n += 1;
+            }
+            chosen.push(ReplicaPlacement { node_id: slot.0, shard: slot.1 });
+        }
+        let leader = chosen[0];
+        if let Some(n) = self.leaders.get_mut(&leader.node_id) {
+            *n += 1;
+        }
+        Ok(PartitionMeta { partition, leader, leader_epoch: 0, isr: vec![leader.node_id], replicas: chosen })
+    }
+
     /// Places one partition with `rf` replicas on distinct brokers: each
     /// replica on the least-loaded (broker, shard); ties go to the broker with
     /// fewer leaders (first replica only), then lowest node id, then lowest shard.
@@ -423,6 +461,26 @@ fn plan_one_topic(
         )));
     }
     check_partition_count(r.partitions)?;
+    if !r.assignments.is_empty() {
+        let rf = r.assignments[0].len();
+        if r.assignments.iter().any(|a| a.len() != rf) {
+            return Err(ControllerError::InvalidReplicaAssignment(
+                "All partitions in the manual partition assignment should have the same number of replicas.".into(),
+            ));
+        }
+        topic_config::validate_all(&r.configs)?;
+        let partitions = (0..r.partitions)
+            .zip(&r.assignments)
+            .map(|(p, brokers)| placer.place_on(meta, p, brokers))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(TopicMeta {
+            name: r.name.clone(),
+            id: new_topic_id(),
+            partitions,
+            configs: r.configs.clone(),
+            internal: r.internal,
+        });
+    }
     if r.replication_factor < 1 {
         return Err(ControllerError::InvalidReplicationFactor(
             "Replication factor must be larger than 0.".into(),
@@ -622,6 +680,7 @@ mod tests {
             replication_factor: rf,
             configs: BTreeMap::new(),
             internal: false,
+            assignments: Vec::new(),
         }
     }
 

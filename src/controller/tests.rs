@@ -46,6 +46,7 @@ fn topic(name: &str, partitions: i32) -> CreateTopicRequest {
         replication_factor: 1,
         configs: BTreeMap::new(),
         internal: false,
+            assignments: Vec::new(),
     }
 }
 

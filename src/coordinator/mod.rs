@@ -412,6 +412,7 @@ pub async fn ensure_offsets_topic(shard: &ShardState) -> Result<(), GroupError> 
         replication_factor: shard.config.offsets_topic_replication_factor,
         configs: [("cleanup.policy".to_string(), "compact".to_string())].into_iter().collect(),
         internal: true,
+        assignments: Vec::new(),
     };
     let mut results = shard.controller.create_topics(vec![req], false).await;
     match results.pop() {

@@ -344,6 +344,7 @@ pub async fn ensure_topic(shard: &ShardState) -> Result<(), TxnError> {
         .into_iter()
         .collect(),
         internal: true,
+        assignments: Vec::new(),
     };
     let mut results = shard.controller.create_topics(vec![req], false).await;
     match results.pop() {

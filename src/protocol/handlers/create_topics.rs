@@ -11,8 +11,10 @@
 //! - a name given twice: INVALID_REQUEST "Duplicate topic name." (answered
 //!   once for that name, as Kafka does),
 //! - an illegal name: INVALID_TOPIC_EXCEPTION,
-//! - manual replica assignments: INVALID_REQUEST (Fjord places replicas
-//!   itself, on (broker, shard) pairs),
+//! - manual replica assignments together with a partition count or
+//!   replication factor: INVALID_REQUEST; assignments whose partitions are
+//!   not numbered 0..n: INVALID_REPLICA_ASSIGNMENT (the controller checks
+//!   the brokers; each replica gets the least-loaded shard of its broker),
 //! - a config with a null value or named twice: INVALID_CONFIG.
 //!
 //! `num_partitions` / `replication_factor` of -1 become the broker's
@@ -47,6 +49,7 @@ pub fn controller_error_message(e: &ControllerError) -> String {
         | ControllerError::InvalidTopic(m)
         | ControllerError::InvalidPartitions(m)
         | ControllerError::InvalidReplicationFactor(m)
+        | ControllerError::InvalidReplicaAssignment(m)
         | ControllerError::InvalidConfig(m)
         | ControllerError::Unavailable(m) => m.clone(),
         ControllerError::NotController => "This node is not the active controller.".into(),
@@ -145,12 +148,17 @@ fn check_topic(t: &CreatableTopic, config: &Config) -> Result<CreateTopicRequest
                  Both cannot be used at the same time.",
             ));
         }
+    }
+    let mut assignments: Vec<(i32, Vec<i32>)> =
+        t.assignments.iter().map(|a| (a.partition_index, a.broker_ids.iter().map(|b| b.0).collect())).collect();
+    assignments.sort_by_key(|(p, _)| *p);
+    if assignments.iter().enumerate().any(|(i, (p, _))| usize::try_from(*p).ok() != Some(i)) {
         return Err(Refusal::new(
-            ResponseError::InvalidRequest,
-            "Fjord does not support manual replica assignment: set numPartitions and replicationFactor \
-             (or -1 for the broker defaults) instead.",
+            ResponseError::InvalidReplicaAssignment,
+            "Partitions should be numbered 0, 1, 2 ... in the manual replica assignment.",
         ));
     }
+    let assignments: Vec<Vec<i32>> = assignments.into_iter().map(|(_, ids)| ids).collect();
     let mut configs = BTreeMap::new();
     for c in &t.configs {
         let key = c.name.as_str();
@@ -170,12 +178,16 @@ fn check_topic(t: &CreatableTopic, config: &Config) -> Result<CreateTopicRequest
             ));
         }
     }
-    let partitions = if t.num_partitions == -1 {
+    let partitions = if !assignments.is_empty() {
+        assignments.len() as i32
+    } else if t.num_partitions == -1 {
         config.num_partitions
     } else {
         t.num_partitions
     };
-    let replication_factor = if t.replication_factor == -1 {
+    let replication_factor = if let Some(first) = assignments.first() {
+        first.len() as i16
+    } else if t.replication_factor == -1 {
         config.default_replication_factor
     } else {
         t.replication_factor
@@ -186,6 +198,7 @@ fn check_topic(t: &CreatableTopic, config: &Config) -> Result<CreateTopicRequest
         replication_factor,
         configs,
         internal: false,
+        assignments,
     })
 }
 
@@ -385,13 +398,15 @@ mod tests {
         );
     }
 
-    /// Illegal names, manual assignments and null or repeated configs are refused with Kafka's codes.
+    /// Illegal names, manual assignments that are malformed or mixed with counts, and null or
+    /// repeated configs are refused with Kafka's codes.
     #[test]
     fn request_errors() {
         let assignment = vec![CreatableReplicaAssignment::default().with_partition_index(0)];
+        let gap = vec![CreatableReplicaAssignment::default().with_partition_index(1)];
         let topics = [
             topic("bad name", 1, 1),
-            topic("m1", -1, -1).with_assignments(assignment.clone()),
+            topic("m1", -1, -1).with_assignments(gap),
             topic("m2", 1, -1).with_assignments(assignment),
             topic("n", 1, 1).with_configs(vec![cfg("retention.ms", None)]),
             topic("r", 1, 1).with_configs(vec![
@@ -404,7 +419,7 @@ mod tests {
         let codes: Vec<Option<i16>> = p.slots.iter().map(refusal_code).collect();
         assert_eq!(
             codes,
-            vec![Some(17), Some(42), Some(42), Some(40), Some(40), None]
+            vec![Some(17), Some(39), Some(42), Some(40), Some(40), None]
         );
         assert_eq!(
             p.to_create[0]

@@ -18,7 +18,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
@@ -86,6 +86,7 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> (FetchResponse, 
     let node_id = ctx.shard.config.node_id;
     let mut topics = Vec::with_capacity(req.topics.len());
     let mut by_shard: BTreeMap<ShardId, Vec<ReadPart>> = BTreeMap::new();
+    let mut leader_hints: Vec<NodeEndpoint> = Vec::new();
     for (ti, t) in req.topics.iter().enumerate() {
         let meta = if version >= TOPIC_ID_VERSION { md.topic_by_id(t.topic_id) } else { md.topic(&t.topic.0) };
         let name = meta.map(|m| m.name.clone()).unwrap_or_else(|| t.topic.0.to_string());
@@ -109,6 +110,23 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> (FetchResponse, 
                 }
                 Some(pm) if pm.leader.node_id != node_id => {
                     data.error_code = ResponseError::NotLeaderOrFollower.code();
+                    // KIP-951 (v16+): who leads now, and where to reach it.
+                    if let Some(b) = md.live_broker(pm.leader.node_id) {
+                        data.current_leader = LeaderIdAndEpoch::default()
+                            .with_leader_id(BrokerId(pm.leader.node_id))
+                            .with_leader_epoch(pm.leader_epoch);
+                        if let Some((host, port)) = ctx.endpoint_of(b) {
+                            if !leader_hints.iter().any(|e: &NodeEndpoint| e.node_id.0 == b.node_id) {
+                                leader_hints.push(
+                                    NodeEndpoint::default()
+                                        .with_node_id(BrokerId(b.node_id))
+                                        .with_host(StrBytes::from_string(host.to_string()))
+                                        .with_port(port)
+                                        .with_rack(b.rack.clone().map(StrBytes::from_string)),
+                                );
+                            }
+                        }
+                    }
                 }
                 Some(pm) => by_shard.entry(ctx.shard.owner_of(pm.leader.shard)).or_default().push(ReadPart {
                     slot: (ti, pi),
@@ -170,7 +188,8 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> (FetchResponse, 
     }
     // BTreeMap order of (topic, partition) slots is the encoder's order.
     let file_ranges = file_ranges.into_values().collect();
-    (FetchResponse::default().with_error_code(0).with_session_id(0).with_responses(topics), file_ranges)
+    let response = FetchResponse::default().with_error_code(0).with_session_id(0).with_responses(topics);
+    (response.with_node_endpoints(leader_hints), file_ranges)
 }
 
 async fn read_all(ctx: &RequestContext, by_shard: &BTreeMap<ShardId, Vec<ReadPart>>, max_bytes: usize) -> Vec<ReadOut> {

@@ -12,7 +12,10 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::produce_response::{BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::BrokerId;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
@@ -89,6 +92,7 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> ProduceOutcome
     let md = ctx.shard.metadata();
     let node_id = ctx.shard.config.node_id;
     let mut by_shard: BTreeMap<ShardId, Vec<LocalAppend>> = BTreeMap::new();
+    let mut leader_hints: Vec<NodeEndpoint> = Vec::new();
     for (ti, topic) in req.topic_data.into_iter().enumerate() {
         let name = topic.name.0.to_string();
         let meta = md.topic(&name);
@@ -118,6 +122,23 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> ProduceOutcome
             };
             if pmeta.leader.node_id != node_id {
                 slot.error_code = ResponseError::NotLeaderOrFollower.code();
+                // KIP-951 (v10+): say who leads, so the client need not refresh metadata first.
+                if let Some(b) = md.live_broker(pmeta.leader.node_id) {
+                    slot.current_leader = LeaderIdAndEpoch::default()
+                        .with_leader_id(BrokerId(pmeta.leader.node_id))
+                        .with_leader_epoch(pmeta.leader_epoch);
+                    if let Some((host, port)) = ctx.endpoint_of(b) {
+                        if !leader_hints.iter().any(|e| e.node_id.0 == b.node_id) {
+                            leader_hints.push(
+                                NodeEndpoint::default()
+                                    .with_node_id(BrokerId(b.node_id))
+                                    .with_host(StrBytes::from_string(host.to_string()))
+                                    .with_port(port)
+                                    .with_rack(b.rack.clone().map(StrBytes::from_string)),
+                            );
+                        }
+                    }
+                }
                 continue;
             }
             // Kafka: acks=all needs at least min.insync.replicas in-sync replicas (checked before the batches).
@@ -172,6 +193,7 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> ProduceOutcome
             });
         }
     }
+    response.node_endpoints = leader_hints;
     let durability = if acks == -1 { Durability::Synced } else { Durability::Written };
     // Phase 1, in request order: append on the owners (offsets assigned).
     let mut calls = Vec::with_capacity(by_shard.len());
