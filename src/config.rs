@@ -110,12 +110,20 @@ pub struct Config {
     pub listeners: Vec<Listener>,
     /// `inter.broker.listener.name`: the listener brokers use to reach each other.
     pub inter_broker_listener_name: String,
-    // Raw values of the listener settings, resolved into `listeners` at the end.
-    listeners_raw: Option<String>,
-    advertised_listeners_raw: Option<String>,
-    security_protocol_map_raw: Option<String>,
-    inter_broker_listener_raw: Option<String>,
-    controller_listener_names_raw: Option<String>,
+    /// The listener settings as given; `resolve` turns them into
+    /// `listeners`, `inter_broker_listener_name` and maybe `controller_addr`.
+    /// Read those, not these.
+    pub listener_settings: ListenerSettings,
+}
+
+/// The raw values of the listener settings (see `Config::listener_settings`).
+#[derive(Debug, Clone, Default)]
+pub struct ListenerSettings {
+    pub listeners: Option<String>,
+    pub advertised_listeners: Option<String>,
+    pub security_protocol_map: Option<String>,
+    pub inter_broker_listener_name: Option<String>,
+    pub controller_listener_names: Option<String>,
 }
 
 /// One named Kafka listener (`listeners=NAME://HOST:PORT`).
@@ -318,11 +326,7 @@ impl Default for Config {
             unclean_leader_election_enable: false,
             listeners: Vec::new(),
             inter_broker_listener_name: "PLAINTEXT".into(),
-            listeners_raw: None,
-            advertised_listeners_raw: None,
-            security_protocol_map_raw: None,
-            inter_broker_listener_raw: None,
-            controller_listener_names_raw: None,
+            listener_settings: ListenerSettings::default(),
         }
     }
 }
@@ -576,11 +580,11 @@ impl Config {
             "unclean.leader.election.enable" => {
                 self.unclean_leader_election_enable = parse_bool(v).ok_or_else(|| bad("true or false"))?
             }
-            "listeners" => self.listeners_raw = Some(v.to_string()),
-            "advertised.listeners" => self.advertised_listeners_raw = Some(v.to_string()),
-            "listener.security.protocol.map" => self.security_protocol_map_raw = Some(v.to_string()),
-            "inter.broker.listener.name" => self.inter_broker_listener_raw = Some(v.to_string()),
-            "controller.listener.names" => self.controller_listener_names_raw = Some(v.to_string()),
+            "listeners" => self.listener_settings.listeners = Some(v.to_string()),
+            "advertised.listeners" => self.listener_settings.advertised_listeners = Some(v.to_string()),
+            "listener.security.protocol.map" => self.listener_settings.security_protocol_map = Some(v.to_string()),
+            "inter.broker.listener.name" => self.listener_settings.inter_broker_listener_name = Some(v.to_string()),
+            "controller.listener.names" => self.listener_settings.controller_listener_names = Some(v.to_string()),
             _ => return Err(ConfigError::UnknownSetting { name: name.to_string(), source }),
         }
         Ok(())
@@ -595,7 +599,7 @@ impl Config {
             expected: expected.to_string(),
             source: Source::Flag,
         };
-        let Some(raw) = self.listeners_raw.clone() else {
+        let Some(raw) = self.listener_settings.listeners.clone() else {
             // The shorthand: one PLAINTEXT listener on kafka_addr.
             if !advertised_set {
                 if self.kafka_addr.ip().is_unspecified() {
@@ -614,7 +618,7 @@ impl Config {
                 advertised_host: self.advertised_kafka_host.clone(),
                 advertised_port: self.advertised_kafka_port,
             }];
-            self.inter_broker_listener_name = self.inter_broker_listener_raw.clone().unwrap_or_else(|| "PLAINTEXT".into()).to_ascii_uppercase();
+            self.inter_broker_listener_name = self.listener_settings.inter_broker_listener_name.clone().unwrap_or_else(|| "PLAINTEXT".into()).to_ascii_uppercase();
             if self.inter_broker_listener_name != "PLAINTEXT" {
                 return Err(invalid("inter.broker.listener.name", &self.inter_broker_listener_name, "a listener named in `listeners`"));
             }
@@ -622,18 +626,18 @@ impl Config {
         };
         let expected = "NAME://HOST:PORT,... with distinct names";
         let parsed = parse_listener_list(&raw).ok_or_else(|| invalid("listeners", &raw, expected))?;
-        let advertised = match &self.advertised_listeners_raw {
+        let advertised = match &self.listener_settings.advertised_listeners {
             Some(a) => parse_listener_list(a).ok_or_else(|| invalid("advertised.listeners", a, expected))?,
             None => Vec::new(),
         };
         let controller_names: Vec<String> = self
-            .controller_listener_names_raw
+            .listener_settings.controller_listener_names
             .iter()
             .flat_map(|v| v.split(','))
             .map(|n| n.trim().to_ascii_uppercase())
             .filter(|n| !n.is_empty())
             .collect();
-        let map: Vec<(String, String)> = match &self.security_protocol_map_raw {
+        let map: Vec<(String, String)> = match &self.listener_settings.security_protocol_map {
             Some(m) => m
                 .split(',')
                 .map(str::trim)
@@ -658,7 +662,7 @@ impl Config {
                 None => {
                     return Err(invalid(
                         "listener.security.protocol.map",
-                        self.security_protocol_map_raw.as_deref().unwrap_or(""),
+                        self.listener_settings.security_protocol_map.as_deref().unwrap_or(""),
                         &format!("an entry for listener {name} (e.g. {name}:PLAINTEXT)"),
                     ))
                 }
@@ -675,7 +679,7 @@ impl Config {
                 _ if bind.ip().is_unspecified() => {
                     return Err(invalid(
                         "advertised.listeners",
-                        self.advertised_listeners_raw.as_deref().unwrap_or(""),
+                        self.listener_settings.advertised_listeners.as_deref().unwrap_or(""),
                         &format!("an address for listener {name}, which listens on all interfaces"),
                     ))
                 }
@@ -687,7 +691,7 @@ impl Config {
         self.kafka_addr = first.bind;
         self.advertised_kafka_host = first.advertised_host.clone();
         self.advertised_kafka_port = first.advertised_port;
-        self.inter_broker_listener_name = match &self.inter_broker_listener_raw {
+        self.inter_broker_listener_name = match &self.listener_settings.inter_broker_listener_name {
             Some(n) => n.trim().to_ascii_uppercase(),
             None => first.name.clone(),
         };

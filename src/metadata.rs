@@ -117,6 +117,17 @@ impl ClusterMetadata {
         self.brokers.get(&node_id).filter(|b| !b.fenced)
     }
 
+    /// The controller id clients are told (Metadata, DescribeCluster): the
+    /// active controller when it is a live broker, else a live broker (any
+    /// broker forwards controller writes; a controller-only node is not
+    /// reachable by clients, so Kafka also answers with a broker here).
+    pub fn client_controller_id(&self) -> NodeId {
+        if self.live_broker(self.controller_id).is_some() {
+            return self.controller_id;
+        }
+        self.live_brokers().next().map_or(-1, |b| b.node_id)
+    }
+
     /// Registered brokers that are not fenced, by node id.
     pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerMeta> {
         self.brokers.values().filter(|b| !b.fenced)

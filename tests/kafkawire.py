@@ -172,6 +172,7 @@ API_FIND_COORDINATOR = 10
 API_CREATE_TOPICS = 19
 API_DELETE_TOPICS = 20
 API_ALTER_CONFIGS = 33
+API_INCREMENTAL_ALTER_CONFIGS = 44
 API_CREATE_PARTITIONS = 37
 
 
@@ -405,6 +406,16 @@ def alter_configs_v1(correlation_id, topic, configs, validate_only=False):
                    + array([string(k) + string(v) for k, v in configs.items()])])
             + (b"\x01" if validate_only else b"\x00"))
     return frame(request_header_v1(API_ALTER_CONFIGS, 1, correlation_id) + body)
+
+
+def incremental_alter_configs_v0(correlation_id, topic, ops, validate_only=False):
+    """IncrementalAlterConfigs v0 of one topic: `ops` is a list of
+    (name, operation, value), operation 0 SET, 1 DELETE, 2 APPEND, 3 SUBTRACT.
+    The response has AlterConfigs' layout (parse_alter_configs_v1_response)."""
+    body = (array([i8(RESOURCE_TOPIC) + string(topic)
+                   + array([string(k) + i8(op) + string(v) for k, op, v in ops])])
+            + (b"\x01" if validate_only else b"\x00"))
+    return frame(request_header_v1(API_INCREMENTAL_ALTER_CONFIGS, 0, correlation_id) + body)
 
 
 def parse_alter_configs_v1_response(body: bytes):

@@ -229,7 +229,7 @@ def test_six_partitions_spread_over_brokers_and_shards_and_round_trip(cluster):
 
 
 def test_controller_writes_to_a_non_controller_broker_are_forwarded(cluster):
-    """CreateTopics, CreatePartitions and AlterConfigs sent raw to brokers that are not the controller take effect on every broker; DeleteTopics sent the same way removes the topic everywhere."""
+    """CreateTopics, CreatePartitions, AlterConfigs and IncrementalAlterConfigs sent raw to brokers that are not the controller take effect on every broker; DeleteTopics sent the same way removes the topic everywhere."""
     controller = cluster.controller_id()
     others = [n for n in cluster if n.node_id != controller]
     assert len(others) == 2, controller
@@ -259,6 +259,13 @@ def test_controller_writes_to_a_non_controller_broker_are_forwarded(cluster):
         return entries["retention.ms"].value
     for n in cluster:
         assert wait_for(lambda: retention_on(n) == "3600000", 10), (n, retention_on(n))
+
+    corr = next(_corr)
+    res = kw.parse_alter_configs_v1_response(
+        b.raw(kw.incremental_alter_configs_v0(corr, topic, [("retention.ms", 0, "7200000")]), corr))
+    assert res[(kw.RESOURCE_TOPIC, topic)][0] == 0, res
+    for n in cluster:
+        assert wait_for(lambda: retention_on(n) == "7200000", 10), (n, retention_on(n))
 
     corr = next(_corr)
     res = kw.parse_delete_topics_v3_response(b.raw(kw.delete_topics_v3(corr, [topic]), corr))

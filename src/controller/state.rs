@@ -122,8 +122,15 @@ pub fn apply_command(meta: &mut ClusterMetadata, cmd: &Command) -> CommandRespon
             vec![Ok(())]
         }
         Command::RegisterBroker(b) => {
-            if meta.brokers.get(&b.node_id) != Some(b) {
+            let before = meta.brokers.get(&b.node_id).cloned();
+            if before.as_ref() != Some(b) {
+                // A broker that comes back (unfenced, or a new process) starts a new
+                // leadership of its partitions, as a leader change does in Kafka.
+                let new_leadership = before.is_some_and(|old| (old.fenced && !b.fenced) || old.incarnation != b.incarnation);
                 meta.brokers.insert(b.node_id, b.clone());
+                if new_leadership {
+                    bump_leader_epochs(meta, b.node_id);
+                }
                 changed = true;
             }
             vec![Ok(())]
@@ -132,6 +139,8 @@ pub fn apply_command(meta: &mut ClusterMetadata, cmd: &Command) -> CommandRespon
             if let Some(b) = meta.brokers.get_mut(node_id) {
                 if b.incarnation == *incarnation && !b.fenced {
                     b.fenced = true;
+                    // Its partitions lose their leader: a leader change, so a new epoch.
+                    bump_leader_epochs(meta, *node_id);
                     changed = true;
                 }
             }
@@ -212,6 +221,15 @@ pub fn apply_command(meta: &mut ClusterMetadata, cmd: &Command) -> CommandRespon
         meta.version += 1;
     }
     CommandResponse { outcomes }
+}
+
+/// A new leader epoch for every partition `node` leads.
+fn bump_leader_epochs(meta: &mut ClusterMetadata, node: NodeId) {
+    for t in meta.topics.values_mut() {
+        for p in t.partitions.iter_mut().filter(|p| p.leader.node_id == node) {
+            p.leader_epoch = p.leader_epoch.saturating_add(1);
+        }
+    }
 }
 
 fn unknown_topic(name: &str) -> Rejection {

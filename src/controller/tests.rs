@@ -1,7 +1,7 @@
 //! Tests of the whole controller (thread, Raft, storage) on temp dirs,
 //! driven from a plain tokio runtime.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::OpenOptions;
 use std::io::Write;
 
@@ -450,4 +450,104 @@ async fn producer_id_blocks_are_unique_across_restarts() {
     let c = start(config(&dir, 1)).expect("restart from snapshot");
     assert_eq!(c.allocate_producer_ids(1).await.expect("after snapshot"), 2010);
     c.shutdown();
+}
+
+/// A controller config for node `id` of a three-voter quorum on 127.0.0.1 ports.
+fn voter_config(dir: &TestDir, id: NodeId, ports: &[u16; 3]) -> ControllerConfig {
+    let mut c = config(dir, 2);
+    c.dir = dir.path().join(format!("n{id}")).join("controller");
+    c.meta_properties = dir.path().join(format!("n{id}")).join("meta.properties");
+    c.node_id = id;
+    if let Some(b) = c.broker.as_mut() {
+        b.node_id = id;
+        b.port = 9092 + id;
+    }
+    c.voters = (1..=3).map(|n| Voter { node_id: n, addr: format!("127.0.0.1:{}", ports[(n - 1) as usize]) }).collect();
+    c.controller_addr = Some(format!("127.0.0.1:{}", ports[(id - 1) as usize]).parse().expect("addr"));
+    c
+}
+
+fn free_ports() -> [u16; 3] {
+    let l: Vec<std::net::TcpListener> = (0..3).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind")).collect();
+    let p: Vec<u16> = l.iter().map(|l| l.local_addr().expect("addr").port()).collect();
+    [p[0], p[1], p[2]]
+}
+
+/// Three voters started at once form one cluster: every node registers, all
+/// agree on the cluster id and the controller; a topic created through a
+/// node that is not the controller (forwarded) is seen by all; after the
+/// controller stops, the other two elect another and writes go on; the
+/// stopped node's broker is fenced, and on restart it catches up and is
+/// unfenced again.
+#[test]
+fn three_voters_form_a_cluster_and_survive_losing_the_controller() {
+    let dir = TestDir::new("ctl-three");
+    let ports = free_ports();
+    let starts: Vec<_> = (1..=3)
+        .map(|id| {
+            let c = voter_config(&dir, id, &ports);
+            std::thread::spawn(move || start(c).expect("start"))
+        })
+        .collect();
+    let nodes: Vec<ControllerHandle> = starts.into_iter().map(|t| t.join().expect("thread")).collect();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    let wait_for = |node: &ControllerHandle, what: &str, ok: &dyn Fn(&ClusterMetadata) -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while !ok(&node.current()) {
+            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}: {:?}", node.current());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    for n in &nodes {
+        wait_for(n, "three live brokers", &|m| m.live_brokers().count() == 3 && !m.cluster_id.is_empty());
+    }
+    let ids: BTreeSet<String> = nodes.iter().map(|n| n.current().cluster_id.clone()).collect();
+    assert_eq!(ids.len(), 1, "one cluster id: {ids:?}");
+    let controller = nodes[0].current().controller_id;
+    assert!((1..=3).contains(&controller));
+    let other = (1..=3).find(|id| *id != controller).expect("a non-controller");
+    let via = &nodes[(other - 1) as usize];
+    let created = rt.block_on(via.create_topics(vec![CreateTopicRequest { replication_factor: 3, ..topic("spread", 6) }], false));
+    let t = created[0].as_ref().expect("created through a non-controller").clone();
+    let leaders: BTreeSet<NodeId> = t.partitions.iter().map(|p| p.leader.node_id).collect();
+    assert_eq!(leaders.len(), 3, "leaders on every broker: {leaders:?}");
+    for p in &t.partitions {
+        let brokers: BTreeSet<NodeId> = p.replicas.iter().map(|r| r.node_id).collect();
+        assert_eq!(brokers.len(), 3, "RF 3 on distinct brokers");
+        assert_eq!(p.isr, vec![p.leader.node_id], "ISR is the leader alone until replication exists");
+    }
+    for n in &nodes {
+        wait_for(n, "the topic everywhere", &|m| m.topic("spread").is_some());
+    }
+    // Stop the active controller; the other two elect a new one and accept writes.
+    let stopped = &nodes[(controller - 1) as usize];
+    stopped.shutdown();
+    let survivor = &nodes[(other - 1) as usize];
+    wait_for(survivor, "a new controller", &|m| m.controller_id != controller);
+    let again = rt.block_on(survivor.create_topics(vec![topic("after", 1)], false));
+    assert!(again[0].is_ok(), "{again:?}");
+    wait_for(survivor, "the stopped broker fenced", &|m| m.brokers.get(&controller).is_some_and(|b| b.fenced));
+    // It comes back, catches up, and is unfenced.
+    let back = start(voter_config(&dir, controller, &ports)).expect("restart");
+    wait_for(&back, "caught up", &|m| m.topic("after").is_some() && m.live_broker(controller).is_some());
+    back.shutdown();
+    for (i, n) in nodes.iter().enumerate() {
+        if i as NodeId + 1 != controller {
+            n.shutdown();
+        }
+    }
+}
+
+/// Kafka's voter list format parses; bad entries are refused.
+#[test]
+fn voter_lists() {
+    use crate::config::Config;
+    let flags = |v: &str| vec![("controller.quorum.voters".to_string(), v.to_string()), ("controller_addr".to_string(), "127.0.0.1:1".to_string()), ("node_id".to_string(), "1".to_string())];
+    let c = Config::resolve(&flags("1@a:9093, 2@127.0.0.3:9093"), &[]).expect("valid");
+    assert_eq!(c.controller_quorum_voters, vec![Voter { node_id: 1, addr: "a:9093".into() }, Voter { node_id: 2, addr: "127.0.0.3:9093".into() }]);
+    for bad in ["", "x@a:1", "1@a", "1@a:0", "1@a:1,1@b:2", "1a:9"] {
+        assert!(Config::resolve(&flags(bad), &[]).is_err(), "{bad:?} accepted");
+    }
+    // This node must be a voter when it is a controller.
+    assert!(Config::resolve(&flags("2@a:1,3@b:1"), &[]).is_err());
 }

@@ -55,7 +55,7 @@ impl Partition {
     ) -> Result<AppendResult, PartitionError> {
         let idempotent = headers.iter().any(|h| h.producer_id >= 0);
         if !idempotent {
-            return Ok(self.log.append(batches, headers, self.leader_epoch).await?);
+            return Ok(self.log.append(batches, headers, self.leader_epoch()).await?);
         }
         let [h] = headers else {
             return Err(StorageError::InvalidAppend(
@@ -88,7 +88,7 @@ impl Partition {
         }
         let result = self
             .log
-            .append_in_place(batches, headers, self.leader_epoch)?;
+            .append_in_place(batches, headers, self.leader_epoch())?;
         if self
             .producers
             .borrow_mut()

@@ -125,6 +125,7 @@ impl PartitionManager {
                 let existing = self.partitions.borrow().get(&key).cloned();
                 if let Some(existing) = existing {
                     if existing.topic_id == topic.id {
+                        existing.set_leader_epoch(p.leader_epoch);
                         // Live configs: a changed topic config reaches the open log here.
                         let wanted = self.log_config(topic);
                         if existing.log().config() != wanted {

@@ -59,7 +59,9 @@ pub struct Partition {
     pub topic: String,
     pub partition: i32,
     pub topic_id: uuid::Uuid,
-    pub leader_epoch: i32,
+    /// The controller's leader epoch of this partition, followed by
+    /// `PartitionManager::sync_with`; stamped into every batch appended.
+    leader_epoch: std::cell::Cell<i32>,
     log: Rc<Log>,
     /// Fetches waiting for the high watermark to move.
     waiters: RefCell<Vec<oneshot::Sender<()>>>,
@@ -73,7 +75,18 @@ impl Partition {
     pub fn new(topic: String, partition: i32, topic_id: uuid::Uuid, leader_epoch: i32, log: Rc<Log>) -> Self {
         let producers = idempotent::recover_producer_states(&log, Default::default());
         let txns = RefCell::new(txn::TxnIndex::open(&log));
-        Partition { topic, partition, topic_id, leader_epoch, log, waiters: RefCell::new(Vec::new()), producers, txns }
+        Partition { topic, partition, topic_id, leader_epoch: std::cell::Cell::new(leader_epoch), log, waiters: RefCell::new(Vec::new()), producers, txns }
+    }
+
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch.get()
+    }
+
+    /// Follows the controller's leader epoch; it never goes back.
+    pub fn set_leader_epoch(&self, epoch: i32) {
+        if epoch > self.leader_epoch.get() {
+            self.leader_epoch.set(epoch);
+        }
     }
 
     pub fn log(&self) -> &Rc<Log> {

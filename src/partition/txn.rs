@@ -227,7 +227,7 @@ impl Partition {
             .map_err(|_| PartitionError::Storage(StorageError::InvalidAppend("a transaction marker did not validate")))?;
         self.log.reserve(batch.len()).await?;
         // No `.await` from here to the index update: offsets and index agree.
-        let result = self.log.append_in_place(batch, &headers, self.leader_epoch)?;
+        let result = self.log.append_in_place(batch, &headers, self.leader_epoch())?;
         self.txns.borrow_mut().on_marker(producer_id, commit, result.base_offset);
         self.producers.borrow_mut().fence_to(producer_id, producer_epoch, now_ms());
         let waited = self.log.wait_durable(result.last_offset + 1).await;
@@ -261,7 +261,7 @@ impl Partition {
             }));
         }
         // No `.await` from the check to the state update.
-        let result = self.log.append_in_place(batch, &headers, self.leader_epoch)?;
+        let result = self.log.append_in_place(batch, &headers, self.leader_epoch())?;
         self.producers.borrow_mut().fence_to(h.producer_id, h.producer_epoch, now_ms());
         self.txns.borrow_mut().on_data(h.producer_id, result.base_offset);
         let waited = self.log.wait_durable(result.last_offset + 1).await;

@@ -551,7 +551,7 @@ async fn complete(shard: &Rc<ShardState>, tp: &Rc<TxnPartition>, id: &str) -> Re
         TxnState::PrepareAbort => false,
         _ => return Ok(()),
     };
-    write_markers(shard, &m, commit, tp.log.leader_epoch).await?;
+    write_markers(shard, &m, commit, tp.log.leader_epoch()).await?;
     m.state = if commit { TxnState::CompleteCommit } else { TxnState::CompleteAbort };
     m.partitions.clear();
     m.last_update_ms = now_ms();

@@ -60,7 +60,7 @@ pub fn build_response(
         .with_throttle_time_ms(0)
         .with_endpoint_type(endpoint_type)
         .with_cluster_id(StrBytes::from_string(metadata.cluster_id.clone()))
-        .with_controller_id(BrokerId(metadata.controller_id));
+        .with_controller_id(BrokerId(metadata.client_controller_id()));
     if endpoint_type != ENDPOINT_BROKER {
         return base
             .with_error_code(ResponseError::MismatchedEndpointType.code())

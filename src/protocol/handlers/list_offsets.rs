@@ -115,7 +115,7 @@ async fn lookup_local(shard: Rc<ShardState>, lookups: Vec<Lookup>) -> Vec<Found>
             });
             continue;
         };
-        let epoch = p.leader_epoch;
+        let epoch = p.leader_epoch();
         let found = |timestamp, offset| Found { slot: l.slot, error_code: 0, timestamp, offset, leader_epoch: epoch };
         out.push(match l.timestamp {
             LATEST if l.read_committed => found(-1, p.last_stable_offset()),

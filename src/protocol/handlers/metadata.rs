@@ -74,7 +74,7 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
     MetadataResponse::default()
         .with_brokers(brokers(&md, &ctx.listener))
         .with_cluster_id(Some(StrBytes::from_string(md.cluster_id.clone())))
-        .with_controller_id(BrokerId(md.controller_id))
+        .with_controller_id(BrokerId(md.client_controller_id()))
         .with_topics(topics)
         .with_cluster_authorized_operations(OPERATIONS_NOT_REQUESTED)
 }
