@@ -96,8 +96,26 @@ def varint(v):
 
 
 def compact_string(s):
-    b = s.encode()
+    """Flexible-version string (uvarint length + 1); None encodes as a null compact string."""
+    if s is None:
+        return uvarint(0)
+    b = s.encode() if isinstance(s, str) else s
     return uvarint(len(b) + 1) + b
+
+
+def compact_bytes(b):
+    """Flexible-version nullable bytes (uvarint length + 1)."""
+    if b is None:
+        return uvarint(0)
+    return uvarint(len(b) + 1) + b
+
+
+def compact_array(items):
+    """Flexible-version array of already encoded items (uvarint count + 1)."""
+    return uvarint(len(items) + 1) + b"".join(items)
+
+
+NO_TAGS = b"\x00"  # an empty tagged-field section
 
 
 class Reader:
@@ -159,6 +177,22 @@ class Reader:
     def varint(self):
         v = self.uvarint()
         return (v >> 1) ^ -(v & 1)
+
+    def compact_string(self):
+        n = self.uvarint()
+        return None if n == 0 else self.raw(n - 1).decode()
+
+    def compact_array(self, read_item):
+        n = self.uvarint()
+        return None if n == 0 else [read_item(self) for _ in range(n - 1)]
+
+    def tagged_fields(self):
+        """A tagged-field section -> {tag: raw bytes}."""
+        out = {}
+        for _ in range(self.uvarint()):
+            tag = self.uvarint()
+            out[tag] = self.raw(self.uvarint())
+        return out
 
 
 # ---------------------------------------------------------------- headers and frames
@@ -290,6 +324,70 @@ def parse_produce_v3_response(body: bytes):
     return out
 
 
+def produce_v10(correlation_id, topic, partition, records_blob, acks=-1, timeout_ms=10000, transactional_id=None):
+    """Produce v10 (flexible: request header v2, compact strings/arrays, tagged
+    fields; v10 is the first with KIP-951's leader hints in the response)."""
+    body = (
+        compact_string(transactional_id)
+        + i16(acks)
+        + i32(timeout_ms)
+        + compact_array([compact_string(topic)
+                         + compact_array([i32(partition) + compact_bytes(records_blob) + NO_TAGS])
+                         + NO_TAGS])
+        + NO_TAGS
+    )
+    return frame(request_header_v2(API_PRODUCE, 10, correlation_id) + body)
+
+
+def parse_produce_v10_response(body: bytes):
+    """A Produce v10 response body (after the v1 response header) ->
+    {"partitions": {(topic, partition): {"error", "base_offset", "error_message",
+     "current_leader": (leader_id, leader_epoch) or None}},
+     "throttle_time_ms", "node_endpoints": {node_id: (host, port, rack)} or None}.
+    current_leader is the partition's tagged field 0, node_endpoints the
+    response's tagged field 0 (KIP-951)."""
+    r = Reader(body)
+    parts = {}
+
+    def partition(rr):
+        index = rr.i32()
+        p = {"error": rr.i16(), "base_offset": rr.i64()}
+        rr.i64()  # log_append_time_ms
+        rr.i64()  # log_start_offset
+        p["record_errors"] = rr.compact_array(lambda x: (x.i32(), x.compact_string(), x.tagged_fields())[:2])
+        p["error_message"] = rr.compact_string()
+        tags = rr.tagged_fields()
+        p["current_leader"] = None
+        if 0 in tags:
+            t = Reader(tags[0])
+            p["current_leader"] = (t.i32(), t.i32())
+            t.tagged_fields()
+        p["other_tags"] = sorted(k for k in tags if k != 0)
+        return index, p
+
+    def topic(rr):
+        name = rr.compact_string()
+        for index, p in rr.compact_array(partition):
+            parts[(name, index)] = p
+        rr.tagged_fields()
+
+    r.compact_array(topic)
+    throttle = r.i32()
+    tags = r.tagged_fields()
+    endpoints = None
+    if 0 in tags:
+        t = Reader(tags[0])
+
+        def endpoint(x):
+            node, host, port, rack = x.i32(), x.compact_string(), x.i32(), x.compact_string()
+            x.tagged_fields()
+            return node, (host, port, rack)
+        endpoints = dict(t.compact_array(endpoint))
+    if r.pos != len(body):
+        raise ValueError(f"{len(body) - r.pos} trailing bytes after a Produce v10 response")
+    return {"partitions": parts, "throttle_time_ms": throttle, "node_endpoints": endpoints}
+
+
 def metadata_v4(correlation_id, topics, allow_auto_topic_creation):
     body = array([string(t) for t in topics]) + (b"\x01" if allow_auto_topic_creation else b"\x00")
     return frame(request_header_v1(API_METADATA, 4, correlation_id) + body)
@@ -353,12 +451,17 @@ def parse_metadata_v4_full(body: bytes):
 
 def create_topics_v4(correlation_id, topics, timeout_ms=10000, validate_only=False):
     """CreateTopics v4 (the last non-flexible version). `topics`: list of
-    (name, num_partitions, replication_factor, {config: value})."""
+    (name, num_partitions, replication_factor, {config: value}) or
+    (name, num_partitions, replication_factor, {config: value}, assignments)
+    where `assignments` lists broker ids per partition ([[2, 3], [3, 1]] is
+    partition 0 on 2 and 3, partition 1 on 3 and 1; Kafka wants partitions and
+    replication factor -1 with it)."""
     items = []
-    for name, partitions, rf, configs in topics:
+    for name, partitions, rf, configs, *rest in topics:
+        assignments = rest[0] if rest else []
         items.append(
             string(name) + i32(partitions) + i16(rf)
-            + array([])  # manual assignments
+            + array([i32(index) + array([i32(b) for b in brokers]) for index, brokers in enumerate(assignments)])
             + array([string(k) + string(v) for k, v in (configs or {}).items()])
         )
     body = array(items) + i32(timeout_ms) + (b"\x01" if validate_only else b"\x00")

@@ -596,3 +596,253 @@ def test_leader_epoch_grows_when_a_fenced_leader_comes_back(cluster):
     print(f"(leader, leader_epoch) of partitions {led}: before {before}, while fenced {during}, after {after}")
     assert all(during[i][0] == -1 for i in led), during
     assert all(after[i][1] > before[i][1] for i in led), {"before": before, "during": during, "after": after}
+
+
+# ------------------------------------------------------------------ transactions across brokers
+
+COORDINATOR_NOT_AVAILABLE = 15
+INVALID_REPLICA_ASSIGNMENT = 39
+
+
+def find_coordinator(node, key, key_type, timeout_s=20):
+    """FindCoordinator v1 sent raw to `node` (key_type 0 group, 1 transaction), retried while
+    the internal topic is being created -> (node_id, host, port)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        corr = next(_corr)
+        err, node_id, host, port = kw.parse_find_coordinator_v1_response(
+            node.raw(kw.find_coordinator_v1(corr, key, key_type=key_type), corr))
+        if err == 0:
+            return node_id, host, port
+        assert err == COORDINATOR_NOT_AVAILABLE and time.monotonic() < deadline, (node, key, key_type, err)
+        time.sleep(0.2)
+
+
+def coordinator_everywhere(cluster, key, key_type):
+    """The coordinator id every broker names for `key`, checked equal across the three and
+    against the leader of the key's partition of the internal topic in /v1/cluster."""
+    answers = {n.node_id: find_coordinator(n, key, key_type) for n in cluster}
+    coordinator = answers[1][0]
+    assert all(a == (coordinator, cluster[coordinator].ip, cluster.kafka_port) for a in answers.values()), answers
+    internal = "__consumer_offsets" if key_type == 0 else "__transaction_state"
+    t = view_topic(cluster[1], internal)
+    gpart = (java_string_hash(key) & 0x7FFFFFFF) % len(t["partitions"])
+    assert {p["partition"]: p["leader"] for p in t["partitions"]}[gpart] == coordinator, (key, gpart, t)
+    return coordinator
+
+
+def create_rf1_on_all_brokers(cluster, name, partitions=6):
+    """A `partitions`-partition RF 1 topic created with the confluent admin client; asserts
+    (/v1/cluster) that its leaders are on all three brokers and returns {partition: leader}."""
+    err = admin_results(cluster.bootstrap, "create_topics",
+                        [NewTopic(name, num_partitions=partitions, replication_factor=1)])[name][0]
+    assert err is None, err
+    assert wait_for(lambda: topic_on_every_node(cluster, name, partitions), 15), \
+        {n.node_id: n.metadata([name]) for n in cluster}
+    leaders = {p["partition"]: p["leader"] for p in view_topic(cluster[1], name)["partitions"]}
+    assert set(leaders.values()) == {1, 2, 3}, leaders
+    return leaders
+
+
+def txn_producer(cluster, txn_id):
+    p = clients.Producer({"bootstrap.servers": cluster.bootstrap, "transactional.id": txn_id, "linger.ms": 5,
+                          "message.timeout.ms": 20000, "socket.timeout.ms": 10000})
+    p.init_transactions(30)
+    return p
+
+
+def read_values(bootstrap, topic, partition, isolation):
+    return [m["value"] for m in consume(bootstrap, topic, partition=partition, **{"isolation.level": isolation})]
+
+
+def no_marker_warnings(cluster):
+    """No broker logged a failed or refused transaction marker."""
+    bad = ("transaction marker", "WriteTxnMarkers")
+    lines = [line for n in cluster for line in n.log_tail(10_000_000).splitlines() if any(b in line for b in bad)]
+    assert not lines, "\n".join(lines[-20:])
+
+
+def test_transactions_with_the_coordinator_and_the_partitions_on_different_brokers(cluster):
+    """A confluent-kafka transactional producer commits, aborts and commits again over a 6-partition RF 1 topic led by all three brokers while its transaction coordinator is one of them: read_committed consumers of every partition read exactly the committed records (markers reached the partitions led by the other two brokers), read_uncommitted ones also the aborted ones, and each transaction left one marker per partition."""
+    topic, txn_id, per = "cl-txn-spread", "cl-txn-spread-tx", 3
+    leaders = create_rf1_on_all_brokers(cluster, topic)
+    p = txn_producer(cluster, txn_id)
+    coordinator = coordinator_everywhere(cluster, txn_id, 1)
+    remote = sorted(i for i, leader in leaders.items() if leader != coordinator)
+    print(f"transaction coordinator {coordinator}; partition leaders {leaders}; led elsewhere: {remote}")
+    assert remote and len({leaders[i] for i in remote}) == 2, (coordinator, leaders)
+
+    for label in ("commit1", "abort", "commit2"):
+        p.begin_transaction()
+        for part in range(6):
+            for i in range(per):
+                p.produce(topic, value=f"{label}-{part}-{i}".encode(), partition=part)
+        if label == "abort":
+            assert p.flush(20) == 0
+            p.abort_transaction(30)
+        else:
+            p.commit_transaction(30)
+
+    for part in range(6):
+        want = {label: [f"{label}-{part}-{i}".encode() for i in range(per)] for label in ("commit1", "abort", "commit2")}
+        assert read_values(cluster.bootstrap, topic, part, "read_committed") == want["commit1"] + want["commit2"], \
+            (part, leaders[part])
+        assert read_values(cluster.bootstrap, topic, part, "read_uncommitted") == \
+            want["commit1"] + want["abort"] + want["commit2"], (part, leaders[part])
+        c = clients.consumer(cluster.bootstrap, **{"isolation.level": "read_committed"})
+        try:
+            # 9 records + 3 markers; the last stable offset is the end (no transaction left open).
+            assert c.get_watermark_offsets(TopicPartition(topic, part), timeout=10, cached=False) == (0, 3 * per + 3)
+        finally:
+            c.close()
+    no_marker_warnings(cluster)
+
+
+def test_consume_transform_produce_with_offsets_on_another_broker(cluster):
+    """Consume-transform-produce over brokers: a read_committed group consumer of a 6-partition RF 1 input (led by all three brokers) and a transactional producer writing each record upper-cased to a 6-partition RF 1 output with send_offsets_to_transaction, with the transaction coordinator not the group coordinator: the group's committed offsets reach the end of every input partition and the read_committed output holds each input record exactly once, in order."""
+    src, dst, group, per = "cl-ctp-in", "cl-ctp-out", "cl-ctp-group", 20
+    create_rf1_on_all_brokers(cluster, src)
+    out_leaders = create_rf1_on_all_brokers(cluster, dst)
+    group_coordinator = coordinator_everywhere(cluster, group, 0)
+    # A transactional id whose coordinator is another broker than the group's.
+    find_coordinator(cluster[1], "cl-ctp-probe", 1)  # __transaction_state exists from here on
+    state = {p["partition"]: p["leader"] for p in view_topic(cluster[1], "__transaction_state")["partitions"]}
+    txn_id = next(t for t in (f"cl-ctp-tx-{i}" for i in range(1000))
+                  if state[(java_string_hash(t) & 0x7FFFFFFF) % len(state)] != group_coordinator)
+    produce_all(cluster.bootstrap, src, [{"value": f"in-{p}-{i}".encode(), "partition": p}
+                                         for p in range(6) for i in range(per)])
+
+    c = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": group, "isolation.level": "read_committed",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False, "socket.timeout.ms": 10000,
+                  "session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
+    p = txn_producer(cluster, txn_id)
+    txn_coordinator = coordinator_everywhere(cluster, txn_id, 1)
+    print(f"group coordinator {group_coordinator}, transaction coordinator {txn_coordinator}, output leaders {out_leaders}")
+    assert txn_coordinator != group_coordinator
+    done, transactions = 0, 0
+    try:
+        c.subscribe([src])
+        deadline = time.monotonic() + 60
+        while done < 6 * per and time.monotonic() < deadline:
+            msgs = c.consume(25, 0.5)
+            for m in msgs:
+                assert not m.error(), m.error()
+            if not msgs:
+                continue
+            p.begin_transaction()
+            for m in msgs:
+                p.produce(dst, value=m.value().upper(), partition=m.partition())
+            p.send_offsets_to_transaction(c.position(c.assignment()), c.consumer_group_metadata(), 30)
+            p.commit_transaction(30)
+            done += len(msgs)
+            transactions += 1
+        assert done == 6 * per, f"transformed {done} of {6 * per}"
+        committed = {tp.partition: tp.offset for tp in c.committed([TopicPartition(src, i) for i in range(6)],
+                                                                    timeout=15)}
+    finally:
+        c.close()
+    print(f"{transactions} transactions")
+    assert committed == {i: per for i in range(6)}, committed
+    for part in range(6):
+        assert read_values(cluster.bootstrap, dst, part, "read_committed") == \
+            [f"IN-{part}-{i}".encode() for i in range(per)], part
+    # The offsets read back through a broker that coordinates neither.
+    other = next(n for n in cluster if n.node_id not in (group_coordinator, txn_coordinator))
+    c = Consumer({"bootstrap.servers": other.kafka_addr, "group.id": group, "socket.timeout.ms": 10000})
+    try:
+        assert {tp.partition: tp.offset for tp in c.committed([TopicPartition(src, i) for i in range(6)],
+                                                               timeout=15)} == {i: per for i in range(6)}
+    finally:
+        c.close()
+    no_marker_warnings(cluster)
+
+
+def test_kafkajs_transaction_over_partitions_led_by_three_brokers(cluster):
+    """kafkajs producer.transaction() with all three brokers in `brokers`: a send to every partition of a 6-partition RF 1 topic led by all three brokers, committed, then one aborted and one more committed: read_committed sees exactly the two committed sends on every partition, read_uncommitted all three."""
+    topic, txn_id = "cl-js-txn-spread", "cl-js-txn-spread-tx"
+    leaders = create_rf1_on_all_brokers(cluster, topic)
+    transactions = [{"sends": [{"topic": topic, "partition": part, "values": [clients.b64(f"{label}-{part}".encode())]}
+                               for part in range(6)],
+                     "action": "abort" if label == "abort" else "commit"}
+                    for label in ("commit1", "abort", "commit2")]
+    sent = js_ok("produceTransactional", cluster.addrs[0], brokers=cluster.addrs, transactionalId=txn_id,
+                 transactions=transactions, timeout_s=90, driverTimeoutMs=80000)
+    assert all(r["errorCode"] == 0 for s in sent for r in s), sent
+    coordinator = coordinator_everywhere(cluster, txn_id, 1)
+    print(f"kafkajs transaction coordinator {coordinator}; partition leaders {leaders}")
+    assert any(leader != coordinator for leader in leaders.values())
+    for part in range(6):
+        assert read_values(cluster.bootstrap, topic, part, "read_committed") == \
+            [f"commit1-{part}".encode(), f"commit2-{part}".encode()], (part, leaders[part])
+        assert read_values(cluster.bootstrap, topic, part, "read_uncommitted") == \
+            [f"commit1-{part}".encode(), f"abort-{part}".encode(), f"commit2-{part}".encode()], (part, leaders[part])
+    no_marker_warnings(cluster)
+
+
+# ------------------------------------------------------------------ manual replica assignments
+
+
+def test_create_topics_with_manual_replica_assignments(cluster):
+    """confluent NewTopic(replica_assignment=[[2,3],[3,1],[1,2]]) creates three partitions whose replicas are exactly those brokers in that order (Metadata from every broker, confluent's list_topics, /v1/cluster), each led by its first replica; a duplicate broker [[1,1]], an unknown broker [[7]] and mixed replication factors [[1],[1,2]] are INVALID_REPLICA_ASSIGNMENT through confluent and raw CreateTopics v4, and create nothing."""
+    topic, assignment = "cl-manual-assignment", [[2, 3], [3, 1], [1, 2]]
+    err = admin_results(cluster.bootstrap, "create_topics", [NewTopic(topic, replica_assignment=assignment)])[topic][0]
+    assert err is None, err
+    assert wait_for(lambda: topic_on_every_node(cluster, topic, 3), 15), \
+        {n.node_id: n.metadata([topic]) for n in cluster}
+    for n in cluster:
+        parts = n.metadata([topic])["topics"][topic]["partitions"]
+        assert {i: (p["replicas"], p["leader"]) for i, p in parts.items()} == \
+            {i: (a, a[0]) for i, a in enumerate(assignment)}, (n, parts)
+        md = topic_metadata(n.kafka_addr, topic).topics[topic].partitions
+        assert {i: (list(p.replicas), p.leader) for i, p in md.items()} == \
+            {i: (a, a[0]) for i, a in enumerate(assignment)}, (n, md)
+    view = {p["partition"]: p for p in view_topic(cluster[3], topic)["partitions"]}
+    assert {i: ([r["node_id"] for r in p["replicas"]], p["leader"]) for i, p in view.items()} == \
+        {i: (a, a[0]) for i, a in enumerate(assignment)}, view
+    delivered = produce_all(cluster.bootstrap, topic, [{"value": f"p{i}".encode(), "partition": i} for i in range(3)])
+    assert delivered == [(i, 0) for i in range(3)], delivered
+
+    for i, bad in enumerate(([[1, 1]], [[7]], [[1], [1, 2]])):
+        name = f"cl-bad-assignment-{i}"
+        err = admin_results(cluster.bootstrap, "create_topics", [NewTopic(name, replica_assignment=bad)])[name][0]
+        assert err is not None and err.code() == INVALID_REPLICA_ASSIGNMENT, (bad, err)
+        raw_name = f"cl-bad-assignment-raw-{i}"
+        corr = next(_corr)
+        res = kw.parse_create_topics_v4_response(cluster[2].raw(
+            kw.create_topics_v4(corr, [(raw_name, -1, -1, {}, bad)]), corr))
+        print(f"CreateTopics v4 assignments {bad}: {res[raw_name]}")
+        assert res[raw_name][0] == INVALID_REPLICA_ASSIGNMENT, (bad, res)
+        for n in cluster:
+            topics = n.metadata([])["topics"]
+            assert name not in topics and raw_name not in topics, (bad, sorted(topics))
+
+
+# ------------------------------------------------------------------ KIP-951 leader hints
+
+
+def test_produce_v10_to_a_non_leader_names_the_current_leader_and_its_endpoint(cluster):
+    """Produce v10 (flexible) sent to a broker that does not lead the partition, a follower of an RF 3 topic or a non-replica of an RF 1 topic, answers NOT_LEADER_OR_FOLLOWER with KIP-951's hints: the partition's current_leader (tagged field 0) is the real leader and its leader epoch, and the response's node_endpoints (tagged field 0) give that leader's host and port; the leader itself appends the record."""
+    rf3, rf1 = "cl-kip951-rf3", "cl-kip951-rf1"
+    create_rf3(cluster, rf3, 1)
+    assert raw_create(cluster[1], rf1, partitions=1, rf=1) == (0, None)
+    assert wait_for(lambda: topic_on_every_node(cluster, rf1, 1), 10)
+    for topic in (rf3, rf1):
+        view = view_topic(cluster[1], topic)["partitions"][0]
+        leader, epoch = view["leader"], view["leader_epoch"]
+        for n in cluster:
+            corr = next(_corr)
+            with kw.RawConnection(n.ip, n.kafka_port) as conn:
+                conn.send(kw.produce_v10(corr, topic, 0, kw.record_batch([(b"k", f"v10-to-{n.node_id}".encode())]),
+                                         acks=1))
+                res = kw.parse_produce_v10_response(conn.recv_response(corr, header_tagged_fields=True))
+            part = res["partitions"][(topic, 0)]
+            if n.node_id == leader:
+                assert part["error"] == 0 and part["current_leader"] in (None, (-1, -1)), (topic, n, res)
+                assert not res["node_endpoints"], (topic, n, res)
+                continue
+            print(f"Produce v10 {topic}/0 to broker {n.node_id} (leader {leader}, epoch {epoch}): {res}")
+            assert part["error"] == NOT_LEADER_OR_FOLLOWER, (topic, n, res)
+            assert part["current_leader"] == (leader, epoch), (topic, n, res)
+            endpoints = res["node_endpoints"] or {}
+            assert leader in endpoints and endpoints[leader][:2] == (cluster[leader].ip, cluster.kafka_port), \
+                (topic, n, res)

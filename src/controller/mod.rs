@@ -513,7 +513,7 @@ async fn wait_ready(node: &Node) -> Result<(), ControllerError> {
         let ready = {
             let md = rx.borrow_and_update();
             match &config.broker {
-                Some(_) => md
+                Some(_) => !md.cluster_id.is_empty() && md
                     .brokers
                     .get(&config.node_id)
                     .is_some_and(|b| b.incarnation == node.incarnation && !b.fenced),
@@ -619,8 +619,10 @@ fn single_outcome(resp: CommandResponse) -> Result<(), ControllerError> {
 }
 
 /// What only the active controller keeps: when each broker last heartbeated.
-/// Rebuilt from nothing whenever this node becomes the leader (every
-/// registered broker then gets a full session from that moment).
+/// Rebuilt from nothing whenever this node becomes the leader: every
+/// registered broker then gets half a session from that moment (live ones
+/// heartbeat every interval and reach the new leader well within it), so a
+/// broker that died with the old controller is fenced soon after the election.
 #[derive(Default)]
 struct Sessions {
     leader_term: Option<u64>,
@@ -680,12 +682,13 @@ async fn leader_duties(node: &Node, sessions: &mut Sessions) {
     }
     let now = Instant::now();
     let timeout = node.config.session_timeout;
+    let takeover_grace_start = now.checked_sub(timeout / 2).unwrap_or(now);
     for b in meta.brokers.values().filter(|b| !b.fenced) {
         // This node's own broker is alive while its controller runs.
         if b.node_id == node.config.node_id {
             continue;
         }
-        let last = *sessions.last_heartbeat.entry(b.node_id).or_insert(now);
+        let last = *sessions.last_heartbeat.entry(b.node_id).or_insert(takeover_grace_start);
         let silent = now.duration_since(last);
         if silent > timeout {
             let cmd = Command::FenceBroker { node_id: b.node_id, incarnation: b.incarnation };
