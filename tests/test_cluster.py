@@ -783,9 +783,9 @@ def test_kafkajs_transaction_over_partitions_led_by_three_brokers(cluster):
 
 
 def test_create_topics_with_manual_replica_assignments(cluster):
-    """confluent NewTopic(replica_assignment=[[2,3],[3,1],[1,2]]) creates three partitions whose replicas are exactly those brokers in that order (Metadata from every broker, confluent's list_topics, /v1/cluster), each led by its first replica; a duplicate broker [[1,1]], an unknown broker [[7]] and mixed replication factors [[1],[1,2]] are INVALID_REPLICA_ASSIGNMENT through confluent and raw CreateTopics v4, and create nothing."""
+    """confluent NewTopic(num_partitions=3, replica_assignment=[[2,3],[3,1],[1,2]]) (librdkafka wants the count given) creates three partitions whose replicas are exactly those brokers in that order (Metadata from every broker, confluent's list_topics, /v1/cluster), each led by its first replica; a duplicate broker [[1,1]], an unknown broker [[7]] and mixed replication factors [[1],[1,2]] are INVALID_REPLICA_ASSIGNMENT through confluent and raw CreateTopics v4, and create nothing."""
     topic, assignment = "cl-manual-assignment", [[2, 3], [3, 1], [1, 2]]
-    err = admin_results(cluster.bootstrap, "create_topics", [NewTopic(topic, replica_assignment=assignment)])[topic][0]
+    err = admin_results(cluster.bootstrap, "create_topics", [NewTopic(topic, num_partitions=len(assignment), replica_assignment=assignment)])[topic][0]
     assert err is None, err
     assert wait_for(lambda: topic_on_every_node(cluster, topic, 3), 15), \
         {n.node_id: n.metadata([topic]) for n in cluster}
@@ -804,7 +804,7 @@ def test_create_topics_with_manual_replica_assignments(cluster):
 
     for i, bad in enumerate(([[1, 1]], [[7]], [[1], [1, 2]])):
         name = f"cl-bad-assignment-{i}"
-        err = admin_results(cluster.bootstrap, "create_topics", [NewTopic(name, replica_assignment=bad)])[name][0]
+        err = admin_results(cluster.bootstrap, "create_topics", [NewTopic(name, num_partitions=len(bad), replica_assignment=bad)])[name][0]
         assert err is not None and err.code() == INVALID_REPLICA_ASSIGNMENT, (bad, err)
         raw_name = f"cl-bad-assignment-raw-{i}"
         corr = next(_corr)

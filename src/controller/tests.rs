@@ -493,8 +493,8 @@ fn free_ports() -> [u16; 3] {
 /// agree on the cluster id and the controller; a topic created through a
 /// node that is not the controller (forwarded) is seen by all; after the
 /// controller stops, the other two elect another and writes go on; the
-/// stopped node's broker is fenced, and on restart it catches up and is
-/// unfenced again.
+/// stopped node's broker is fenced, and on restart it catches up from a
+/// snapshot (the survivors purged their logs) and is unfenced again.
 #[test]
 fn three_voters_form_a_cluster_and_survive_losing_the_controller() {
     let dir = TestDir::new("ctl-three");
@@ -543,7 +543,13 @@ fn three_voters_form_a_cluster_and_survive_losing_the_controller() {
     let again = rt.block_on(survivor.create_topics(vec![topic("after", 1)], false));
     assert!(again[0].is_ok(), "{again:?}");
     wait_for(survivor, "the stopped broker fenced", &|m| m.brokers.get(&controller).is_some_and(|b| b.fenced));
-    // It comes back, catches up, and is unfenced.
+    // Purge the log behind a snapshot on both survivors: the stopped node can
+    // then only catch up by InstallSnapshot.
+    for (i, n) in nodes.iter().enumerate() {
+        if i as NodeId + 1 != controller {
+            rt.block_on(n.snapshot()).expect("snapshot and purge");
+        }
+    }
     let back = start(voter_config(&dir, controller, &ports)).expect("restart");
     wait_for(&back, "caught up", &|m| m.topic("after").is_some() && m.live_broker(controller).is_some());
     back.shutdown();
