@@ -107,8 +107,16 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
         heartbeat_interval: Duration::from_millis(config.broker_heartbeat_interval_ms),
         session_timeout: Duration::from_millis(config.broker_session_timeout_ms),
         shutdown: shutdown.clone(),
-    })
-    .map_err(|e| ServeError::Controller(e.to_string()))?;
+    });
+    let controller = match controller {
+        Ok(c) => c,
+        // SIGTERM while still waiting for the quorum: a clean stop, not a failure.
+        Err(e) if shutdown.is_triggered() => {
+            tracing::info!(reason = %e, "stopped before joining the cluster");
+            return Ok(());
+        }
+        Err(e) => return Err(ServeError::Controller(e.to_string())),
+    };
     if !config.role_broker {
         // process.roles=controller: a voter only, no Kafka listener or shards.
         tracing::info!(node_id = config.node_id, "controller-only node running (process.roles=controller)");

@@ -651,8 +651,30 @@ def txn_producer(cluster, txn_id):
     return p
 
 
-def read_values(bootstrap, topic, partition, isolation):
-    return [m["value"] for m in consume(bootstrap, topic, partition=partition, **{"isolation.level": isolation})]
+def read_partitions(bootstrap, topic, partitions, isolation, timeout_s=30):
+    """Every partition in `partitions` read with one assign()ed confluent consumer from the
+    beginning to its end (partition EOF) -> {partition: [values]}."""
+    from confluent_kafka import OFFSET_BEGINNING
+    c = clients.consumer(bootstrap, **{"isolation.level": isolation})
+    out = {p: [] for p in partitions}
+    at_eof = set()
+    try:
+        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        deadline = time.monotonic() + timeout_s
+        while at_eof != set(partitions) and time.monotonic() < deadline:
+            m = c.poll(0.2)
+            if m is None:
+                continue
+            if m.error():
+                assert m.error().code() == KafkaError._PARTITION_EOF, m.error()
+                at_eof.add(m.partition())
+                continue
+            at_eof.discard(m.partition())
+            out[m.partition()].append(m.value())
+    finally:
+        c.close()
+    assert at_eof == set(partitions), f"{topic}: partitions {sorted(set(partitions) - at_eof)} not read to the end"
+    return out
 
 
 def no_marker_warnings(cluster):
@@ -683,18 +705,21 @@ def test_transactions_with_the_coordinator_and_the_partitions_on_different_broke
         else:
             p.commit_transaction(30)
 
-    for part in range(6):
-        want = {label: [f"{label}-{part}-{i}".encode() for i in range(per)] for label in ("commit1", "abort", "commit2")}
-        assert read_values(cluster.bootstrap, topic, part, "read_committed") == want["commit1"] + want["commit2"], \
-            (part, leaders[part])
-        assert read_values(cluster.bootstrap, topic, part, "read_uncommitted") == \
-            want["commit1"] + want["abort"] + want["commit2"], (part, leaders[part])
-        c = clients.consumer(cluster.bootstrap, **{"isolation.level": "read_committed"})
-        try:
+    committed = read_partitions(cluster.bootstrap, topic, range(6), "read_committed")
+    uncommitted = read_partitions(cluster.bootstrap, topic, range(6), "read_uncommitted")
+    c = clients.consumer(cluster.bootstrap, **{"isolation.level": "read_committed"})
+    try:
+        for part in range(6):
+            want = {label: [f"{label}-{part}-{i}".encode() for i in range(per)]
+                    for label in ("commit1", "abort", "commit2")}
+            assert committed[part] == want["commit1"] + want["commit2"], (part, leaders[part], committed[part])
+            assert uncommitted[part] == want["commit1"] + want["abort"] + want["commit2"], \
+                (part, leaders[part], uncommitted[part])
             # 9 records + 3 markers; the last stable offset is the end (no transaction left open).
-            assert c.get_watermark_offsets(TopicPartition(topic, part), timeout=10, cached=False) == (0, 3 * per + 3)
-        finally:
-            c.close()
+            assert c.get_watermark_offsets(TopicPartition(topic, part), timeout=10, cached=False) == \
+                (0, 3 * per + 3), (part, leaders[part])
+    finally:
+        c.close()
     no_marker_warnings(cluster)
 
 
@@ -743,9 +768,8 @@ def test_consume_transform_produce_with_offsets_on_another_broker(cluster):
         c.close()
     print(f"{transactions} transactions")
     assert committed == {i: per for i in range(6)}, committed
-    for part in range(6):
-        assert read_values(cluster.bootstrap, dst, part, "read_committed") == \
-            [f"IN-{part}-{i}".encode() for i in range(per)], part
+    output = read_partitions(cluster.bootstrap, dst, range(6), "read_committed")
+    assert output == {part: [f"IN-{part}-{i}".encode() for i in range(per)] for part in range(6)}, output
     # The offsets read back through a broker that coordinates neither.
     other = next(n for n in cluster if n.node_id not in (group_coordinator, txn_coordinator))
     c = Consumer({"bootstrap.servers": other.kafka_addr, "group.id": group, "socket.timeout.ms": 10000})
@@ -771,11 +795,12 @@ def test_kafkajs_transaction_over_partitions_led_by_three_brokers(cluster):
     coordinator = coordinator_everywhere(cluster, txn_id, 1)
     print(f"kafkajs transaction coordinator {coordinator}; partition leaders {leaders}")
     assert any(leader != coordinator for leader in leaders.values())
-    for part in range(6):
-        assert read_values(cluster.bootstrap, topic, part, "read_committed") == \
-            [f"commit1-{part}".encode(), f"commit2-{part}".encode()], (part, leaders[part])
-        assert read_values(cluster.bootstrap, topic, part, "read_uncommitted") == \
-            [f"commit1-{part}".encode(), f"abort-{part}".encode(), f"commit2-{part}".encode()], (part, leaders[part])
+    committed = read_partitions(cluster.bootstrap, topic, range(6), "read_committed")
+    assert committed == {part: [f"commit1-{part}".encode(), f"commit2-{part}".encode()] for part in range(6)}, \
+        (leaders, committed)
+    uncommitted = read_partitions(cluster.bootstrap, topic, range(6), "read_uncommitted")
+    assert uncommitted == {part: [f"commit1-{part}".encode(), f"abort-{part}".encode(), f"commit2-{part}".encode()]
+                           for part in range(6)}, (leaders, uncommitted)
     no_marker_warnings(cluster)
 
 

@@ -523,6 +523,9 @@ async fn wait_ready(node: &Node) -> Result<(), ControllerError> {
         if ready {
             return Ok(());
         }
+        if config.shutdown.is_triggered() {
+            return Err(ControllerError::Unavailable("shutdown requested before this broker joined the cluster".into()));
+        }
         if last_log.elapsed() >= WAITING_LOG_INTERVAL {
             last_log = Instant::now();
             let leader = node.raft.metrics().borrow().current_leader;
