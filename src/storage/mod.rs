@@ -20,10 +20,12 @@
 //! | `compaction.rs` | compaction rules: key map, record decoding (all four codecs, bounded), batch rewrite, aborted transactions, first-dirty checkpoint, the keyless-record check of produce |
 //! | `log_compaction.rs` | `Log::compact`: one crash-safe compaction pass over sealed segments, merging small cleaned ones |
 //! | `notify.rs` | a tiny single-threaded "something changed" notifier |
+//! | `leader_epochs.rs` | the leader-epoch cache (epoch → first offset, Kafka's `leader-epoch-checkpoint` format) and OffsetForLeaderEpoch's rule; not wired into `Log` yet (replication issue) |
 
 pub mod batch;
 pub mod compaction;
 pub mod index;
+pub mod leader_epochs;
 pub mod log;
 mod notify;
 pub mod recovery;
