@@ -6,6 +6,9 @@ Kafka, controller and admin ports on every IP, voters `1@127.0.0.2:C,2@...,3@...
 (`fjord serve` opens /health only after the quorum formed and the broker
 registered). Nodes are conftest `Broker`s, so stop/kill9/start/log_tail work
 as for a single broker.
+
+`ListenerCluster` starts the same three nodes with Kafka-style named listeners
+(INTERNAL, EXTERNAL, CONTROLLER) instead of --kafka-addr/--controller-addr.
 """
 
 import json
@@ -155,9 +158,9 @@ class Cluster:
     def stop(self):
         """SIGTERM every node, the active controller first each time, so the node stopped
         last is a follower: a voter left alone while it is the active controller does not
-        exit on SIGTERM (test_cluster_listeners.py's shutdown test shows it) and costs the
+        exit on SIGTERM (test_cluster.py's last test shows it) and costs the
         20 s stop timeout and a kill -9."""
-        remaining = [n for n in self]
+        remaining = [n for n in self if n.is_running()]
         while remaining:
             victim = remaining[0]
             if len(remaining) > 1:
@@ -264,12 +267,10 @@ class ListenerCluster(Cluster):
         self.base_dir = Path(base_dir)
         ips = list(NODE_IPS.values()) + list(spare_ips)
         self.kafka_port, self.controller_port, self.admin_port = free_ports_on_all(ips, 3)
-        self.external_ports = {}
+        node_ids = list(NODE_IPS) + [4 + i for i in range(len(spare_ips))]
         taken = {self.kafka_port, self.controller_port, self.admin_port}
-        for n in list(NODE_IPS) + [4 + i for i in range(len(spare_ips))]:
-            port = next(p for p in iter(lambda: free_ports_on_all(["127.0.0.1"], 1)[0], None) if p not in taken)
-            taken.add(port)
-            self.external_ports[n] = port
+        external = [p for p in free_ports_on_all(["127.0.0.1"], len(node_ids) + len(taken)) if p not in taken]
+        self.external_ports = dict(zip(node_ids, external))
         self.voters = ",".join(f"{n}@{ip}:{self.controller_port}" for n, ip in NODE_IPS.items())
         self.nodes = {n: self.make_node(n, ip) for n, ip in NODE_IPS.items()}
 

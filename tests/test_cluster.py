@@ -846,12 +846,13 @@ def test_create_topics_with_manual_replica_assignments(cluster):
 
 
 def test_produce_v10_to_a_non_leader_names_the_current_leader_and_its_endpoint(cluster):
-    """Produce v10 (flexible) sent to a broker that does not lead the partition, a follower of an RF 3 topic or a non-replica of an RF 1 topic, answers NOT_LEADER_OR_FOLLOWER with KIP-951's hints: the partition's current_leader (tagged field 0) is the real leader and its leader epoch, and the response's node_endpoints (tagged field 0) give that leader's host and port; the leader itself appends the record."""
+    """Produce v10 (flexible) sent to a broker that does not lead the partition, a follower of an RF 3 topic or a non-replica of an RF 1 topic, answers NOT_LEADER_OR_FOLLOWER with KIP-951's hints: the partition's current_leader (tagged field 0) is the real leader and its leader epoch, also the grown epoch after the leader was restarted, and the response's node_endpoints (tagged field 0) give that leader's host and port; the leader itself appends the record."""
     rf3, rf1 = "cl-kip951-rf3", "cl-kip951-rf1"
     create_rf3(cluster, rf3, 1)
     assert raw_create(cluster[1], rf1, partitions=1, rf=1) == (0, None)
     assert wait_for(lambda: topic_on_every_node(cluster, rf1, 1), 10)
-    for topic in (rf3, rf1):
+
+    def check_hints(topic):
         view = view_topic(cluster[1], topic)["partitions"][0]
         leader, epoch = view["leader"], view["leader_epoch"]
         for n in cluster:
@@ -871,3 +872,43 @@ def test_produce_v10_to_a_non_leader_names_the_current_leader_and_its_endpoint(c
             endpoints = res["node_endpoints"] or {}
             assert leader in endpoints and endpoints[leader][:2] == (cluster[leader].ip, cluster.kafka_port), \
                 (topic, n, res)
+        return leader, epoch
+
+    check_hints(rf1)
+    leader, epoch = check_hints(rf3)
+    # The leader's restart (fenced, then back) bumps the epoch; the hint follows it.
+    node = cluster[leader]
+    t0 = time.monotonic()
+    try:
+        assert node.stop() == 0
+        t1 = time.monotonic()
+    finally:
+        restore(cluster, node)
+    print(f"leader {leader} (controller {cluster.controller_id()}): SIGTERM took {t1 - t0:.2f} s, "
+          f"back and all live {time.monotonic() - t1:.2f} s later")
+    assert wait_for(lambda: view_topic(cluster[1], rf3)["partitions"][0]["leader"] == leader, 15), \
+        view_topic(cluster[1], rf3)
+    assert check_hints(rf3)[1] > epoch, view_topic(cluster[1], rf3)
+
+
+# ------------------------------------------------------------------ shutdown of the whole cluster (must stay last)
+
+
+def test_sigterm_of_every_node_with_the_active_controller_last_exits_zero(cluster):
+    """SIGTERM to the two nodes that are not the active controller, then to the active controller (left without a quorum), makes each exit 0 within the stop timeout: like Kafka's, a node's shutdown does not wait for a quorum that cannot come back. Runs last: it stops the module's cluster."""
+    controller = cluster[1].cluster_view()["controller_id"]
+    assert controller in (1, 2, 3)
+    codes = {}
+    for n in cluster:
+        if n.node_id != controller:
+            t0 = time.monotonic()
+            codes[n.node_id] = n.stop()
+            print(f"SIGTERM of node {n.node_id}: {codes[n.node_id]} after {time.monotonic() - t0:.2f} s")
+    assert codes == {n: 0 for n in codes}, codes
+    last = cluster[controller]
+    t0 = time.monotonic()
+    code = last.stop()
+    tail = "\n".join(last.log_paths[-1].read_text(errors="replace").splitlines()[-8:])
+    print(f"SIGTERM of the active controller {controller} without a quorum: {code} after {time.monotonic() - t0:.2f} s"
+          f"\n{tail}")
+    assert code == 0, f"node {controller} (active controller, last): {code}\n{tail}"

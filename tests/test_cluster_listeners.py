@@ -21,8 +21,7 @@ from confluent_kafka.admin import NewTopic
 import clients
 import kafkawire as kw
 from clients import admin_results, js_ok, kcat, produce_all, topic_metadata
-from cluster import LISTENER_PROTOCOLS, ListenerCluster, ListenerNode, free_ports_on_all
-from conftest import FJORD_BIN
+from cluster import ListenerCluster, ListenerNode, free_ports_on_all
 
 COORDINATOR_NOT_AVAILABLE = 15
 BAD_CONFIG_EXIT_TIMEOUT_S = 10
@@ -295,7 +294,7 @@ def test_a_bad_listener_setting_stops_fjord_serve_naming_it(tmp_path, setting, v
 
 
 def test_a_broker_only_node_joins_as_a_fourth_broker_and_leads_partitions(cluster, request):
-    """A fourth node with process.roles=broker (node 4 on 127.0.0.5, not a voter, its own CONTROLLER listener for the metadata log it follows as a Raft learner) starts, every node's Metadata (INTERNAL and EXTERNAL) lists four brokers while the controller stays a voter, a new 8-partition RF 1 topic gets partitions led by node 4 that confluent-kafka writes and reads through EXTERNAL, and SIGTERM stops node 4 with exit 0 and drops it from Metadata."""
+    """A fourth node with process.roles=broker (node 4 on 127.0.0.5, not a voter, its own CONTROLLER listener for the metadata log it follows as a Raft learner) starts, every node's Metadata (INTERNAL and EXTERNAL) lists four brokers while the controller stays a voter, a new 8-partition RF 1 topic gets partitions led by node 4 and every partition takes confluent-kafka writes and reads through EXTERNAL, and SIGTERM stops node 4 with exit 0 and drops it from Metadata."""
     node4 = cluster.make_node(4, FOURTH_IP, process_roles="broker")
     request.node._fjord_brokers.append(node4)
     topic = "ls-fourth-broker"
@@ -324,7 +323,7 @@ def test_a_broker_only_node_joins_as_a_fourth_broker_and_leads_partitions(cluste
             {n.node_id: n.metadata([topic]) for n in nodes}
         leaders = leaders_of(node4, topic)
         print(f"{topic} leaders: {leaders}")
-        assert set(leaders.values()) == {1, 2, 3, 4}, leaders
+        assert 4 in leaders.values(), leaders
         produce_all(",".join(external.values()), topic,
                     [{"value": f"v-{p}".encode(), "partition": p} for p in range(8)])
         got = read_partitions(external[1], topic, range(8))
