@@ -647,6 +647,27 @@ impl Config {
                 .ok_or_else(|| invalid("listener.security.protocol.map", m, "NAME:PROTOCOL,..."))?,
             None => Vec::new(),
         };
+        let adv_raw = self.listener_settings.advertised_listeners.clone().unwrap_or_default();
+        for (name, host, _) in &advertised {
+            // Kafka's rules: advertised names are a subset of `listeners`, never a
+            // controller listener, and never a wildcard address.
+            if !parsed.iter().any(|(n, _, _)| n == name) {
+                return Err(invalid("advertised.listeners", &adv_raw, &format!("listener names that are in `listeners` ({name} is not)")));
+            }
+            if controller_names.contains(name) {
+                return Err(invalid("advertised.listeners", &adv_raw, &format!("no controller listener ({name} is in controller.listener.names)")));
+            }
+            if host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_unspecified()) {
+                return Err(invalid("advertised.listeners", &adv_raw, &format!("an address clients can reach for {name}, not {host}")));
+            }
+        }
+        if let Some(missing) = controller_names.iter().find(|c| !parsed.iter().any(|(n, _, _)| n == *c)) {
+            return Err(invalid(
+                "controller.listener.names",
+                self.listener_settings.controller_listener_names.as_deref().unwrap_or(""),
+                &format!("names of listeners in `listeners` ({missing} is not)"),
+            ));
+        }
         let mut listeners = Vec::new();
         for (name, host, port) in parsed {
             let protocol = map.iter().find(|(n, _)| *n == name).map(|(_, p)| p.clone()).or_else(|| (name == "PLAINTEXT").then(|| "PLAINTEXT".to_string()));

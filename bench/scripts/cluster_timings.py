@@ -20,6 +20,7 @@ import os
 import signal
 import socket
 import statistics
+import sys
 import subprocess
 import tempfile
 import time
@@ -132,6 +133,7 @@ def main():
                     c.spawn(n)
                 wait(lambda: all_up(c))
                 out["start_s"].append(time.monotonic() - t0)
+                print(f"round {r}: started in {out['start_s'][-1]:.3f} s", file=sys.stderr)
                 old = c.cluster(1)["controller_id"]
                 survivor = next(n for n in (1, 2, 3) if n != old)
                 admin = AdminClient({"bootstrap.servers": c.bootstrap(survivor)})
@@ -148,8 +150,11 @@ def main():
                     except Exception as e:  # noqa: BLE001 - retry what an application would retry
                         if "already exists" in str(e):
                             break
+                        print(f"round {r}: CreateTopics failed, retrying: {e}", file=sys.stderr)
                         time.sleep(0.01)
                 out["create_after_controller_kill_s"].append(time.monotonic() - t0)
+                print(f"round {r}: controller {old} killed; elected after {out['controller_elected_s'][-1]:.3f} s, "
+                      f"CreateTopics after {out['create_after_controller_kill_s'][-1]:.3f} s", file=sys.stderr)
                 c.spawn(old)
                 wait(lambda: all_up(c))
                 controller = c.cluster(1)["controller_id"]
@@ -159,6 +164,7 @@ def main():
                 c.kill9(victim)
                 wait(lambda: victim not in live_brokers(c.bootstrap(watcher)), step=0.01)
                 out["fenced_after_kill_s"].append(time.monotonic() - t0)
+                print(f"round {r}: broker {victim} killed; out of Metadata after {out['fenced_after_kill_s'][-1]:.3f} s", file=sys.stderr)
             finally:
                 c.stop_all()
     print(json.dumps({k: summary(v) for k, v in out.items()}, indent=2))

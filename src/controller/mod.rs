@@ -90,6 +90,8 @@ const FORWARD_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const FORWARDS_IN_FLIGHT_MAX: usize = 64;
 /// How often the active controller looks for expired broker sessions.
 const SESSION_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+/// How long a controller write may wait to be committed.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a stopping broker waits for the controller to fence it.
 const CONTROLLED_SHUTDOWN_WAIT: Duration = Duration::from_secs(3);
 /// How often a starting node says in its log what it waits for.
@@ -600,14 +602,24 @@ async fn submit(requests: &mpsc::Sender<Request>, op: Op, timeout: Duration) -> 
     }
 }
 
-/// Proposes a command and waits until it is applied (and published).
+/// Proposes a command and waits until it is applied (and published), at
+/// most `WRITE_TIMEOUT`: a leader that lost its quorum must not hold the
+/// request queue (or its own shutdown) forever.
 async fn write(raft: &Raft<TypeConfig>, cmd: Command) -> Result<CommandResponse, ControllerError> {
-    match raft.client_write(cmd).await {
-        Ok(resp) => Ok(resp.data),
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+    write_within(raft, cmd, WRITE_TIMEOUT).await
+}
+
+async fn write_within(raft: &Raft<TypeConfig>, cmd: Command, timeout: Duration) -> Result<CommandResponse, ControllerError> {
+    match tokio::time::timeout(timeout, raft.client_write(cmd)).await {
+        Ok(Ok(resp)) => Ok(resp.data),
+        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
             Err(ControllerError::NotController)
         }
-        Err(e) => Err(unavailable("controller write", e)),
+        Ok(Err(e)) => Err(unavailable("controller write", e)),
+        Err(_) => Err(ControllerError::Unavailable(format!(
+            "controller write not committed within {} ms (no quorum?)",
+            timeout.as_millis()
+        ))),
     }
 }
 
@@ -811,7 +823,8 @@ async fn execute(node: &Node, sessions: &mut Sessions, op: Op) -> OpResult {
             sessions.last_heartbeat.remove(&node_id);
             let registered = meta.brokers.get(&node_id).is_some_and(|b| b.incarnation == incarnation && !b.fenced);
             OpResult::Done(if registered {
-                write(raft, Command::FenceBroker { node_id, incarnation }).await.map(|_| {
+                // The last voter standing has no quorum to commit this: do not hold its shutdown.
+                write_within(raft, Command::FenceBroker { node_id, incarnation }, CONTROLLED_SHUTDOWN_WAIT).await.map(|_| {
                     tracing::info!(broker = node_id, "fenced broker: controlled shutdown");
                 })
             } else {

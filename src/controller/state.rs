@@ -277,6 +277,11 @@ pub struct Placer {
     leaders: BTreeMap<NodeId, usize>,
     /// `broker.rack` of the brokers that set one.
     racks: BTreeMap<NodeId, String>,
+    /// Replicas and leaders per broker of the topic being placed (`start_topic`):
+    /// a topic is striped over the brokers first, so a new empty broker does
+    /// not take all of the next topic; total load then picks the shard.
+    topic_replicas: BTreeMap<NodeId, usize>,
+    topic_leaders: BTreeMap<NodeId, usize>,
 }
 
 impl Placer {
@@ -305,7 +310,7 @@ impl Placer {
             }
         }
         let racks = meta.live_brokers().filter_map(|b| Some((b.node_id, b.rack.clone()?))).collect();
-        Placer { replicas, leaders, racks }
+        Placer { replicas, leaders, racks, topic_replicas: BTreeMap::new(), topic_leaders: BTreeMap::new() }
     }
 
     /// Brokers that have at least one shard.
@@ -352,12 +357,31 @@ impl Placer {
         if let Some(n) = self.leaders.get_mut(&leader.node_id) {
             *n += 1;
         }
+        for r in &chosen {
+            *self.topic_replicas.entry(r.node_id).or_default() += 1;
+        }
+        *self.topic_leaders.entry(leader.node_id).or_default() += 1;
         Ok(PartitionMeta { partition, leader, leader_epoch: 0, isr: vec![leader.node_id], replicas: chosen })
     }
 
+    /// Starts placing the partitions of one topic, counting those it already
+    /// has (`existing`, for CreatePartitions).
+    pub fn start_topic(&mut self, existing: &[PartitionMeta]) {
+        self.topic_replicas.clear();
+        self.topic_leaders.clear();
+        for p in existing {
+            for r in &p.replicas {
+                *self.topic_replicas.entry(r.node_id).or_default() += 1;
+            }
+            *self.topic_leaders.entry(p.leader.node_id).or_default() += 1;
+        }
+    }
+
     /// Places one partition with `rf` replicas on distinct brokers: each
-    /// replica on the least-loaded (broker, shard); ties go to the broker with
-    /// fewer leaders (first replica only), then lowest node id, then lowest shard.
+    /// replica on the broker with the fewest replicas of this topic (the
+    /// first replica: the fewest leaders of this topic), then the
+    /// least-loaded shard overall; ties go to the broker with fewer leaders
+    /// (first replica only), then lowest node id, then lowest shard.
     pub fn place(&mut self, partition: i32, rf: usize) -> Option<PartitionMeta> {
         let mut chosen: Vec<ReplicaPlacement> = Vec::with_capacity(rf);
         for i in 0..rf {
@@ -375,17 +399,21 @@ impl Placer {
                 .filter(|((node, _), _)| !chosen.iter().any(|c| c.node_id == *node))
                 .filter(|((node, _), _)| !any_fresh_rack || fresh_rack(node))
                 .min_by_key(|((node, shard), count)| {
-                    let leaders = if i == 0 {
-                        self.leaders.get(node).copied().unwrap_or(0)
+                    let (topic_share, leaders) = if i == 0 {
+                        (
+                            self.topic_leaders.get(node).copied().unwrap_or(0),
+                            self.leaders.get(node).copied().unwrap_or(0),
+                        )
                     } else {
-                        0
+                        (self.topic_replicas.get(node).copied().unwrap_or(0), 0)
                     };
-                    (**count, leaders, *node, *shard)
+                    (topic_share, **count, leaders, *node, *shard)
                 })
                 .map(|(k, _)| *k)?;
             if let Some(n) = self.replicas.get_mut(&slot) {
                 *n += 1;
             }
+            *self.topic_replicas.entry(slot.0).or_default() += 1;
             chosen.push(ReplicaPlacement {
                 node_id: slot.0,
                 shard: slot.1,
@@ -395,6 +423,7 @@ impl Placer {
         if let Some(n) = self.leaders.get_mut(&leader.node_id) {
             *n += 1;
         }
+        *self.topic_leaders.entry(leader.node_id).or_default() += 1;
         // Nothing is copied between brokers yet: the leader is the only
         // in-sync replica, and metadata must not claim copies that do not exist.
         Some(PartitionMeta {
@@ -479,6 +508,7 @@ fn plan_one_topic(
         )));
     }
     check_partition_count(r.partitions)?;
+    placer.start_topic(&[]);
     if !r.assignments.is_empty() {
         let rf = r.assignments[0].len();
         if r.assignments.iter().any(|a| a.len() != rf) {
@@ -585,6 +615,7 @@ pub fn plan_create_partitions(
             placer.broker_count()
         )));
     }
+    placer.start_topic(&t.partitions);
     let added = (current..new_total)
         .map(|p| placer.place(p, rf))
         .collect::<Option<Vec<_>>>()
@@ -776,6 +807,46 @@ mod tests {
             Err(Rejection::InvalidPartitions(_))
         ));
         assert_eq!(m.topic("a").map(|t| t.partitions.len()), Some(3));
+    }
+
+    /// A new topic is striped over the brokers even when one broker is new
+    /// and empty (it does not take every partition), and a fenced broker
+    /// gets none.
+    #[test]
+    fn new_topics_stripe_over_brokers_and_skip_fenced_ones() {
+        let mut m = with_brokers(&[(1, 1), (2, 1)]);
+        let old = plan_create_topics(&m, &[req("old", 8, 1)]).remove(0).expect("planned");
+        apply_command(&mut m, &Command::CreateTopics(vec![old]));
+        apply_command(&mut m, &Command::RegisterBroker(broker(3, 1)));
+        let t = plan_create_topics(&m, &[req("new", 6, 1)]).remove(0).expect("planned");
+        let mut per_broker = BTreeMap::new();
+        for p in &t.partitions {
+            *per_broker.entry(p.leader.node_id).or_insert(0) += 1;
+        }
+        assert_eq!(per_broker, BTreeMap::from([(1, 2), (2, 2), (3, 2)]));
+        apply_command(&mut m, &Command::FenceBroker { node_id: 3, incarnation: Uuid::nil() });
+        let t = plan_create_topics(&m, &[req("after-fence", 4, 1)]).remove(0).expect("planned");
+        assert!(t.partitions.iter().all(|p| p.leader.node_id != 3), "a fenced broker gets no replicas");
+        assert!(matches!(
+            plan_create_topics(&m, &[req("rf3", 1, 3)]).remove(0),
+            Err(ControllerError::InvalidReplicationFactor(_))
+        ));
+    }
+
+    /// Racks: no two replicas of a partition on one rack while unused racks remain.
+    #[test]
+    fn rack_aware_placement() {
+        let mut m = ClusterMetadata::default();
+        for (id, rack) in [(1, "a"), (2, "a"), (3, "b"), (4, "c")] {
+            let b = BrokerMeta { rack: Some(rack.into()), ..broker(id, 1) };
+            apply_command(&mut m, &Command::RegisterBroker(b));
+        }
+        let t = plan_create_topics(&m, &[req("r", 8, 3)]).remove(0).expect("planned");
+        for p in &t.partitions {
+            let racks: BTreeSet<String> =
+                p.replicas.iter().map(|r| m.brokers[&r.node_id].rack.clone().unwrap_or_default()).collect();
+            assert_eq!(racks.len(), 3, "three racks for three replicas: {:?}", p.replicas);
+        }
     }
 
     /// Names that differ only by '.' and '_' collide, as in Kafka.

@@ -151,8 +151,8 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> (FetchResponse, 
     let max_wait = Duration::from_millis(req.max_wait_ms.clamp(0, MAX_WAIT_MS_CAP) as u64);
     let deadline = Instant::now() + max_wait;
     let mut file_ranges: BTreeMap<(usize, usize), Vec<Segment>> = BTreeMap::new();
+    let mut outs = read_all(ctx, &by_shard, max_bytes).await;
     loop {
-        let outs = read_all(ctx, &by_shard, max_bytes).await;
         let bytes: usize = outs.iter().map(|o| o.records.len()).sum();
         let has_error = outs.iter().any(|o| o.error_code != 0);
         let done = bytes >= min_bytes.max(1) || has_error || Instant::now() >= deadline || by_shard.is_empty();
@@ -185,6 +185,11 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> (FetchResponse, 
             break;
         }
         wait_any(ctx, &by_shard, deadline).await;
+        // Once shutdown began, other shards may have stopped serving calls:
+        // answer with what was read before instead of asking them again.
+        if !ctx.shard.shutdown.is_triggered() {
+            outs = read_all(ctx, &by_shard, max_bytes).await;
+        }
     }
     // BTreeMap order of (topic, partition) slots is the encoder's order.
     let file_ranges = file_ranges.into_values().collect();
