@@ -86,6 +86,8 @@ pub const SNAPSHOT_LOGS_KEPT: u64 = 64;
 pub const FORWARD_DEADLINE: Duration = Duration::from_secs(15);
 /// Time to live of one forwarded call.
 const FORWARD_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle forwarding connections kept per peer.
+const IDLE_CONNECTIONS_MAX: usize = 4;
 /// Forwarded ops in flight from this node at once; more wait in the queue.
 const FORWARDS_IN_FLIGHT_MAX: usize = 64;
 /// How often the active controller looks for expired broker sessions.
@@ -297,6 +299,9 @@ struct Node {
     forwards: Arc<tokio::sync::Semaphore>,
     /// Set once the controlled shutdown was answered (or given up on).
     controlled_shutdown_done: Arc<std::sync::atomic::AtomicBool>,
+    /// Idle connections to peers for forwarded ops (heartbeats every 200 ms
+    /// must not open a TCP connection each), at most `IDLE_CONNECTIONS_MAX` per peer.
+    idle: Arc<Mutex<HashMap<String, Vec<Connection>>>>,
 }
 
 impl Node {
@@ -308,6 +313,21 @@ impl Node {
         let m = self.raft.metrics();
         let m = m.borrow();
         m.state == ServerState::Leader && m.current_leader == Some(self.raft_id())
+    }
+
+    /// An idle connection to `addr`, or a new one (it connects on first use).
+    fn take_connection(&self, addr: &str) -> Connection {
+        let pooled = self.idle.lock().ok().and_then(|mut idle| idle.get_mut(addr).and_then(Vec::pop));
+        pooled.unwrap_or_else(|| Connection::new(addr.to_string()))
+    }
+
+    fn return_connection(&self, connection: Connection) {
+        if let Ok(mut idle) = self.idle.lock() {
+            let list = idle.entry(connection.addr().to_string()).or_default();
+            if list.len() < IDLE_CONNECTIONS_MAX {
+                list.push(connection);
+            }
+        }
     }
 
     /// The active controller's RPC address as this node knows it.
@@ -451,6 +471,7 @@ async fn boot(
         incarnation: Uuid::new_v4(),
         forwards: Arc::new(tokio::sync::Semaphore::new(FORWARDS_IN_FLIGHT_MAX)),
         controlled_shutdown_done: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        idle: Arc::new(Mutex::new(HashMap::new())),
     };
     if let Some(listener) = listener {
         tokio::spawn(rpc_server::serve(listener, node.raft.clone(), node.sender.clone(), node.requests.clone()));
@@ -743,7 +764,6 @@ async fn handle_request(node: &Node, sessions: &mut Sessions, request: Request) 
 async fn forward(node: &Node, op: Op) -> OpResult {
     let deadline = Instant::now() + FORWARD_DEADLINE;
     let peers = node.config.peers();
-    let mut connections: HashMap<String, Connection> = HashMap::new();
     let mut next_peer = 0usize;
     let mut last_error = ControllerError::Unavailable("no active controller is known".into());
     while Instant::now() < deadline {
@@ -760,10 +780,12 @@ async fn forward(node: &Node, op: Op) -> OpResult {
             None => None,
         };
         if let Some(addr) = target {
-            let connection = connections.entry(addr.clone()).or_insert_with(|| Connection::new(addr.clone()));
+            let mut connection = node.take_connection(&addr);
             let envelope = node.sender.envelope(Call::Forward(op.clone()));
             let timeout = FORWARD_CALL_TIMEOUT.min(deadline.saturating_duration_since(Instant::now()));
-            match connection.call(&envelope, timeout).await {
+            let reply = connection.call(&envelope, timeout).await;
+            node.return_connection(connection);
+            match reply {
                 Ok(Reply::Forward(result)) => match result.whole_error() {
                     Some(ControllerError::NotController) => last_error = ControllerError::NotController,
                     _ => return result,
@@ -850,9 +872,11 @@ async fn heartbeat(node: &Node, sessions: &mut Sessions, meta: &ClusterMetadata,
     if let Some(addr) = hb.controller_addr {
         let known = node.raft.metrics().borrow().membership_config.membership().get_node(&(id as RaftNodeId)).is_some();
         if !known {
-            match node.raft.add_learner(id as RaftNodeId, BasicNode::new(addr.clone()), false).await {
-                Ok(_) => tracing::info!(broker = id, addr = %addr, "added broker to the controller group as a learner"),
-                Err(e) => tracing::warn!(broker = id, error = %e, "cannot add broker as a learner"),
+            let adding = node.raft.add_learner(id as RaftNodeId, BasicNode::new(addr.clone()), false);
+            match tokio::time::timeout(WRITE_TIMEOUT, adding).await {
+                Ok(Ok(_)) => tracing::info!(broker = id, addr = %addr, "added broker to the controller group as a learner"),
+                Ok(Err(e)) => tracing::warn!(broker = id, error = %e, "cannot add broker as a learner"),
+                Err(_) => tracing::warn!(broker = id, "adding broker as a learner timed out (no quorum?)"),
             }
         }
     }
