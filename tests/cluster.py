@@ -18,6 +18,9 @@ import urllib.request
 from pathlib import Path
 
 import kafkawire as kw
+from confluent_kafka import KafkaError, OFFSET_BEGINNING, TopicPartition
+
+import clients
 from conftest import Broker
 
 NODE_IPS = {1: "127.0.0.2", 2: "127.0.0.3", 3: "127.0.0.4"}
@@ -282,3 +285,37 @@ class ListenerCluster(Cluster):
     @property
     def external_addrs(self):
         return [n.external_addr for n in self]
+
+
+# ------------------------------------------------------------------ reading back
+
+def read_partitions(bootstrap, topic, partitions, isolation="read_uncommitted", timeout_s=30):
+    """Every partition read from the beginning to partition EOF with one assign()ed
+    confluent consumer -> {partition: [values]}."""
+    c = clients.consumer(bootstrap, **{"isolation.level": isolation})
+    out = {p: [] for p in partitions}
+    at_eof = set()
+    try:
+        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        deadline = time.monotonic() + timeout_s
+        while at_eof != set(partitions) and time.monotonic() < deadline:
+            m = c.poll(0.2)
+            if m is None:
+                continue
+            if m.error():
+                assert m.error().code() == KafkaError._PARTITION_EOF, m.error()
+                at_eof.add(m.partition())
+                continue
+            at_eof.discard(m.partition())
+            out[m.partition()].append(m.value())
+    finally:
+        c.close()
+    assert at_eof == set(partitions), f"{topic}: partitions {sorted(set(partitions) - at_eof)} not read to the end"
+    return out
+
+
+def no_marker_warnings(nodes):
+    """No broker logged a failed or refused transaction marker."""
+    bad = ("transaction marker", "WriteTxnMarkers")
+    lines = [line for n in nodes for line in n.log_tail(10_000_000).splitlines() if any(b in line for b in bad)]
+    assert not lines, "\n".join(lines[-20:])

@@ -18,7 +18,7 @@ from confluent_kafka.admin import ConfigResource, NewTopic, ResourceType
 import clients
 import kafkawire as kw
 from clients import admin_results, consume, js_ok, kcat, produce_all, topic_metadata
-from cluster import Cluster, ClusterNode, free_ports_on_all, read_properties
+from cluster import Cluster, ClusterNode, free_ports_on_all, no_marker_warnings, read_partitions, read_properties
 
 NOT_LEADER_OR_FOLLOWER = 6
 LEADER_NOT_AVAILABLE = 5
@@ -649,39 +649,6 @@ def txn_producer(cluster, txn_id):
                           "message.timeout.ms": 20000, "socket.timeout.ms": 10000})
     p.init_transactions(30)
     return p
-
-
-def read_partitions(bootstrap, topic, partitions, isolation, timeout_s=30):
-    """Every partition in `partitions` read with one assign()ed confluent consumer from the
-    beginning to its end (partition EOF) -> {partition: [values]}."""
-    from confluent_kafka import OFFSET_BEGINNING
-    c = clients.consumer(bootstrap, **{"isolation.level": isolation})
-    out = {p: [] for p in partitions}
-    at_eof = set()
-    try:
-        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        deadline = time.monotonic() + timeout_s
-        while at_eof != set(partitions) and time.monotonic() < deadline:
-            m = c.poll(0.2)
-            if m is None:
-                continue
-            if m.error():
-                assert m.error().code() == KafkaError._PARTITION_EOF, m.error()
-                at_eof.add(m.partition())
-                continue
-            at_eof.discard(m.partition())
-            out[m.partition()].append(m.value())
-    finally:
-        c.close()
-    assert at_eof == set(partitions), f"{topic}: partitions {sorted(set(partitions) - at_eof)} not read to the end"
-    return out
-
-
-def no_marker_warnings(cluster):
-    """No broker logged a failed or refused transaction marker."""
-    bad = ("transaction marker", "WriteTxnMarkers")
-    lines = [line for n in cluster for line in n.log_tail(10_000_000).splitlines() if any(b in line for b in bad)]
-    assert not lines, "\n".join(lines[-20:])
 
 
 def test_transactions_with_the_coordinator_and_the_partitions_on_different_brokers(cluster):

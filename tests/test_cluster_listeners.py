@@ -21,7 +21,7 @@ from confluent_kafka.admin import NewTopic
 import clients
 import kafkawire as kw
 from clients import admin_results, js_ok, kcat, produce_all, topic_metadata
-from cluster import ListenerCluster, ListenerNode, free_ports_on_all
+from cluster import ListenerCluster, ListenerNode, free_ports_on_all, no_marker_warnings, read_partitions
 
 COORDINATOR_NOT_AVAILABLE = 15
 BAD_CONFIG_EXIT_TIMEOUT_S = 10
@@ -101,37 +101,6 @@ def topic_led_everywhere(nodes, name, partitions):
 def leaders_of(node, name):
     topics = {t["name"]: t for t in node.cluster_view()["topics"]}
     return {p["partition"]: p["leader"] for p in topics[name]["partitions"]}
-
-
-def read_partitions(bootstrap, topic, partitions, isolation="read_uncommitted", timeout_s=30):
-    """Every partition read from the beginning to partition EOF with one assign()ed
-    confluent consumer -> {partition: [values]}."""
-    c = clients.consumer(bootstrap, **{"isolation.level": isolation})
-    out = {p: [] for p in partitions}
-    at_eof = set()
-    try:
-        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        deadline = time.monotonic() + timeout_s
-        while at_eof != set(partitions) and time.monotonic() < deadline:
-            m = c.poll(0.2)
-            if m is None:
-                continue
-            if m.error():
-                assert m.error().code() == KafkaError._PARTITION_EOF, m.error()
-                at_eof.add(m.partition())
-                continue
-            at_eof.discard(m.partition())
-            out[m.partition()].append(m.value())
-    finally:
-        c.close()
-    assert at_eof == set(partitions), f"{topic}: partitions {sorted(set(partitions) - at_eof)} not read to the end"
-    return out
-
-
-def no_marker_warnings(nodes):
-    bad = ("transaction marker", "WriteTxnMarkers")
-    lines = [line for n in nodes for line in n.log_tail(10_000_000).splitlines() if any(b in line for b in bad)]
-    assert not lines, "\n".join(lines[-20:])
 
 
 # ------------------------------------------------------------------ metadata per listener
