@@ -19,6 +19,18 @@ TESTS_DIR = Path(__file__).resolve().parent
 JS_DRIVER = TESTS_DIR / "js" / "driver.js"
 KCAT = shutil.which("kcat") or shutil.which("kafkacat") or "kcat"
 
+def wait_for(predicate, timeout_s=10.0, interval_s=0.1):
+    """Polls `predicate` until it returns something true (returned) or the time is up
+    (then its last value is returned, for the caller's assertion)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    return predicate()
+
+
 # -------------------------------------------------------------- confluent-kafka
 
 

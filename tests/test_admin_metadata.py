@@ -7,18 +7,7 @@ from confluent_kafka.admin import ConfigResource, NewPartitions, NewTopic, Resou
 
 import clients
 import kafkawire
-from clients import admin_error, admin_results, create_topic, js, js_ok, kcat, topic_metadata
-
-
-def wait_for(predicate, timeout_s=10.0, interval_s=0.2):
-    import time
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval_s)
-    return predicate()
+from clients import admin_error, admin_results, create_topic, js, js_ok, kcat, topic_metadata, wait_for
 
 
 # ------------------------------------------------------------------ metadata

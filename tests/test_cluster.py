@@ -17,7 +17,7 @@ from confluent_kafka.admin import ConfigResource, NewTopic, ResourceType
 
 import clients
 import kafkawire as kw
-from clients import admin_results, consume, js_ok, kcat, produce_all, topic_metadata
+from clients import admin_results, consume, js_ok, kcat, produce_all, topic_metadata, wait_for
 from cluster import Cluster, ClusterNode, free_ports_on_all, no_marker_warnings, read_partitions, read_properties
 
 NOT_LEADER_OR_FOLLOWER = 6
@@ -48,16 +48,6 @@ def cluster(tmp_path_factory):
 def _attach_logs(request, cluster):
     """A failing test's report carries every node's log (conftest's report hook)."""
     request.node._fjord_brokers = list(cluster)
-
-
-def wait_for(predicate, timeout_s=10.0, interval_s=0.1):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval_s)
-    return predicate()
 
 
 def raw_create(node, name, partitions=1, rf=3, configs=None, timeout_ms=10000):

@@ -20,7 +20,7 @@ from confluent_kafka.admin import NewTopic
 
 import clients
 import kafkawire as kw
-from clients import admin_results, js_ok, kcat, produce_all, topic_metadata
+from clients import admin_results, js_ok, kcat, produce_all, topic_metadata, wait_for
 from cluster import ListenerCluster, ListenerNode, free_ports_on_all, no_marker_warnings, read_partitions
 
 COORDINATOR_NOT_AVAILABLE = 15
@@ -47,16 +47,6 @@ def cluster(tmp_path_factory):
 def _attach_logs(request, cluster):
     """A failing test's report carries every node's log (conftest's report hook)."""
     request.node._fjord_brokers = list(cluster)
-
-
-def wait_for(predicate, timeout_s=10.0, interval_s=0.1):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval_s)
-    return predicate()
 
 
 def raw(host, port, request_bytes, corr, timeout_s=15.0):
