@@ -42,6 +42,7 @@ use super::notify::Notify;
 use super::recovery::{now_ms, recover};
 use super::retention::{deletable_head, write_log_start, RetentionPolicy, SegmentSummary, SEGMENTS_PER_PASS_MAX};
 use super::segment::{read_exact, read_header_at, IndexMark, Segment};
+use super::leader_epochs::LeaderEpochCache;
 use super::StorageError;
 
 /// Largest pending (appended, unwritten) bytes before `append` waits for the
@@ -245,6 +246,12 @@ struct State {
     /// Completed DMA writes and fdatasyncs (metrics, and tests of group commit).
     writes: u64,
     syncs: u64,
+    /// Leader epoch -> first offset (see `leader_epochs`).
+    epochs: LeaderEpochCache,
+    /// `epochs` changed since the checkpoint was last written: written (off
+    /// the shard thread) before `durable_end` next moves, so no durable
+    /// batch has an epoch the checkpoint lacks.
+    epochs_dirty: bool,
 }
 
 impl State {
@@ -296,6 +303,15 @@ impl State {
     }
 }
 
+/// How an append gets its offsets.
+#[derive(Clone, Copy)]
+enum Offsets {
+    /// The leader: assigns from the log end and stamps its epoch.
+    Assign { leader_epoch: i32 },
+    /// A follower: keeps the offsets and epochs the leader gave the batches.
+    Keep,
+}
+
 /// What the writer does next.
 enum Action {
     Idle,
@@ -341,9 +357,11 @@ impl Log {
     /// Creates the directory if missing, recovers, and is ready to append.
     pub async fn open(dir: PathBuf, config: LogConfig) -> Result<Rc<Log>, StorageError> {
         let config = config.clamped();
-        let segments = recover(&dir, &config).await?;
+        let mut segments = recover(&dir, &config).await?;
+        let tail_epochs = std::mem::take(&mut segments.last_mut().expect("a log always has a segment").epoch_starts);
         let (segments, log_start) = apply_log_start_checkpoint(&dir, segments)?;
         let log_end = segments[segments.len() - 1].next_offset;
+        let (epochs, epochs_dirty) = replica::recover_epochs(&dir, &segments, &tail_epochs, log_start, log_end)?;
         let max_ts = segments.iter().filter_map(|s| s.idx.max_ts).fold(
             None,
             |acc: Option<(i64, i64)>, m| match acc {
@@ -370,6 +388,8 @@ impl Log {
             closed: false,
             writes: 0,
             syncs: 0,
+            epochs,
+            epochs_dirty,
         };
         Ok(Rc::new_cyclic(|me| Log {
             dir,
@@ -496,6 +516,9 @@ impl Log {
             debug_assert!(start <= st.durable_end, "new log start is durable");
             write_log_start(&self.dir, start)?;
             st.log_start = start;
+            if st.epochs.truncate_from_start(start) {
+                st.epochs_dirty = true;
+            }
             let removed: Vec<Segment> = st.segments.drain(..n).collect();
             st.max_ts = st.segments.iter().filter_map(|s| s.idx.max_ts).fold(None, |acc, m| match acc {
                 Some(a) if a.0 >= m.0 => Some(a),
@@ -566,7 +589,7 @@ impl Log {
     ) -> Result<AppendResult, StorageError> {
         check_headers_tile(&batches, headers)?;
         self.wait_for_room(batches.len()).await?;
-        let result = self.append_now(batches, headers, leader_epoch)?;
+        let result = self.append_now(batches, headers, Offsets::Assign { leader_epoch })?;
         self.kick();
         Ok(result)
     }
@@ -594,23 +617,44 @@ impl Log {
         &self,
         mut batches: BytesMut,
         headers: &[BatchHeader],
-        leader_epoch: i32,
+        offsets: Offsets,
     ) -> Result<AppendResult, StorageError> {
         let mut st = self.state.borrow_mut();
         if st.closed {
             return Err(StorageError::Closed);
         }
-        let base_offset = st.log_end;
-        let mut next = base_offset;
+        let mut next = st.log_end;
+        if let Offsets::Keep = offsets {
+            // A follower keeps the leader's offsets; they only grow (compaction
+            // on the leader may leave gaps). Checked before anything changes.
+            let mut expected = next;
+            for h in headers {
+                if h.base_offset < expected || h.last_offset_delta < 0 {
+                    return Err(StorageError::InvalidAppend("replicated batches must continue the log"));
+                }
+                expected = h.last_offset() + 1;
+            }
+        }
         let mut pos = 0usize;
         let mut patched = Vec::with_capacity(headers.len());
-        let append_time = self.config.get().log_append_time.then(now_ms);
+        let append_time = match offsets {
+            Offsets::Assign { .. } => self.config.get().log_append_time.then(now_ms),
+            Offsets::Keep => None,
+        };
         for h in headers {
             let mut h = *h;
-            h.base_offset = next;
-            h.partition_leader_epoch = leader_epoch;
-            batches[pos..pos + 8].copy_from_slice(&next.to_be_bytes());
-            batches[pos + 12..pos + 16].copy_from_slice(&leader_epoch.to_be_bytes());
+            match offsets {
+                Offsets::Assign { leader_epoch } => {
+                    h.base_offset = next;
+                    h.partition_leader_epoch = leader_epoch;
+                    batches[pos..pos + 8].copy_from_slice(&next.to_be_bytes());
+                    batches[pos + 12..pos + 16].copy_from_slice(&leader_epoch.to_be_bytes());
+                }
+                Offsets::Keep => {}
+            }
+            if h.partition_leader_epoch >= 0 && st.epochs.assign(h.partition_leader_epoch, h.base_offset) {
+                st.epochs_dirty = true;
+            }
             if let Some(now) = append_time {
                 stamp_log_append_time(&mut batches[pos..pos + h.total_size()], &mut h, now);
             }
@@ -618,6 +662,10 @@ impl Log {
             pos += h.total_size();
             next = h.last_offset() + 1;
         }
+        let Some(&(_, first)) = patched.first() else {
+            return Err(StorageError::InvalidAppend("no batches"));
+        };
+        let base_offset = first.base_offset;
         let len = batches.len();
         let last_offset = next - 1;
         self.maybe_roll(&mut st, len as u64, last_offset);
@@ -905,6 +953,7 @@ impl Log {
     /// fsync (a journal commit) stalled every partition of the shard for up
     /// to a second at each roll.
     async fn sync_dir_entries(&self) -> io::Result<()> {
+        self.write_epochs_if_dirty().await?;
         if !self.state.borrow().dir_entry_pending {
             return Ok(());
         }
@@ -1194,6 +1243,7 @@ impl Log {
             notified.await;
         }
         flushed?;
+        self.write_epochs_if_dirty().await?;
         let open: Vec<(i64, Rc<DmaFile>, u64)> = {
             let st = self.state.borrow();
             st.segments
@@ -1568,3 +1618,6 @@ pub mod compaction_pass;
 
 #[path = "log_txn.rs"]
 pub mod txn_scan;
+
+#[path = "log_replica.rs"]
+pub mod replica;

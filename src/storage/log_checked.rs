@@ -38,7 +38,7 @@ impl Log {
         leader_epoch: i32,
     ) -> Result<AppendResult, StorageError> {
         check_headers_tile(&batches, headers)?;
-        let result = self.append_now(batches, headers, leader_epoch)?;
+        let result = self.append_now(batches, headers, super::Offsets::Assign { leader_epoch })?;
         self.kick();
         Ok(result)
     }

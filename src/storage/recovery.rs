@@ -301,8 +301,11 @@ async fn open_tail(
             idx,
             stop_reason: None,
             rest_is_zero: true,
+            epoch_starts: Vec::new(),
         },
-        None => scan_segment(&file, len, base, interval, false)?,
+        // Gaps allowed: a follower's tail holds the leader's offsets, and a
+        // compacted leader sends batches with gaps between them.
+        None => scan_segment(&file, len, base, interval, true)?,
     };
     if out.valid_size < len {
         // Zero padding after the last batch is the normal trace of a synced
@@ -350,5 +353,6 @@ async fn open_tail(
     seg.dma = Some(Rc::new(dma));
     seg.reader = Some(Rc::new(File::open(&path)?));
     seg.tail_block = tail_block;
+    seg.epoch_starts = out.epoch_starts;
     Ok(seg)
 }

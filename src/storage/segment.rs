@@ -118,6 +118,10 @@ pub struct Segment {
     pub tail_block: Vec<u8>,
     /// Fully written, fdatasync'ed, truncated to its logical size, indexes on disk.
     pub sealed: bool,
+    /// (leader epoch, first offset) of every epoch change seen by the
+    /// recovery scan of a tail segment; taken by `Log::open` (the leader-epoch
+    /// checkpoint may lag data that was written but not yet synced).
+    pub epoch_starts: Vec<(i32, i64)>,
 }
 
 impl Segment {
@@ -135,6 +139,7 @@ impl Segment {
             reader: None,
             tail_block: Vec::new(),
             sealed: false,
+            epoch_starts: Vec::new(),
         }
     }
 
@@ -218,6 +223,9 @@ pub struct ScanOutcome {
     /// True if every byte from `valid_size` to the end of the file is zero
     /// (the padding of the last O_DIRECT write).
     pub rest_is_zero: bool,
+    /// (leader epoch, base offset) of each batch whose epoch is higher than
+    /// every earlier batch's.
+    pub epoch_starts: Vec<(i32, i64)>,
 }
 
 /// A read window over a file, so small batches don't cost a syscall each.
@@ -256,6 +264,21 @@ pub fn scan_segment(
     index_interval_bytes: u32,
     allow_gaps: bool,
 ) -> io::Result<ScanOutcome> {
+    scan_segment_until(file, file_len, base_offset, index_interval_bytes, allow_gaps, i64::MAX)
+}
+
+/// `scan_segment` that also stops (without a `stop_reason`) before the first
+/// batch whose last offset is at or past `end_offset`: `valid_size` is then
+/// where a truncation to `end_offset` cuts the file, and `idx` the indexes
+/// of what stays.
+pub fn scan_segment_until(
+    file: &File,
+    file_len: u64,
+    base_offset: i64,
+    index_interval_bytes: u32,
+    allow_gaps: bool,
+    end_offset: i64,
+) -> io::Result<ScanOutcome> {
     let mut win = Window {
         buf: Vec::new(),
         start: 0,
@@ -264,6 +287,7 @@ pub fn scan_segment(
     let mut pos = 0u64;
     let mut next_offset = base_offset;
     let mut stop_reason = None;
+    let mut epoch_starts: Vec<(i32, i64)> = Vec::new();
     while pos < file_len {
         let avail = file_len - pos;
         if avail < BatchHeader::SIZE as u64 {
@@ -298,15 +322,21 @@ pub fn scan_segment(
             ));
             break;
         }
+        if h.last_offset() >= end_offset {
+            break;
+        }
         if let Err(e) = h.check_crc(win.get(file, file_len, pos, total)?) {
             stop_reason = Some(format!("at {pos}: {e}"));
             break;
+        }
+        if h.partition_leader_epoch >= 0 && epoch_starts.last().is_none_or(|&(e, _)| h.partition_leader_epoch > e) {
+            epoch_starts.push((h.partition_leader_epoch, h.base_offset));
         }
         idx.on_batch(base_offset, pos, &h, index_interval_bytes);
         next_offset = h.last_offset() + 1;
         pos += total as u64;
     }
-    let rest_is_zero = if pos < file_len {
+    let rest_is_zero = if pos < file_len && end_offset == i64::MAX {
         all_zero(file, pos, file_len)?
     } else {
         true
@@ -317,6 +347,7 @@ pub fn scan_segment(
         idx,
         stop_reason,
         rest_is_zero,
+        epoch_starts,
     })
 }
 
