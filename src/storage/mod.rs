@@ -21,7 +21,7 @@
 //! | `log_compaction.rs` | `Log::compact`: one crash-safe compaction pass over sealed segments, merging small cleaned ones |
 //! | `notify.rs` | a tiny single-threaded "something changed" notifier |
 //! | `leader_epochs.rs` | the leader-epoch cache (epoch → first offset, Kafka's `leader-epoch-checkpoint` format) and OffsetForLeaderEpoch's rule |
-| `log_replica.rs` | the replica side of `Log`: follower append keeping the leader's offsets, `truncate_to`, `truncate_fully`, the epoch cache and its checkpoint (written before `durable_end` moves) |
+//! | `log_replica.rs` | the replica side of `Log`: follower append keeping the leader's offsets, `truncate_to`, `truncate_fully`, the epoch cache and its checkpoint (written before `durable_end` moves) |
 
 pub mod batch;
 pub mod compaction;
