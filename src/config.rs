@@ -102,6 +102,16 @@ pub struct Config {
     pub transaction_state_log_min_isr: i32,
     /// Broker default of the topic setting `min.insync.replicas`.
     pub min_insync_replicas: i32,
+    /// A follower not caught up with its leader for this long leaves the ISR.
+    pub replica_lag_time_max_ms: u64,
+    /// Longest a follower's fetch waits at the leader for new data.
+    pub replica_fetch_wait_max_ms: u64,
+    /// Bytes a follower asks for per partition and per fetch.
+    pub replica_fetch_max_bytes: i32,
+    pub replica_fetch_response_max_bytes: i32,
+    /// Moves leadership back to preferred replicas periodically.
+    pub auto_leader_rebalance_enable: bool,
+    pub leader_imbalance_check_interval_seconds: u64,
     /// Broker default of the topic setting `unclean.leader.election.enable`.
     pub unclean_leader_election_enable: bool,
     /// Every Kafka listener this broker binds, with what it advertises.
@@ -234,6 +244,12 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("transaction.state.log.replication.factor", "replication factor of __transaction_state [1]"),
     ("transaction.state.log.min.isr", "min.insync.replicas of __transaction_state [1]"),
     ("min.insync.replicas", "default min.insync.replicas of topics [1]"),
+    ("replica.lag.time.max.ms", "a follower not caught up for this long leaves the ISR [30000]"),
+    ("replica.fetch.wait.max.ms", "longest a follower's fetch waits at the leader [500]"),
+    ("replica.fetch.max.bytes", "bytes per partition per follower fetch [1048576]"),
+    ("replica.fetch.response.max.bytes", "bytes per follower fetch response [10485760]"),
+    ("auto.leader.rebalance.enable", "move leadership back to preferred replicas [true]"),
+    ("leader.imbalance.check.interval.seconds", "how often the controller checks leadership balance [300]"),
     ("unclean.leader.election.enable", "default unclean.leader.election.enable of topics [false]"),
     ("listeners", "named Kafka listeners NAME://HOST:PORT,... [PLAINTEXT://kafka_addr]"),
     ("advertised.listeners", "what each listener tells clients, NAME://HOST:PORT,... [the listeners]"),
@@ -323,6 +339,12 @@ impl Default for Config {
             transaction_state_log_replication_factor: 1,
             transaction_state_log_min_isr: 1,
             min_insync_replicas: 1,
+            replica_lag_time_max_ms: 30_000,
+            replica_fetch_wait_max_ms: 500,
+            replica_fetch_max_bytes: 1 << 20,
+            replica_fetch_response_max_bytes: 10 << 20,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_seconds: 300,
             unclean_leader_election_enable: false,
             listeners: Vec::new(),
             inter_broker_listener_name: "PLAINTEXT".into(),
@@ -577,6 +599,12 @@ impl Config {
                 self.transaction_state_log_min_isr = parse_range(v, 1, i16::MAX as i64).ok_or_else(|| bad("an integer >= 1"))? as i32
             }
             "min.insync.replicas" => self.min_insync_replicas = parse_range(v, 1, i16::MAX as i64).ok_or_else(|| bad("an integer >= 1"))? as i32,
+            "replica.lag.time.max.ms" => self.replica_lag_time_max_ms = parse_range(v, 1, i64::from(i32::MAX)).ok_or_else(|| bad("an integer >= 1"))? as u64,
+            "replica.fetch.wait.max.ms" => self.replica_fetch_wait_max_ms = parse_range(v, 0, 60_000).ok_or_else(|| bad("an integer in 0..=60000"))? as u64,
+            "replica.fetch.max.bytes" => self.replica_fetch_max_bytes = parse_range(v, 1024, 64 << 20).ok_or_else(|| bad("an integer in 1024..=67108864"))? as i32,
+            "replica.fetch.response.max.bytes" => self.replica_fetch_response_max_bytes = parse_range(v, 1024, 64 << 20).ok_or_else(|| bad("an integer in 1024..=67108864"))? as i32,
+            "auto.leader.rebalance.enable" => self.auto_leader_rebalance_enable = parse_bool(v).ok_or_else(|| bad("true or false"))?,
+            "leader.imbalance.check.interval.seconds" => self.leader_imbalance_check_interval_seconds = parse_range(v, 1, 86_400).ok_or_else(|| bad("an integer in 1..=86400"))? as u64,
             "unclean.leader.election.enable" => {
                 self.unclean_leader_election_enable = parse_bool(v).ok_or_else(|| bad("true or false"))?
             }

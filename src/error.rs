@@ -26,6 +26,7 @@ pub fn controller_error_code(e: &ControllerError) -> i16 {
         ControllerError::InvalidConfig(_) => ResponseError::InvalidConfig.code(),
         ControllerError::NotController => ResponseError::NotController.code(),
         ControllerError::Unavailable(_) => ResponseError::RequestTimedOut.code(),
+        ControllerError::AlterPartition(e) => e.code(),
     }
 }
 
@@ -44,7 +45,7 @@ pub fn batch_error_code(e: &BatchError) -> i16 {
 pub fn storage_error_code(e: &StorageError) -> i16 {
     match e {
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
-        StorageError::Closed => ResponseError::NotLeaderOrFollower.code(),
+        StorageError::Closed | StorageError::NotLeader => ResponseError::NotLeaderOrFollower.code(),
         _ => ResponseError::KafkaStorageError.code(),
     }
 }
@@ -54,6 +55,8 @@ pub fn partition_error_code(e: &PartitionError) -> i16 {
         PartitionError::NotHere => ResponseError::NotLeaderOrFollower.code(),
         PartitionError::Storage(s) => storage_error_code(s),
         PartitionError::Producer(p) => producer_state_error_code(p),
+        PartitionError::ReplicationTimeout => ResponseError::RequestTimedOut.code(),
+        PartitionError::NotEnoughReplicasAfterAppend => ResponseError::NotEnoughReplicasAfterAppend.code(),
     }
 }
 

@@ -1,5 +1,5 @@
-//! A small Kafka client for broker-to-broker requests (transaction markers
-//! today; the replica fetcher will have its own long-lived connections).
+//! A small Kafka client for broker-to-broker requests: transaction markers
+//! (one connection per call) and the replica fetcher (`Connection`, kept).
 //!
 //! Runs on a shard (glommio). One connection per call: these requests are
 //! rare (one per transaction end per remote broker), and a fresh connection
@@ -17,7 +17,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 /// The client id peers see in their logs.
 const CLIENT_ID: &str = "fjord-broker";
 /// The largest response accepted.
-const RESPONSE_BYTES_MAX: usize = 16 << 20;
+const RESPONSE_BYTES_MAX: usize = 64 << 20;
 
 #[derive(Debug)]
 pub enum InterBrokerError {
@@ -60,42 +60,82 @@ async fn exchange<Req: Encodable, Resp: Decodable>(
     version: i16,
     request: &Req,
 ) -> Result<Resp, InterBrokerError> {
-    const CORRELATION_ID: i32 = 1;
-    let mut frame = BytesMut::with_capacity(256);
-    frame.put_i32(0);
-    let header = RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(CORRELATION_ID)
-        .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
-    header
-        .encode(&mut frame, key.request_header_version(version))
-        .map_err(|e| InterBrokerError::Protocol(e.to_string()))?;
-    request.encode(&mut frame, version).map_err(|e| InterBrokerError::Protocol(e.to_string()))?;
-    let len = (frame.len() - 4) as i32;
-    frame[0..4].copy_from_slice(&len.to_be_bytes());
+    let mut conn = Connection::connect(addr).await?;
+    conn.exchange(key, version, request).await
+}
 
-    let mut stream = TcpStream::connect(addr).await.map_err(|e| InterBrokerError::Io(e.into()))?;
-    let _ = stream.set_nodelay(true);
-    stream.write_all(&frame).await.map_err(InterBrokerError::Io)?;
-    let mut len = [0u8; 4];
-    stream.read_exact(&mut len).await.map_err(InterBrokerError::Io)?;
-    let len = i32::from_be_bytes(len);
-    let len = usize::try_from(len)
-        .ok()
-        .filter(|&n| (4..=RESPONSE_BYTES_MAX).contains(&n))
-        .ok_or_else(|| InterBrokerError::Protocol(format!("response length {len}")))?;
-    let mut body = vec![0u8; len];
-    stream.read_exact(&mut body).await.map_err(InterBrokerError::Io)?;
-    let mut body = Bytes::from(body);
-    let header = ResponseHeader::decode(&mut body, key.response_header_version(version))
-        .map_err(|e| InterBrokerError::Protocol(e.to_string()))?;
-    if header.correlation_id != CORRELATION_ID {
-        return Err(InterBrokerError::Protocol(format!("correlation id {} in the answer", header.correlation_id)));
+/// A long-lived connection to one broker (the replica fetcher's): one
+/// request in flight at a time, correlation ids checked. Dropped and
+/// reopened by the caller after any error.
+pub struct Connection {
+    stream: TcpStream,
+    correlation_id: i32,
+}
+
+impl Connection {
+    pub async fn connect(addr: &str) -> Result<Connection, InterBrokerError> {
+        let stream = TcpStream::connect(addr).await.map_err(|e| InterBrokerError::Io(e.into()))?;
+        let _ = stream.set_nodelay(true);
+        Ok(Connection { stream, correlation_id: 0 })
     }
-    let response = Resp::decode(&mut body, version).map_err(|e| InterBrokerError::Protocol(e.to_string()))?;
-    if body.has_remaining() {
-        tracing::debug!(remaining = body.remaining(), api = ?key, "inter-broker response had trailing bytes");
+
+    /// Sends one request and decodes its response within `timeout`.
+    pub async fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        request: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, InterBrokerError> {
+        let expired = async {
+            glommio::timer::sleep(timeout).await;
+            Err(InterBrokerError::Timeout)
+        };
+        futures_lite::future::or(self.exchange(key, version, request), expired).await
     }
-    Ok(response)
+
+    async fn exchange<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Result<Resp, InterBrokerError> {
+        self.correlation_id = self.correlation_id.wrapping_add(1);
+        let correlation_id = self.correlation_id;
+        let mut frame = BytesMut::with_capacity(256);
+        frame.put_i32(0);
+        let header = RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
+        header
+            .encode(&mut frame, key.request_header_version(version))
+            .map_err(|e| InterBrokerError::Protocol(e.to_string()))?;
+        request.encode(&mut frame, version).map_err(|e| InterBrokerError::Protocol(e.to_string()))?;
+        let len = (frame.len() - 4) as i32;
+        frame[0..4].copy_from_slice(&len.to_be_bytes());
+        let stream = &mut self.stream;
+        stream.write_all(&frame).await.map_err(InterBrokerError::Io)?;
+        let mut len = [0u8; 4];
+        stream.read_exact(&mut len).await.map_err(InterBrokerError::Io)?;
+        let len = i32::from_be_bytes(len);
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&n| (4..=RESPONSE_BYTES_MAX).contains(&n))
+            .ok_or_else(|| InterBrokerError::Protocol(format!("response length {len}")))?;
+        let mut body = vec![0u8; len];
+        stream.read_exact(&mut body).await.map_err(InterBrokerError::Io)?;
+        let mut body = Bytes::from(body);
+        let header = ResponseHeader::decode(&mut body, key.response_header_version(version))
+            .map_err(|e| InterBrokerError::Protocol(e.to_string()))?;
+        if header.correlation_id != correlation_id {
+            return Err(InterBrokerError::Protocol(format!("correlation id {} in the answer", header.correlation_id)));
+        }
+        let response = Resp::decode(&mut body, version).map_err(|e| InterBrokerError::Protocol(e.to_string()))?;
+        if body.has_remaining() {
+            tracing::debug!(remaining = body.remaining(), api = ?key, "inter-broker response had trailing bytes");
+        }
+        Ok(response)
+    }
 }

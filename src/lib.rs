@@ -12,6 +12,7 @@ pub mod metadata;
 pub mod partition;
 pub mod producer_ids;
 pub mod protocol;
+pub mod replication;
 pub mod server;
 pub mod shard;
 pub mod storage;

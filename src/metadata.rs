@@ -30,6 +30,9 @@ pub struct PartitionMeta {
     pub leader_epoch: i32,
     pub replicas: Vec<ReplicaPlacement>,
     pub isr: Vec<NodeId>,
+    /// Bumped by every leader or ISR change (AlterPartition's fencing).
+    #[serde(default)]
+    pub partition_epoch: i32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,6 +177,8 @@ pub enum ControllerError {
     NotController,
     /// The controller could not commit (storage failure, shutting down).
     Unavailable(String),
+    /// An AlterPartition refused by the controller's fencing rules.
+    AlterPartition(crate::controller::election::AlterPartitionError),
 }
 
 impl std::fmt::Display for ControllerError {
@@ -190,6 +195,7 @@ impl std::fmt::Display for ControllerError {
             ControllerError::InvalidConfig(m) => write!(f, "invalid config: {m}"),
             ControllerError::NotController => write!(f, "not the controller"),
             ControllerError::Unavailable(m) => write!(f, "controller unavailable: {m}"),
+            ControllerError::AlterPartition(e) => write!(f, "AlterPartition refused: {e:?}"),
         }
     }
 }

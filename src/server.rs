@@ -172,6 +172,7 @@ async fn shard_main(mut shard: Shard<ShardState>, config: Config, controller: Co
         std::process::exit(1);
     }
     glommio::spawn_local(state.clone().follow_metadata()).detach();
+    glommio::spawn_local(crate::replication::isr_shrink_loop(state.clone())).detach();
     glommio::spawn_local(crate::coordinator::load_owned(state.clone())).detach();
     glommio::spawn_local(crate::txn::load_owned(state.clone())).detach();
     glommio::spawn_local(stall_detector(state.clone())).detach();

@@ -26,6 +26,8 @@ pub struct ShardState {
     pub groups: crate::coordinator::GroupCoordinator,
     /// Transactional ids of the `__transaction_state` partitions this shard owns.
     pub txns: crate::txn::TxnCoordinator,
+    /// Follower fetchers of this shard's replicas, by leader broker.
+    pub fetchers: crate::replication::Fetchers,
     metadata_rx: MetadataReceiver,
 }
 
@@ -39,7 +41,7 @@ impl ShardState {
     ) -> Self {
         let metadata_rx = controller.subscribe();
         let partitions = PartitionManager::new(&config, id);
-        ShardState { id, mesh, config, controller, partitions, producer_ids: Default::default(), shutdown, groups: crate::coordinator::GroupCoordinator::new(), txns: crate::txn::TxnCoordinator::new(), metadata_rx }
+        ShardState { id, mesh, config, controller, partitions, producer_ids: Default::default(), shutdown, groups: crate::coordinator::GroupCoordinator::new(), txns: crate::txn::TxnCoordinator::new(), fetchers: Default::default(), metadata_rx }
     }
 
     /// The shard of this process that serves a replica placed on `placed`.
@@ -71,6 +73,7 @@ impl ShardState {
         loop {
             let md = rx.borrow_and_update().clone();
             self.partitions.sync_with(&md).await;
+            crate::replication::Fetchers::ensure(&self);
             let changed = async { rx.changed().await.is_ok() };
             let stop = async {
                 self.shutdown.wait().await;

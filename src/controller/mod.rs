@@ -37,6 +37,7 @@
 //! The cluster id also goes to `<data-dir>/meta.properties` (`cluster_id`).
 
 pub mod cluster_id;
+pub mod election;
 pub mod log_store;
 pub mod network;
 pub mod ops;
@@ -854,6 +855,10 @@ async fn execute(node: &Node, sessions: &mut Sessions, op: Op) -> OpResult {
             })
         }
         Op::Snapshot => OpResult::Done(snapshot_and_purge(raft).await),
+        Op::AlterPartition(req) => OpResult::Done(write(raft, Command::AlterPartition(req)).await.and_then(single_outcome)),
+        Op::ElectPreferredLeaders { partitions } => {
+            OpResult::Done(write(raft, Command::ElectPreferredLeaders { partitions }).await.and_then(single_outcome))
+        }
     }
 }
 
@@ -1054,6 +1059,16 @@ impl ControllerHandle {
             OpResult::ProducerIds(r) => r,
             other => Err(other.whole_error().cloned().unwrap_or(ControllerError::Unavailable("unexpected answer".into()))),
         }
+    }
+
+    /// A partition leader's ISR change, fenced by leader and partition epoch.
+    pub async fn alter_partition(&self, req: election::AlterPartition) -> Result<(), ControllerError> {
+        self.call_done(Op::AlterPartition(req)).await
+    }
+
+    /// Preferred leader election (None: every partition).
+    pub async fn elect_preferred_leaders(&self, partitions: Option<Vec<(String, i32)>>) -> Result<(), ControllerError> {
+        self.call_done(Op::ElectPreferredLeaders { partitions }).await
     }
 
     /// Snapshots this node's state machine now and purges its log up to it.

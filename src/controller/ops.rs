@@ -39,6 +39,11 @@ pub enum Op {
     ControlledShutdown { node_id: NodeId, incarnation: Uuid },
     /// Take a snapshot now and purge the log behind it (on the node asked; never forwarded).
     Snapshot,
+    /// A partition leader shrinks or expands its ISR.
+    AlterPartition(crate::controller::election::AlterPartition),
+    /// Preferred leader election (ElectLeaders, or the automatic rebalance);
+    /// None: every partition.
+    ElectPreferredLeaders { partitions: Option<Vec<(String, i32)>> },
 }
 
 /// A broker's heartbeat: everything it registers with.
@@ -71,6 +76,8 @@ impl OpResult {
             | Op::AlterTopicConfigs { .. }
             | Op::Heartbeat(_)
             | Op::ControlledShutdown { .. }
+            | Op::AlterPartition(_)
+            | Op::ElectPreferredLeaders { .. }
             | Op::Snapshot => OpResult::Done(Err(e)),
         }
     }

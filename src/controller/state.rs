@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::election::{self, AlterPartition, AlterPartitionError};
 use super::topic_config;
 use crate::metadata::{
     validate_topic_name, BrokerMeta, ClusterMetadata, ControllerError, CreateTopicRequest, NodeId,
@@ -54,6 +55,10 @@ pub enum Command {
     /// Hand out producer ids `[start, start + count)`; `start` must be the
     /// current `next_producer_id` (planned by the proposer).
     AllocateProducerIds { start: i64, count: i64 },
+    /// A partition leader's ISR change (checked by `election::alter_partition`).
+    AlterPartition(AlterPartition),
+    /// Preferred leader election for these partitions (all when None).
+    ElectPreferredLeaders { partitions: Option<Vec<(String, i32)>> },
 }
 
 /// Why `apply` refused (part of) a command: the state changed between
@@ -65,6 +70,7 @@ pub enum Rejection {
     InvalidPartitions(String),
     /// The state moved on between planning and commit (e.g. producer ids).
     Stale(String),
+    AlterPartition(AlterPartitionError),
 }
 
 impl From<Rejection> for ControllerError {
@@ -74,6 +80,7 @@ impl From<Rejection> for ControllerError {
             Rejection::UnknownTopic(m) => ControllerError::UnknownTopic(m),
             Rejection::InvalidPartitions(m) => ControllerError::InvalidPartitions(m),
             Rejection::Stale(m) => ControllerError::Unavailable(m),
+            Rejection::AlterPartition(e) => ControllerError::AlterPartition(e),
         }
     }
 }
@@ -126,10 +133,10 @@ pub fn apply_command(meta: &mut ClusterMetadata, cmd: &Command) -> CommandRespon
             if before.as_ref() != Some(b) {
                 // A broker that comes back (unfenced, or a new process) starts a new
                 // leadership of its partitions, as a leader change does in Kafka.
-                let new_leadership = before.is_some_and(|old| (old.fenced && !b.fenced) || old.incarnation != b.incarnation);
+                let new_incarnation = before.as_ref().is_some_and(|old| old.incarnation != b.incarnation);
                 meta.brokers.insert(b.node_id, b.clone());
-                if new_leadership {
-                    bump_leader_epochs(meta, b.node_id);
+                if !b.fenced {
+                    election::on_broker_unfenced(meta, b.node_id, new_incarnation);
                 }
                 changed = true;
             }
@@ -139,8 +146,8 @@ pub fn apply_command(meta: &mut ClusterMetadata, cmd: &Command) -> CommandRespon
             if let Some(b) = meta.brokers.get_mut(node_id) {
                 if b.incarnation == *incarnation && !b.fenced {
                     b.fenced = true;
-                    // Its partitions lose their leader: a leader change, so a new epoch.
-                    bump_leader_epochs(meta, *node_id);
+                    // Its partitions get a new leader from their ISR, or none.
+                    election::on_broker_fenced(meta, *node_id);
                     changed = true;
                 }
             }
@@ -216,20 +223,20 @@ pub fn apply_command(meta: &mut ClusterMetadata, cmd: &Command) -> CommandRespon
             };
             vec![outcome]
         }
+        Command::AlterPartition(req) => {
+            let outcome = election::alter_partition(meta, req).map_err(Rejection::AlterPartition);
+            changed = outcome.is_ok();
+            vec![outcome]
+        }
+        Command::ElectPreferredLeaders { partitions } => {
+            changed = election::elect_preferred(meta, partitions.as_deref()) > 0;
+            vec![Ok(())]
+        }
     };
     if changed {
         meta.version += 1;
     }
     CommandResponse { outcomes }
-}
-
-/// A new leader epoch for every partition `node` leads.
-fn bump_leader_epochs(meta: &mut ClusterMetadata, node: NodeId) {
-    for t in meta.topics.values_mut() {
-        for p in t.partitions.iter_mut().filter(|p| p.leader.node_id == node) {
-            p.leader_epoch = p.leader_epoch.saturating_add(1);
-        }
-    }
 }
 
 fn unknown_topic(name: &str) -> Rejection {
@@ -361,7 +368,7 @@ impl Placer {
             *self.topic_replicas.entry(r.node_id).or_default() += 1;
         }
         *self.topic_leaders.entry(leader.node_id).or_default() += 1;
-        Ok(PartitionMeta { partition, leader, leader_epoch: 0, isr: vec![leader.node_id], replicas: chosen })
+        Ok(PartitionMeta { partition, leader, leader_epoch: 0, isr: chosen.iter().map(|r| r.node_id).collect(), replicas: chosen, partition_epoch: 0 })
     }
 
     /// Starts placing the partitions of one topic, counting those it already
@@ -424,13 +431,13 @@ impl Placer {
             *n += 1;
         }
         *self.topic_leaders.entry(leader.node_id).or_default() += 1;
-        // Nothing is copied between brokers yet: the leader is the only
-        // in-sync replica, and metadata must not claim copies that do not exist.
+        // Every assigned replica starts in sync (all are empty), as in Kafka.
         Some(PartitionMeta {
             partition,
             leader,
             leader_epoch: 0,
-            isr: vec![leader.node_id],
+            isr: chosen.iter().map(|r| r.node_id).collect(),
+            partition_epoch: 0,
             replicas: chosen,
         })
     }

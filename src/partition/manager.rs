@@ -125,7 +125,7 @@ impl PartitionManager {
                 let existing = self.partitions.borrow().get(&key).cloned();
                 if let Some(existing) = existing {
                     if existing.topic_id == topic.id {
-                        existing.set_leader_epoch(p.leader_epoch);
+                        self.apply_role(&existing, p).await;
                         // Live configs: a changed topic config reaches the open log here.
                         let wanted = self.log_config(topic);
                         if existing.log().config() != wanted {
@@ -148,7 +148,8 @@ impl PartitionManager {
                             expiration_ms: self.config.producer_id_expiration_ms,
                             entries_max: self.config.producer_state_entries_max,
                         });
-                        self.partitions.borrow_mut().insert(key, part);
+                        self.partitions.borrow_mut().insert(key, part.clone());
+                        self.apply_role(&part, p).await;
                     }
                     Err(e) => {
                         tracing::error!(dir = %dir.display(), error = %e, "cannot open partition log");
@@ -187,6 +188,23 @@ impl PartitionManager {
         }
         self.applied_version.set(md.version);
         failed
+    }
+
+    /// Follows the controller's leader and ISR for one local replica.
+    async fn apply_role(&self, part: &Rc<Partition>, meta: &crate::metadata::PartitionMeta) {
+        use crate::partition::replica::Transition;
+        match part.apply_metadata(meta, self.node_id) {
+            Transition::BecameLeader { epoch } => {
+                tracing::info!(topic = %part.topic, partition = part.partition, epoch, isr = ?meta.isr, "leading partition");
+                if let Err(e) = part.log().start_leader_epoch(epoch).await {
+                    tracing::error!(topic = %part.topic, partition = part.partition, error = %e, "cannot record the new leader epoch");
+                }
+            }
+            Transition::BecameFollower { leader, epoch } => {
+                tracing::info!(topic = %part.topic, partition = part.partition, leader, epoch, "following partition");
+            }
+            Transition::Unchanged | Transition::IsrChanged => {}
+        }
     }
 
     /// Retention on this shard: every `log.retention.check.interval.ms` one

@@ -8,6 +8,7 @@ mod idempotent;
 pub mod manager;
 mod producer_snapshot;
 pub mod producer_state;
+pub mod replica;
 pub mod txn;
 
 use std::cell::RefCell;
@@ -29,6 +30,11 @@ pub enum PartitionError {
     Storage(StorageError),
     /// An idempotent producer's batch out of sequence or of a stale epoch.
     Producer(producer_state::ProducerStateError),
+    /// acks=all: the ISR did not get the records before the request's timeout.
+    ReplicationTimeout,
+    /// acks=all: the records were appended, but the ISR shrank below
+    /// min.insync.replicas before they were replicated.
+    NotEnoughReplicasAfterAppend,
 }
 
 impl From<producer_state::ProducerStateError> for PartitionError {
@@ -69,13 +75,21 @@ pub struct Partition {
     producers: Rc<RefCell<producer_state::ProducerStates>>,
     /// Open and aborted transactions (see `txn`).
     txns: RefCell<txn::TxnIndex>,
+    /// Leader or follower, with the leader's view of its followers (`replica`).
+    role: RefCell<replica::Role>,
+    /// The high watermark as last computed (leader) or received (follower).
+    hw: std::cell::Cell<i64>,
 }
 
 impl Partition {
     pub fn new(topic: String, partition: i32, topic_id: uuid::Uuid, leader_epoch: i32, log: Rc<Log>) -> Self {
         let producers = idempotent::recover_producer_states(&log, Default::default());
         let txns = RefCell::new(txn::TxnIndex::open(&log));
-        Partition { topic, partition, topic_id, leader_epoch: std::cell::Cell::new(leader_epoch), log, waiters: RefCell::new(Vec::new()), producers, txns }
+        // A follower of no one until the first `apply_metadata`: no appends.
+        log.set_accepts_leader_appends(false);
+        let hw = std::cell::Cell::new(log.log_start_offset());
+        let role = RefCell::new(replica::Role::Follower { leader: -1, epoch: -1 });
+        Partition { topic, partition, topic_id, leader_epoch: std::cell::Cell::new(leader_epoch), log, waiters: RefCell::new(Vec::new()), producers, txns, role, hw }
     }
 
     pub fn leader_epoch(&self) -> i32 {
@@ -91,11 +105,6 @@ impl Partition {
 
     pub fn log(&self) -> &Rc<Log> {
         &self.log
-    }
-
-    /// Single replica: everything written to the kernel is committed.
-    pub fn high_watermark(&self) -> i64 {
-        self.log.written_end_offset()
     }
 
     pub fn log_start_offset(&self) -> i64 {
@@ -118,7 +127,9 @@ impl Partition {
         // Whatever happened to this append, the high watermark may have moved for others.
         self.wake_waiters();
         waited?;
-        debug_assert!(self.high_watermark() >= end);
+        if durability == Durability::Synced {
+            self.wait_replicated(end, Instant::now() + REPLICATION_WAIT_DEFAULT).await?;
+        }
         Ok(result)
     }
 
@@ -144,11 +155,16 @@ impl Partition {
         Ok(result)
     }
 
-    /// Resolves once every offset below `end_offset` is as durable as asked.
-    pub async fn wait_until(&self, end_offset: i64, durability: Durability) -> Result<(), PartitionError> {
+    /// Resolves once every offset below `end_offset` is as durable as asked:
+    /// for acks=all, fdatasync'ed here and on every ISR member (the high
+    /// watermark covers it), by `deadline`.
+    pub async fn wait_until(&self, end_offset: i64, durability: Durability, deadline: Instant) -> Result<(), PartitionError> {
         match durability {
             Durability::Written => self.log.wait_written(end_offset).await?,
-            Durability::Synced => self.log.wait_durable(end_offset).await?,
+            Durability::Synced => {
+                self.log.wait_durable(end_offset).await?;
+                self.wait_replicated(end_offset, deadline).await?;
+            }
         }
         Ok(())
     }
@@ -159,11 +175,32 @@ impl Partition {
         Ok(self.log.read(offset, max_bytes, hw, min_one).await?)
     }
 
+    /// A follower's read: up to what reached the kernel, past the high watermark.
+    pub async fn read_for_follower(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadResult, PartitionError> {
+        let end = self.log.written_end_offset();
+        Ok(self.log.read(offset, max_bytes, end, min_one).await?)
+    }
+
     /// Resolves when the high watermark is above `offset` or at `deadline`.
     pub async fn wait_for_data(&self, offset: i64, deadline: Instant) {
         if self.high_watermark() > offset {
             return;
         }
+        self.wait_for_change(deadline).await
+    }
+
+    /// A follower's fetch: resolves when the log's written end is above
+    /// `offset` or at `deadline`.
+    pub async fn wait_for_written(&self, offset: i64, deadline: Instant) {
+        if self.log.written_end_offset() > offset {
+            return;
+        }
+        self.wait_for_change(deadline).await
+    }
+
+    /// Resolves at the next wake-up of this partition's waiters (an append
+    /// reached the kernel, the high watermark or the role changed) or at `deadline`.
+    pub async fn wait_for_change(&self, deadline: Instant) {
         let rx = {
             let mut waiters = self.waiters.borrow_mut();
             waiters.retain(|w| !w.is_canceled());
@@ -191,7 +228,7 @@ impl Partition {
         }
     }
 
-    fn wake_waiters(&self) {
+    pub(crate) fn wake_waiters(&self) {
         let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
         for w in waiters {
             let _ = w.send(());
@@ -213,3 +250,6 @@ impl Partition {
 
 /// Poll interval bound used by callers that wait on several partitions.
 pub const WAIT_SLICE: Duration = Duration::from_millis(500);
+/// How long an acks=all append without a request timeout (a coordinator's
+/// write) waits for the ISR.
+pub const REPLICATION_WAIT_DEFAULT: Duration = Duration::from_secs(30);

@@ -162,6 +162,10 @@ impl ProducerStates {
         self.config = config;
     }
 
+    pub fn config(&self) -> ProducerStateConfig {
+        self.config
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -340,6 +340,9 @@ pub struct Log {
     me: Weak<Log>,
     state: RefCell<State>,
     progress: Notify,
+    /// False on a follower: leader appends (which assign offsets) are
+    /// refused, synchronously with the role change.
+    accepts_leader_appends: std::cell::Cell<bool>,
     /// Test-only fault injection: the next DMA write fails as if the disk were full.
     #[cfg(test)]
     fail_next_write: std::cell::Cell<bool>,
@@ -397,6 +400,7 @@ impl Log {
             me: me.clone(),
             state: RefCell::new(state),
             progress: Notify::default(),
+            accepts_leader_appends: std::cell::Cell::new(true),
             #[cfg(test)]
             fail_next_write: std::cell::Cell::new(false),
         }))
@@ -404,6 +408,11 @@ impl Log {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// A leader takes appends that assign offsets; a follower only replicated ones.
+    pub fn set_accepts_leader_appends(&self, accepts: bool) {
+        self.accepts_leader_appends.set(accepts);
     }
 
     /// The settings in force.
@@ -622,6 +631,9 @@ impl Log {
         let mut st = self.state.borrow_mut();
         if st.closed {
             return Err(StorageError::Closed);
+        }
+        if matches!(offsets, Offsets::Assign { .. }) && !self.accepts_leader_appends.get() {
+            return Err(StorageError::NotLeader);
         }
         let mut next = st.log_end;
         if let Offsets::Keep = offsets {

@@ -59,6 +59,8 @@ pub enum StorageError {
     Closed,
     /// `append` was called with headers that do not describe the bytes given.
     InvalidAppend(&'static str),
+    /// A leader's append on a replica that follows now.
+    NotLeader,
 }
 
 impl fmt::Display for StorageError {
@@ -77,6 +79,7 @@ impl fmt::Display for StorageError {
             }
             StorageError::Closed => write!(f, "log is closed"),
             StorageError::InvalidAppend(why) => write!(f, "invalid append: {why}"),
+            StorageError::NotLeader => write!(f, "this replica is a follower now"),
         }
     }
 }

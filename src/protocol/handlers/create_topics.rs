@@ -53,6 +53,7 @@ pub fn controller_error_message(e: &ControllerError) -> String {
         | ControllerError::InvalidConfig(m)
         | ControllerError::Unavailable(m) => m.clone(),
         ControllerError::NotController => "This node is not the active controller.".into(),
+        ControllerError::AlterPartition(e) => format!("{e:?}"),
     }
 }
 

@@ -45,6 +45,10 @@ struct ReadPart {
     offset: i64,
     max_bytes: usize,
     read_committed: bool,
+    /// A follower's fetch: its broker id (-1 for a consumer).
+    replica_id: i32,
+    /// The leader epoch the fetcher believes in (-1: not checked).
+    current_leader_epoch: i32,
 }
 
 struct ReadOut {
@@ -83,6 +87,8 @@ impl Payload {
 pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> (FetchResponse, Vec<Vec<Segment>>) {
     let version = ctx.api_version;
     let md = ctx.shard.metadata();
+    // v15+ carries the follower's id in ReplicaState.
+    let replica_id = if version >= 15 { req.replica_state.replica_id.0 } else { req.replica_id.0 };
     let node_id = ctx.shard.config.node_id;
     let mut topics = Vec::with_capacity(req.topics.len());
     let mut by_shard: BTreeMap<ShardId, Vec<ReadPart>> = BTreeMap::new();
@@ -134,7 +140,9 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> (FetchResponse, 
                     partition: p.partition,
                     offset: p.fetch_offset,
                     max_bytes: p.partition_max_bytes.max(0) as usize,
-                    read_committed: req.isolation_level == 1,
+                    read_committed: req.isolation_level == 1 && replica_id < 0,
+                    replica_id,
+                    current_leader_epoch: p.current_leader_epoch,
                 }),
             }
             partitions.push(data);
@@ -246,6 +254,21 @@ async fn read_local(shard: Rc<ShardState>, parts: Vec<ReadPart>, max_bytes: usiz
             });
             continue;
         };
+        if let Some(code) = epoch_mismatch(&partition, p.current_leader_epoch) {
+            out.push(ReadOut::failed(p.slot, code));
+            continue;
+        }
+        if p.replica_id >= 0 {
+            // The follower's fetch offset is its (durable) log end: progress for the ISR and HW.
+            match partition.on_follower_fetch(p.replica_id, p.offset) {
+                Ok(Some(change)) => crate::replication::propose_isr_change(&shard, &partition, change),
+                Ok(None) => {}
+                Err(e) => {
+                    out.push(ReadOut::failed(p.slot, partition_error_code(&e)));
+                    continue;
+                }
+            }
+        }
         let high_watermark = partition.high_watermark();
         let last_stable_offset = partition.last_stable_offset();
         let log_start_offset = partition.log_start_offset();
@@ -253,8 +276,13 @@ async fn read_local(shard: Rc<ShardState>, parts: Vec<ReadPart>, max_bytes: usiz
         let result = if limit == 0 && any_data {
             Ok(Payload::empty())
         } else {
-            let read =
-                if p.read_committed { partition.read_committed(p.offset, limit, !any_data).await } else { partition.read(p.offset, limit, !any_data).await };
+            let read = if p.replica_id >= 0 {
+                partition.read_for_follower(p.offset, limit, !any_data).await
+            } else if p.read_committed {
+                partition.read_committed(p.offset, limit, !any_data).await
+            } else {
+                partition.read(p.offset, limit, !any_data).await
+            };
             match read {
                 Ok(r) => into_payload(r).await.map_err(|e| PartitionError::Storage(crate::storage::StorageError::Io(e))),
                 Err(e) => Err(e),
@@ -285,6 +313,37 @@ async fn read_local(shard: Rc<ShardState>, parts: Vec<ReadPart>, max_bytes: usiz
         }
     }
     out
+}
+
+/// Kafka's leader-epoch fencing of fetches (KIP-320): an older epoch than
+/// ours is FENCED_LEADER_EPOCH, a newer one (our metadata lags) UNKNOWN_LEADER_EPOCH.
+fn epoch_mismatch(partition: &crate::partition::Partition, requested: i32) -> Option<i16> {
+    if requested < 0 {
+        return None;
+    }
+    let ours = partition.leader_epoch();
+    if !partition.is_leader() {
+        return Some(ResponseError::NotLeaderOrFollower.code());
+    }
+    match requested.cmp(&ours) {
+        std::cmp::Ordering::Less => Some(ResponseError::FencedLeaderEpoch.code()),
+        std::cmp::Ordering::Greater => Some(ResponseError::UnknownLeaderEpoch.code()),
+        std::cmp::Ordering::Equal => None,
+    }
+}
+
+impl ReadOut {
+    fn failed(slot: (usize, usize), error_code: i16) -> ReadOut {
+        ReadOut {
+            slot,
+            error_code,
+            high_watermark: -1,
+            log_start_offset: -1,
+            records: Payload::empty(),
+            last_stable_offset: -1,
+            aborted: Vec::new(),
+        }
+    }
 }
 
 /// Cached batches travel as bytes; segment ranges as file descriptors for
@@ -330,7 +389,19 @@ async fn into_bytes(r: ReadResult) -> std::io::Result<Bytes> {
 async fn wait_any(ctx: &RequestContext, by_shard: &BTreeMap<ShardId, Vec<ReadPart>>, deadline: Instant) {
     let mut waits: Vec<std::pin::Pin<Box<dyn Future<Output = ()>>>> = Vec::new();
     for (&shard, parts) in by_shard {
-        let offsets: Vec<(String, i32, i64, bool)> = parts.iter().map(|p| (p.topic.clone(), p.partition, p.offset, p.read_committed)).collect();
+        let offsets: Vec<(String, i32, i64, Wait)> = parts
+            .iter()
+            .map(|p| {
+                let wait = if p.replica_id >= 0 {
+                    Wait::Written
+                } else if p.read_committed {
+                    Wait::Stable
+                } else {
+                    Wait::HighWatermark
+                };
+                (p.topic.clone(), p.partition, p.offset, wait)
+            })
+            .collect();
         let mesh = ctx.shard.mesh.clone();
         waits.push(Box::pin(async move {
             let _ = mesh.call(shard, move |s: Rc<ShardState>| wait_local(s, offsets, deadline)).await;
@@ -341,15 +412,24 @@ async fn wait_any(ctx: &RequestContext, by_shard: &BTreeMap<ShardId, Vec<ReadPar
     first_of(waits).await;
 }
 
-async fn wait_local(shard: Rc<ShardState>, offsets: Vec<(String, i32, i64, bool)>, deadline: Instant) {
+/// What a waiting fetch waits for on one partition.
+#[derive(Clone, Copy)]
+enum Wait {
+    HighWatermark,
+    Stable,
+    /// A follower: anything written past its offset.
+    Written,
+}
+
+async fn wait_local(shard: Rc<ShardState>, offsets: Vec<(String, i32, i64, Wait)>, deadline: Instant) {
     let mut waits = Vec::with_capacity(offsets.len());
-    for (topic, partition, offset, read_committed) in offsets {
+    for (topic, partition, offset, wait) in offsets {
         if let Some(p) = shard.local_partition(&topic, partition).await {
             waits.push(async move {
-                if read_committed {
-                    p.wait_for_stable(offset, deadline).await
-                } else {
-                    p.wait_for_data(offset, deadline).await
+                match wait {
+                    Wait::Stable => p.wait_for_stable(offset, deadline).await,
+                    Wait::HighWatermark => p.wait_for_data(offset, deadline).await,
+                    Wait::Written => p.wait_for_written(offset, deadline).await,
                 }
             });
         }

@@ -38,6 +38,8 @@ struct LocalAppend {
     partition: i32,
     records: Bytes,
     headers: Vec<BatchHeader>,
+    /// The topic's min.insync.replicas (acks=all checks it again after the wait).
+    min_insync: usize,
 }
 
 struct SlotResult {
@@ -50,6 +52,7 @@ struct SlotResult {
     end_offset: i64,
     log_start_offset: i64,
     log_append_time_ms: i64,
+    min_insync: usize,
 }
 
 impl SlotResult {
@@ -63,6 +66,7 @@ impl SlotResult {
             end_offset: -1,
             log_start_offset: -1,
             log_append_time_ms: -1,
+            min_insync: 0,
         }
     }
 }
@@ -190,11 +194,14 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> ProduceOutcome
                 partition: part.index,
                 records,
                 headers,
+                min_insync,
             });
         }
     }
     response.node_endpoints = leader_hints;
     let durability = if acks == -1 { Durability::Synced } else { Durability::Written };
+    // Kafka: acks=all waits at most the request's timeout for the ISR.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(req.timeout_ms.clamp(0, 300_000) as u64);
     // Phase 1, in request order: append on the owners (offsets assigned).
     let mut calls = Vec::with_capacity(by_shard.len());
     for (shard, appends) in by_shard {
@@ -221,15 +228,15 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> ProduceOutcome
     ProduceOutcome::Deferred(Box::pin(async move {
         let mut waits = Vec::with_capacity(appended.len());
         for (shard, results) in appended {
-            let pending: Vec<(String, i32, i64)> =
-                results.iter().filter(|r| r.error_code == 0).map(|r| (r.topic.clone(), r.partition, r.end_offset)).collect();
+            let pending: Vec<(String, i32, i64, usize)> =
+                results.iter().filter(|r| r.error_code == 0).map(|r| (r.topic.clone(), r.partition, r.end_offset, r.min_insync)).collect();
             let mesh = mesh.clone();
             waits.push(glommio::spawn_local(async move {
                 let codes = if pending.is_empty() {
                     Vec::new()
                 } else {
                     let n = pending.len();
-                    mesh.call(shard, move |s: Rc<ShardState>| wait_local(s, pending, durability))
+                    mesh.call(shard, move |s: Rc<ShardState>| wait_local(s, pending, durability, deadline))
                         .await
                         .unwrap_or_else(|_| vec![ResponseError::NotLeaderOrFollower.code(); n])
                 };
@@ -321,6 +328,7 @@ async fn append_local(shard: Rc<ShardState>, appends: Vec<LocalAppend>) -> Vec<S
                 end_offset: r.last_offset + 1,
                 log_start_offset: partition.log_start_offset(),
                 log_append_time_ms: r.log_append_time_ms,
+                min_insync: a.min_insync,
             }),
             Err(e) => {
                 tracing::warn!(topic = %a.topic, partition = a.partition, error = ?e, "append failed");
@@ -332,14 +340,18 @@ async fn append_local(shard: Rc<ShardState>, appends: Vec<LocalAppend>) -> Vec<S
 }
 
 /// Runs on the owner shard: waits for each appended range; one code per entry.
-async fn wait_local(shard: Rc<ShardState>, pending: Vec<(String, i32, i64)>, durability: Durability) -> Vec<i16> {
+async fn wait_local(shard: Rc<ShardState>, pending: Vec<(String, i32, i64, usize)>, durability: Durability, deadline: std::time::Instant) -> Vec<i16> {
     let mut tasks = Vec::with_capacity(pending.len());
-    for (topic, partition, end) in pending {
+    for (topic, partition, end, min_insync) in pending {
         let shard = shard.clone();
         tasks.push(glommio::spawn_local(async move {
             match shard.local_partition(&topic, partition).await {
                 None => ResponseError::NotLeaderOrFollower.code(),
-                Some(p) => match p.wait_until(end, durability).await {
+                Some(p) => match p.wait_until(end, durability, deadline).await {
+                    // Kafka: replicated, but the ISR fell below the minimum meanwhile.
+                    Ok(()) if durability == Durability::Synced && p.isr().len() < min_insync => {
+                        ResponseError::NotEnoughReplicasAfterAppend.code()
+                    }
                     Ok(()) => 0,
                     Err(e) => partition_error_code(&e),
                 },
