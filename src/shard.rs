@@ -74,6 +74,9 @@ impl ShardState {
             let md = rx.borrow_and_update().clone();
             self.partitions.sync_with(&md).await;
             crate::replication::Fetchers::ensure(&self);
+            // Coordinators follow leadership: load what this shard leads now.
+            glommio::spawn_local(crate::coordinator::load_owned(self.clone())).detach();
+            glommio::spawn_local(crate::txn::load_owned(self.clone())).detach();
             let changed = async { rx.changed().await.is_ok() };
             let stop = async {
                 self.shutdown.wait().await;

@@ -38,11 +38,11 @@ def admin(bootstrap):
     return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 10000})
 
 
-def create_topic(bootstrap, name, partitions=1, config=None, timeout_s=20):
+def create_topic(bootstrap, name, partitions=1, config=None, timeout_s=20, replication_factor=1):
     """Create a topic through the admin API and wait for the result (raises on error)."""
     a = admin(bootstrap)  # must outlive the future: a destroyed handle fails it with _DESTROY
     futures = a.create_topics(
-        [NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})],
+        [NewTopic(name, num_partitions=partitions, replication_factor=replication_factor, config=config or {})],
         operation_timeout=timeout_s, request_timeout=timeout_s)
     futures[name].result(timeout=timeout_s)
 

@@ -226,3 +226,130 @@ pub fn imbalanced(meta: &ClusterMetadata) -> Vec<(String, i32)> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::{BrokerMeta, TopicMeta};
+
+    fn broker(id: NodeId) -> BrokerMeta {
+        BrokerMeta {
+            node_id: id,
+            host: "h".into(),
+            port: 1,
+            rack: None,
+            shard_count: 1,
+            listeners: Vec::new(),
+            incarnation: Uuid::nil(),
+            fenced: false,
+        }
+    }
+
+    /// Three brokers and topic "t" with one partition on [1, 2, 3], led by 1.
+    fn cluster(configs: &[(&str, &str)]) -> ClusterMetadata {
+        let mut m = ClusterMetadata::default();
+        for id in 1..=3 {
+            m.brokers.insert(id, broker(id));
+        }
+        let replicas: Vec<ReplicaPlacement> = (1..=3).map(|n| ReplicaPlacement { node_id: n, shard: 0 }).collect();
+        m.topics.insert(
+            "t".into(),
+            TopicMeta {
+                name: "t".into(),
+                id: Uuid::from_u128(7),
+                partitions: vec![PartitionMeta { partition: 0, leader: replicas[0], leader_epoch: 0, isr: vec![1, 2, 3], replicas, partition_epoch: 0 }],
+                configs: configs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                internal: false,
+            },
+        );
+        m
+    }
+
+    fn fence(m: &mut ClusterMetadata, id: NodeId) {
+        m.brokers.get_mut(&id).unwrap().fenced = true;
+        on_broker_fenced(m, id);
+    }
+
+    fn p(m: &ClusterMetadata) -> &PartitionMeta {
+        &m.topics["t"].partitions[0]
+    }
+
+    #[test]
+    fn fencing_the_leader_elects_from_the_isr_and_bumps_epochs() {
+        // Proves a fenced leader is replaced by the next live ISR member in replica order, leaves the ISR, and both epochs move.
+        let mut m = cluster(&[]);
+        fence(&mut m, 1);
+        assert_eq!((p(&m).leader.node_id, p(&m).leader_epoch, p(&m).isr.clone()), (2, 1, vec![2, 3]));
+        assert_eq!(p(&m).partition_epoch, 1);
+        // A follower's fencing only shrinks the ISR.
+        fence(&mut m, 3);
+        assert_eq!((p(&m).leader.node_id, p(&m).leader_epoch, p(&m).isr.clone()), (2, 1, vec![2]));
+    }
+
+    #[test]
+    fn the_last_isr_member_is_kept_and_leads_again_when_it_returns() {
+        // Proves a partition whose whole ISR is fenced has no leader, never elects an out-of-sync replica (unclean election off), and the last ISR member leads again when unfenced.
+        let mut m = cluster(&[]);
+        fence(&mut m, 2);
+        fence(&mut m, 3);
+        fence(&mut m, 1);
+        assert_eq!(p(&m).leader.node_id, NO_LEADER);
+        assert_eq!(p(&m).isr, vec![1]);
+        m.brokers.get_mut(&2).unwrap().fenced = false;
+        on_broker_unfenced(&mut m, 2, false);
+        assert_eq!(p(&m).leader.node_id, NO_LEADER, "2 is not in the ISR");
+        m.brokers.get_mut(&1).unwrap().fenced = false;
+        on_broker_unfenced(&mut m, 1, false);
+        assert_eq!(p(&m).leader.node_id, 1);
+        assert!(p(&m).leader_epoch >= 2);
+    }
+
+    #[test]
+    fn unclean_election_takes_a_live_replica_outside_the_isr() {
+        // Proves unclean.leader.election.enable=true elects a live out-of-sync replica rather than leave the partition offline.
+        let mut m = cluster(&[("unclean.leader.election.enable", "true")]);
+        fence(&mut m, 2);
+        fence(&mut m, 3);
+        m.brokers.get_mut(&3).unwrap().fenced = false;
+        fence(&mut m, 1);
+        assert_eq!((p(&m).leader.node_id, p(&m).isr.clone()), (3, vec![3]));
+    }
+
+    #[test]
+    fn alter_partition_is_fenced_by_leader_and_partition_epoch() {
+        // Proves AlterPartition needs the current leader, leader epoch and partition epoch, keeps the leader in the ISR, takes only live replicas, and bumps the partition epoch.
+        let mut m = cluster(&[]);
+        let req = |leader_id, leader_epoch, partition_epoch, new_isr: Vec<NodeId>| AlterPartition {
+            topic: "t".into(),
+            topic_id: Uuid::from_u128(7),
+            partition: 0,
+            leader_id,
+            leader_epoch,
+            partition_epoch,
+            new_isr,
+        };
+        assert_eq!(alter_partition(&mut m, &req(2, 0, 0, vec![2])), Err(AlterPartitionError::FencedLeaderEpoch));
+        assert_eq!(alter_partition(&mut m, &req(1, 0, 5, vec![1])), Err(AlterPartitionError::InvalidUpdateVersion));
+        assert_eq!(alter_partition(&mut m, &req(1, 0, 0, vec![2])), Err(AlterPartitionError::InvalidRequest));
+        assert_eq!(alter_partition(&mut m, &req(1, 0, 0, vec![3, 1])), Ok(()));
+        assert_eq!((p(&m).isr.clone(), p(&m).partition_epoch), (vec![1, 3], 1));
+        m.brokers.get_mut(&2).unwrap().fenced = true;
+        assert_eq!(alter_partition(&mut m, &req(1, 0, 1, vec![1, 2, 3])), Err(AlterPartitionError::IneligibleReplica));
+    }
+
+    #[test]
+    fn preferred_election_moves_leadership_back() {
+        // Proves preferred leader election gives leadership back to the first replica once it is live and in the ISR, and that imbalance is reported until then.
+        let mut m = cluster(&[]);
+        fence(&mut m, 1);
+        assert_eq!(p(&m).leader.node_id, 2);
+        m.brokers.get_mut(&1).unwrap().fenced = false;
+        on_broker_unfenced(&mut m, 1, true);
+        assert!(imbalanced(&m).is_empty(), "1 is not back in the ISR yet");
+        assert_eq!(elect_preferred(&mut m, None), 0);
+        m.topics.get_mut("t").unwrap().partitions[0].isr = vec![1, 2, 3];
+        assert_eq!(imbalanced(&m), vec![("t".to_string(), 0)]);
+        assert_eq!(elect_preferred(&mut m, None), 1);
+        assert_eq!(p(&m).leader.node_id, 1);
+    }
+}

@@ -775,7 +775,7 @@ mod tests {
             assert_eq!(p.replicas.len(), 2);
             assert_ne!(p.replicas[0].node_id, p.replicas[1].node_id);
             assert_eq!(p.leader, p.replicas[0]);
-            assert_eq!(p.isr, vec![p.replicas[0].node_id], "only the leader holds the data until replication exists");
+            assert_eq!(p.isr, p.replicas.iter().map(|r| r.node_id).collect::<Vec<_>>(), "every replica starts in sync");
             *leaders.entry(p.leader.node_id).or_insert(0) += 1;
         }
         assert_eq!(leaders.get(&1), Some(&2));

@@ -96,6 +96,10 @@ enum LoadState {
 pub struct OffsetsPartition {
     pub index: i32,
     pub log: Rc<Partition>,
+    /// The leader epoch of `log` this state was loaded in: a new leadership
+    /// (even of this same replica) reloads, since another leader may have
+    /// written in between.
+    leader_epoch: i32,
     state: Cell<LoadState>,
     load_waiters: RefCell<Vec<oneshot::Sender<()>>>,
     pub groups: RefCell<HashMap<String, Group>>,
@@ -241,15 +245,20 @@ impl GroupCoordinator {
             self.unload(index);
             return Err(GroupError::NotCoordinator);
         };
+        if !log.is_leader() {
+            self.unload(index);
+            return Err(GroupError::NotCoordinator);
+        }
         let existing = self.partitions.borrow().get(&index).cloned();
         if let Some(op) = existing {
-            if Rc::ptr_eq(&op.log, &log) {
+            if Rc::ptr_eq(&op.log, &log) && op.leader_epoch == log.leader_epoch() {
                 return if op.is_loaded() { Ok(op) } else { Err(GroupError::LoadInProgress) };
             }
             self.unload(index);
         }
         let op = Rc::new(OffsetsPartition {
             index,
+            leader_epoch: log.leader_epoch(),
             log,
             state: Cell::new(LoadState::Loading),
             load_waiters: RefCell::new(Vec::new()),

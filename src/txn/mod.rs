@@ -137,6 +137,8 @@ pub fn now_ms() -> i64 {
 pub struct TxnPartition {
     pub index: i32,
     pub log: Rc<Partition>,
+    /// The leader epoch the state was loaded in (a new leadership reloads).
+    leader_epoch: i32,
     loaded: Cell<bool>,
     /// One operation at a time on this partition's ids.
     lock: std::sync::Arc<async_lock::Mutex<()>>,
@@ -245,12 +247,17 @@ impl TxnCoordinator {
             self.partitions.borrow_mut().remove(&index);
             return Err(TxnError::NotCoordinator);
         };
+        if !log.is_leader() {
+            self.partitions.borrow_mut().remove(&index);
+            return Err(TxnError::NotCoordinator);
+        }
         let existing = self.partitions.borrow().get(&index).cloned();
         let tp = match existing {
-            Some(tp) if Rc::ptr_eq(&tp.log, &log) => tp,
+            Some(tp) if Rc::ptr_eq(&tp.log, &log) && tp.leader_epoch == log.leader_epoch() => tp,
             _ => {
                 let tp = Rc::new(TxnPartition {
                     index,
+                    leader_epoch: log.leader_epoch(),
                     log,
                     loaded: Cell::new(false),
                     lock: std::sync::Arc::new(async_lock::Mutex::new(())),

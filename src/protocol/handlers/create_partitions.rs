@@ -168,6 +168,7 @@ mod tests {
                         leader_epoch: 0,
                         replicas: vec![placement],
                         isr: vec![0],
+                        partition_epoch: 0,
                     })
                     .collect(),
                 configs: BTreeMap::new(),

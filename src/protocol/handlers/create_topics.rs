@@ -340,6 +340,7 @@ mod tests {
                     leader_epoch: 0,
                     replicas: vec![placement; rf],
                     isr: vec![0],
+                    partition_epoch: 0,
                 })
                 .collect(),
             configs: configs
