@@ -106,6 +106,9 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
         controller_addr: config.controller_addr,
         heartbeat_interval: Duration::from_millis(config.broker_heartbeat_interval_ms),
         session_timeout: Duration::from_millis(config.broker_session_timeout_ms),
+        leader_rebalance_interval: config
+            .auto_leader_rebalance_enable
+            .then(|| Duration::from_secs(config.leader_imbalance_check_interval_seconds)),
         shutdown: shutdown.clone(),
     });
     let controller = match controller {

@@ -130,6 +130,10 @@ pub struct ControllerConfig {
     pub controller_addr: Option<std::net::SocketAddr>,
     pub heartbeat_interval: Duration,
     pub session_timeout: Duration,
+    /// `auto.leader.rebalance.enable` / `leader.imbalance.check.interval.seconds`:
+    /// how often the active controller hands leadership back to preferred
+    /// replicas (None: never).
+    pub leader_rebalance_interval: Option<Duration>,
     /// Process shutdown: a broker fences itself (controlled shutdown) when it fires.
     pub shutdown: Shutdown,
 }
@@ -664,6 +668,8 @@ fn single_outcome(resp: CommandResponse) -> Result<(), ControllerError> {
 struct Sessions {
     leader_term: Option<u64>,
     last_heartbeat: HashMap<NodeId, Instant>,
+    /// When this controller last checked leadership balance.
+    last_rebalance: Option<Instant>,
 }
 
 async fn serve(node: Node, mut requests: mpsc::Receiver<Request>, mut stop: oneshot::Receiver<()>) {
@@ -708,6 +714,7 @@ async fn leader_duties(node: &Node, sessions: &mut Sessions) {
     if sessions.leader_term != Some(term) {
         sessions.leader_term = Some(term);
         sessions.last_heartbeat.clear();
+        sessions.last_rebalance = None;
     }
     let meta = node.publisher.borrow().clone();
     if meta.cluster_id.is_empty() {
@@ -734,6 +741,29 @@ async fn leader_duties(node: &Node, sessions: &mut Sessions) {
                 Err(e) => tracing::warn!(broker = b.node_id, error = %e, "cannot fence broker"),
             }
         }
+    }
+    rebalance_leaders(node, sessions, &meta).await;
+}
+
+/// `auto.leader.rebalance.enable`: every interval, partitions whose
+/// preferred replica (the first assigned) is live and in sync but does not
+/// lead get it back as leader, so leadership spreads again after restarts.
+async fn rebalance_leaders(node: &Node, sessions: &mut Sessions, meta: &ClusterMetadata) {
+    let Some(interval) = node.config.leader_rebalance_interval else { return };
+    let now = Instant::now();
+    let last = *sessions.last_rebalance.get_or_insert(now);
+    if now.duration_since(last) < interval {
+        return;
+    }
+    sessions.last_rebalance = Some(now);
+    let partitions = election::imbalanced(meta);
+    if partitions.is_empty() {
+        return;
+    }
+    let count = partitions.len();
+    match write(&node.raft, Command::ElectPreferredLeaders { partitions: Some(partitions) }).await {
+        Ok(_) => tracing::info!(partitions = count, "leadership moved back to preferred replicas"),
+        Err(e) => tracing::warn!(error = %e, "preferred leader election failed"),
     }
 }
 

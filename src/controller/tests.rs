@@ -28,6 +28,7 @@ fn config(dir: &TestDir, shard_count: usize) -> ControllerConfig {
         controller_addr: None,
         heartbeat_interval: Duration::from_millis(200),
         session_timeout: Duration::from_millis(1000),
+        leader_rebalance_interval: None,
         shutdown: never_shutdown(),
     }
 }

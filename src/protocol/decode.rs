@@ -122,6 +122,7 @@ pub fn decode_request(frame: Bytes) -> Result<(FrameHead, RequestHeader), FrameR
         DescribeTransactions => m::DescribeTransactionsRequest,
         ListTransactions => m::ListTransactionsRequest,
         DescribeProducers => m::DescribeProducersRequest,
+        ElectLeaders => m::ElectLeadersRequest,
         OffsetForLeaderEpoch => m::OffsetForLeaderEpochRequest,
         WriteTxnMarkers => m::WriteTxnMarkersRequest,
     );

@@ -8,6 +8,7 @@ pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod describe_producers;
+pub mod elect_leaders;
 pub mod offset_for_leader_epoch;
 pub mod describe_transactions;
 pub mod end_txn;
@@ -95,6 +96,7 @@ pub const HANDLERS: &[HandlerDef] = &[
     handler_def!(ApiKey::DescribeTransactions, describe_transactions),
     handler_def!(ApiKey::ListTransactions, list_transactions),
     handler_def!(ApiKey::DescribeProducers, describe_producers),
+    handler_def!(ApiKey::ElectLeaders, elect_leaders),
     handler_def!(ApiKey::OffsetForLeaderEpoch, offset_for_leader_epoch),
     handler_def!(ApiKey::WriteTxnMarkers, write_txn_markers),
 ];
@@ -205,6 +207,7 @@ pub async fn dispatch(shard: &Rc<ShardState>, frame: Bytes, client_host: &str, l
         ApiKey::DescribeTransactions => route!(m::DescribeTransactionsRequest, describe_transactions::handle),
         ApiKey::ListTransactions => route!(m::ListTransactionsRequest, list_transactions::handle),
         ApiKey::DescribeProducers => route!(m::DescribeProducersRequest, describe_producers::handle),
+        ApiKey::ElectLeaders => route!(m::ElectLeadersRequest, elect_leaders::handle),
         ApiKey::OffsetForLeaderEpoch => route!(m::OffsetForLeaderEpochRequest, offset_for_leader_epoch::handle),
         ApiKey::WriteTxnMarkers => route!(m::WriteTxnMarkersRequest, write_txn_markers::handle),
         other => Dispatch::Close(format!("API {other:?} has no route")),
