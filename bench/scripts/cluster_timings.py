@@ -53,6 +53,7 @@ class Cluster:
         self.binary, self.root = binary, root
         self.kp, self.cp, self.ap = free_port(), free_port(), free_port()
         self.procs = {}
+        self.extra = []
 
     def voters(self):
         return ",".join(f"{i + 1}@{ip}:{self.cp}" for i, ip in enumerate(IPS))
@@ -63,7 +64,7 @@ class Cluster:
                "--kafka-addr", f"{ip}:{self.kp}", "--controller-addr", f"{ip}:{self.cp}",
                "--controller.quorum.voters", self.voters(), "--admin-addr", f"{ip}:{self.ap}",
                "--default.replication.factor", "3", "--offsets.topic.replication.factor", "3",
-               "--transaction.state.log.replication.factor", "3", "--shards", "1"]
+               "--transaction.state.log.replication.factor", "3", "--shards", "1"] + self.extra
         log = open(f"{self.root}/n{node}.log", "ab")
         self.procs[node] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
