@@ -98,8 +98,16 @@ class Broker:
         env.setdefault("RUST_BACKTRACE", "1")
         env.setdefault("NO_COLOR", "1")
         env.update(self.extra_env)
+        # A test that isolates brokers by cgroup (nftables) starts each in its own.
+        cgroup = getattr(self, "cgroup", None)
+        preexec = None
+        if cgroup is not None:
+            def preexec():
+                with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
+                    f.write(str(os.getpid()))
         self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, env=env, cwd=self.log_dir)
+                                     stdin=subprocess.DEVNULL, env=env, cwd=self.log_dir,
+                                     preexec_fn=preexec)
         log.close()
         return self.proc
 
