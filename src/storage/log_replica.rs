@@ -60,6 +60,27 @@ pub(super) fn recover_epochs(
     Ok((cache, dirty))
 }
 
+/// Closes the segments' O_DIRECT handles, then (on the blocking pool)
+/// unlinks their files newest first, so a crash midway leaves a log without
+/// a hole, and runs `then` (the directory sync or start checkpoint that
+/// makes it durable).
+async fn drop_segments(segments: Vec<Segment>, then: impl FnOnce() -> io::Result<()> + Send + 'static) -> io::Result<()> {
+    let paths: Vec<_> = segments.iter().map(|s| s.log_path.clone()).collect();
+    for seg in segments {
+        if let Some(dma) = seg.dma {
+            let _ = dma.close_rc().await;
+        }
+    }
+    glommio::executor()
+        .spawn_blocking(move || {
+            for p in paths.iter().rev() {
+                remove_segment_files(p);
+            }
+            then()
+        })
+        .await
+}
+
 impl Log {
     /// A follower's append: batches fetched from the leader, with the
     /// leader's offsets and epochs, stored byte for byte. They must start at
@@ -173,21 +194,8 @@ impl Log {
             st.segments.drain(si + 1..).collect()
         };
         if !later.is_empty() {
-            let paths: Vec<_> = later.iter().map(|s| s.log_path.clone()).collect();
             let dir = self.dir.clone();
-            glommio::executor()
-                .spawn_blocking(move || {
-                    for p in paths.iter().rev() {
-                        remove_segment_files(p);
-                    }
-                    File::open(&dir)?.sync_all()
-                })
-                .await?;
-        }
-        for seg in later {
-            if let Some(dma) = seg.dma {
-                let _ = dma.close_rc().await;
-            }
+            drop_segments(later, move || File::open(&dir)?.sync_all()).await?;
         }
         self.cut_segment(si, scanned.valid_size, scanned.next_offset, scanned.idx).await?;
         self.write_epochs_if_dirty().await?;
@@ -291,21 +299,8 @@ impl Log {
             st.check_invariants();
             old
         };
-        let paths: Vec<_> = old.iter().map(|s| s.log_path.clone()).collect();
         let dir = self.dir.clone();
-        for seg in old {
-            if let Some(dma) = seg.dma {
-                let _ = dma.close_rc().await;
-            }
-        }
-        glommio::executor()
-            .spawn_blocking(move || {
-                for p in paths.iter().rev() {
-                    remove_segment_files(p);
-                }
-                super::super::retention::write_log_start(&dir, start)
-            })
-            .await?;
+        drop_segments(old, move || super::super::retention::write_log_start(&dir, start)).await?;
         self.write_epochs_if_dirty().await?;
         Ok(())
     }

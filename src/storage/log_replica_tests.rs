@@ -1,33 +1,13 @@
 //! Tests of the replica side of `Log`: follower appends, tail truncation,
 //! full resets and the leader-epoch checkpoint, each across a reopen.
 
-use std::future::Future;
-use std::path::PathBuf;
-
 use bytes::BytesMut;
 
-use super::super::{Log, LogConfig, ReadResult};
+use super::super::tests::{run, small_config, temp_dir};
+use super::super::{Log, ReadResult};
 use crate::storage::batch::testing::encode_batch;
 use crate::storage::batch::validate_batches;
 use crate::storage::BatchHeader;
-
-fn run<F: Future<Output = ()> + 'static>(f: impl FnOnce() -> F) {
-    crate::storage::batch::testing::run_local(f)
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    crate::storage::batch::testing::temp_dir("replica", name)
-}
-
-fn small_config() -> LogConfig {
-    LogConfig {
-        segment_bytes: 1024,
-        segment_ms: i64::MAX,
-        index_interval_bytes: 256,
-        cache_bytes_max: 0,
-        ..LogConfig::default()
-    }
-}
 
 /// `n` batches of 3 records each, appended by a leader of `epoch`.
 async fn lead(log: &Log, n: usize, epoch: i32) {
@@ -70,7 +50,7 @@ async fn headers_of(log: &Log) -> Vec<BatchHeader> {
 fn follower_append_keeps_offsets_and_epochs_and_survives_reopen() {
     // Proves a follower's append stores the leader's offsets and epochs as given (gaps allowed), refuses batches that go back, and that offsets and the epoch cache come back after a crash-like reopen.
     run(|| async {
-        let dir = temp_dir("follower-append");
+        let dir = temp_dir("replica-follower-append");
         let log = Log::open(dir.clone(), small_config()).await.expect("open");
         let mut buf = leader_batch(0, 1);
         buf.extend(leader_batch(3, 1));
@@ -100,7 +80,7 @@ fn follower_append_keeps_offsets_and_epochs_and_survives_reopen() {
 fn truncate_to_cuts_whole_batches_across_segments_and_survives_reopen() {
     // Proves truncation removes the batch containing the target and everything after (later segments too), moves every watermark, drops epochs that started past the cut, lets appends continue at the new end, and that nothing truncated comes back after a reopen.
     run(|| async {
-        let dir = temp_dir("truncate");
+        let dir = temp_dir("replica-truncate");
         let log = Log::open(dir.clone(), small_config()).await.expect("open");
         lead(&log, 10, 2).await; // 30 offsets over several 1 KiB segments
         log.start_leader_epoch(3).await.expect("epoch 3");
@@ -142,7 +122,7 @@ fn truncate_to_cuts_whole_batches_across_segments_and_survives_reopen() {
 fn truncate_fully_restarts_the_log_at_a_new_start() {
     // Proves a full reset empties the log, starts it at the given offset (also after a reopen), and takes the leader's batches from there.
     run(|| async {
-        let dir = temp_dir("truncate-fully");
+        let dir = temp_dir("replica-truncate-fully");
         let log = Log::open(dir.clone(), small_config()).await.expect("open");
         lead(&log, 5, 1).await;
         log.truncate_fully(100).await.expect("reset");

@@ -12,15 +12,15 @@ use super::*;
 use crate::storage::batch::testing::{encode_batch, encode_batch_with};
 use crate::storage::batch::validate_batches;
 
-fn run<F: Future<Output = ()> + 'static>(f: impl FnOnce() -> F) {
+pub(super) fn run<F: Future<Output = ()> + 'static>(f: impl FnOnce() -> F) {
     crate::storage::batch::testing::run_local(f)
 }
 
-fn temp_dir(name: &str) -> PathBuf {
+pub(super) fn temp_dir(name: &str) -> PathBuf {
     crate::storage::batch::testing::temp_dir("storage", name)
 }
 
-fn small_config() -> LogConfig {
+pub(super) fn small_config() -> LogConfig {
     LogConfig {
         segment_bytes: 1024,
         segment_ms: i64::MAX,
