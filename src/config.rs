@@ -109,6 +109,8 @@ pub struct Config {
     /// Bytes a follower asks for per partition and per fetch.
     pub replica_fetch_max_bytes: i32,
     pub replica_fetch_response_max_bytes: i32,
+    /// How often each partition's high watermark is checkpointed.
+    pub replica_high_watermark_checkpoint_interval_ms: u64,
     /// Moves leadership back to preferred replicas periodically.
     pub auto_leader_rebalance_enable: bool,
     pub leader_imbalance_check_interval_seconds: u64,
@@ -248,6 +250,7 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("replica.fetch.wait.max.ms", "longest a follower's fetch waits at the leader [500]"),
     ("replica.fetch.max.bytes", "bytes per partition per follower fetch [1048576]"),
     ("replica.fetch.response.max.bytes", "bytes per follower fetch response [10485760]"),
+    ("replica.high.watermark.checkpoint.interval.ms", "how often high watermarks are checkpointed [5000]"),
     ("auto.leader.rebalance.enable", "move leadership back to preferred replicas [true]"),
     ("leader.imbalance.check.interval.seconds", "how often the controller checks leadership balance [300]"),
     ("unclean.leader.election.enable", "default unclean.leader.election.enable of topics [false]"),
@@ -343,6 +346,7 @@ impl Default for Config {
             replica_fetch_wait_max_ms: 500,
             replica_fetch_max_bytes: 1 << 20,
             replica_fetch_response_max_bytes: 10 << 20,
+            replica_high_watermark_checkpoint_interval_ms: 5000,
             auto_leader_rebalance_enable: true,
             leader_imbalance_check_interval_seconds: 300,
             unclean_leader_election_enable: false,
@@ -603,6 +607,7 @@ impl Config {
             "replica.fetch.wait.max.ms" => self.replica_fetch_wait_max_ms = parse_range(v, 0, 60_000).ok_or_else(|| bad("an integer in 0..=60000"))? as u64,
             "replica.fetch.max.bytes" => self.replica_fetch_max_bytes = parse_range(v, 1024, 64 << 20).ok_or_else(|| bad("an integer in 1024..=67108864"))? as i32,
             "replica.fetch.response.max.bytes" => self.replica_fetch_response_max_bytes = parse_range(v, 1024, 64 << 20).ok_or_else(|| bad("an integer in 1024..=67108864"))? as i32,
+            "replica.high.watermark.checkpoint.interval.ms" => self.replica_high_watermark_checkpoint_interval_ms = parse_range(v, 1, 86_400_000).ok_or_else(|| bad("an integer >= 1"))? as u64,
             "auto.leader.rebalance.enable" => self.auto_leader_rebalance_enable = parse_bool(v).ok_or_else(|| bad("true or false"))?,
             "leader.imbalance.check.interval.seconds" => self.leader_imbalance_check_interval_seconds = parse_range(v, 1, 86_400).ok_or_else(|| bad("an integer in 1..=86400"))? as u64,
             "unclean.leader.election.enable" => {

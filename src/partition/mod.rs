@@ -79,6 +79,8 @@ pub struct Partition {
     role: RefCell<replica::Role>,
     /// The high watermark as last computed (leader) or received (follower).
     hw: std::cell::Cell<i64>,
+    /// The value in `replica::HW_CHECKPOINT_FILE` (-1: none written).
+    hw_checkpointed: std::cell::Cell<i64>,
 }
 
 impl Partition {
@@ -87,9 +89,13 @@ impl Partition {
         let txns = RefCell::new(txn::TxnIndex::open(&log));
         // A follower of no one until the first `apply_metadata`: no appends.
         log.set_accepts_leader_appends(false);
-        let hw = std::cell::Cell::new(log.log_start_offset());
+        // The checkpoint never names more than the log holds (a torn tail may be gone).
+        let checkpointed = replica::read_hw_checkpoint(log.dir());
+        let hw = checkpointed.unwrap_or(0).clamp(log.log_start_offset(), log.log_end_offset());
+        let hw_checkpointed = std::cell::Cell::new(checkpointed.unwrap_or(-1));
+        let hw = std::cell::Cell::new(hw);
         let role = RefCell::new(replica::Role::Follower { leader: -1, epoch: -1 });
-        Partition { topic, partition, topic_id, leader_epoch: std::cell::Cell::new(leader_epoch), log, waiters: RefCell::new(Vec::new()), producers, txns, role, hw }
+        Partition { topic, partition, topic_id, leader_epoch: std::cell::Cell::new(leader_epoch), log, waiters: RefCell::new(Vec::new()), producers, txns, role, hw, hw_checkpointed }
     }
 
     pub fn leader_epoch(&self) -> i32 {
@@ -237,6 +243,7 @@ impl Partition {
 
     pub async fn close(&self) -> Result<(), StorageError> {
         self.wake_waiters();
+        self.checkpoint_high_watermark().await;
         self.snapshot_producers_at_close();
         self.save_txn_index_at_close();
         self.log.close().await

@@ -73,7 +73,39 @@ pub struct IsrChange {
     pub new_isr: Vec<NodeId>,
 }
 
+/// Kafka's `replication-offset-checkpoint`, one per partition directory
+/// here (a replica may move between shards; its directory goes with it).
+pub const HW_CHECKPOINT_FILE: &str = "replication-offset-checkpoint";
+
+/// The checkpointed high watermark of the log in `dir`, if any.
+pub fn read_hw_checkpoint(dir: &std::path::Path) -> Option<i64> {
+    let text = std::fs::read_to_string(dir.join(HW_CHECKPOINT_FILE)).ok()?;
+    let mut lines = text.lines();
+    (lines.next()? == "0").then_some(())?;
+    lines.next()?.trim().parse::<i64>().ok().filter(|hw| *hw >= 0)
+}
+
 impl Partition {
+    /// Writes the high watermark checkpoint if it moved since the last one
+    /// (every `replica.high.watermark.checkpoint.interval.ms` and at close),
+    /// on the blocking pool. A leader that restarts starts from it instead of
+    /// the log start, so consumers and ListOffsets see committed data at once.
+    pub async fn checkpoint_high_watermark(&self) {
+        let hw = self.high_watermark();
+        if self.hw_checkpointed.get() == hw {
+            return;
+        }
+        let path = self.log.dir().join(HW_CHECKPOINT_FILE);
+        let text = format!("0\n{hw}\n");
+        let written = glommio::executor()
+            .spawn_blocking(move || crate::storage::index::write_file_durably(&path, text.as_bytes()))
+            .await;
+        match written {
+            Ok(()) => self.hw_checkpointed.set(hw),
+            Err(e) => tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "high watermark checkpoint failed"),
+        }
+    }
+
     /// Follows the controller's view of this partition. A role or epoch
     /// change takes effect synchronously here (a deposed leader refuses
     /// appends from this point); the caller does the asynchronous part.

@@ -3,7 +3,7 @@
 //! | file | owns |
 //! |---|---|
 //! | `fetcher.rs` | one follower fetcher per (leader broker, local shard): OffsetForLeaderEpoch truncation, then Fetch with `replica_id`, append, fdatasync, high watermark |
-//! | this file | starting fetchers as metadata arrives, proposing ISR changes to the controller, the ISR shrink tick |
+//! | this file | starting fetchers as metadata arrives, proposing ISR changes to the controller, the ISR shrink tick and the high watermark checkpoints |
 //!
 //! Per shard: fetchers, ticks and proposals run on the shard that owns the
 //! replicas they serve and touch only that shard's partitions (leader-side
@@ -86,6 +86,8 @@ pub fn propose_isr_change(shard: &Rc<ShardState>, partition: &Rc<Partition>, cha
 pub async fn isr_shrink_loop(shard: Rc<ShardState>) {
     let lag_max = Duration::from_millis(shard.config.replica_lag_time_max_ms);
     let tick = (lag_max / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let checkpoint_every = Duration::from_millis(shard.config.replica_high_watermark_checkpoint_interval_ms);
+    let mut last_checkpoint = std::time::Instant::now();
     loop {
         let slept = async {
             glommio::timer::sleep(tick).await;
@@ -102,6 +104,12 @@ pub async fn isr_shrink_loop(shard: Rc<ShardState>) {
             if let Some(change) = p.isr_shrink(lag_max) {
                 tracing::warn!(topic = %p.topic, partition = p.partition, new_isr = ?change.new_isr, "shrinking ISR: a follower fell behind");
                 propose_isr_change(&shard, &p, change);
+            }
+        }
+        if last_checkpoint.elapsed() >= checkpoint_every {
+            last_checkpoint = std::time::Instant::now();
+            for p in shard.partitions.all() {
+                p.checkpoint_high_watermark().await;
             }
         }
     }
