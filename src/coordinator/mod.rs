@@ -151,7 +151,8 @@ impl OffsetsPartition {
         let mut count = 0u64;
         let mut txn_pending = HashMap::new();
         loop {
-            let read = self.log.read(offset, LOAD_READ_BYTES, true).await?;
+            // To the log end, not the HW: a new leader's HW lags what the old one acknowledged (Kafka loads to the end too).
+            let read = self.log.read_to_end(offset, LOAD_READ_BYTES, true).await?;
             let Some(last) = read.last_offset else { break };
             for chunk in &read.chunks {
                 let bytes = chunk.load().await.map_err(|e| PartitionError::Storage(e.into()))?;

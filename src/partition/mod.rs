@@ -181,8 +181,9 @@ impl Partition {
         Ok(self.log.read(offset, max_bytes, hw, min_one).await?)
     }
 
-    /// A follower's read: up to what reached the kernel, past the high watermark.
-    pub async fn read_for_follower(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadResult, PartitionError> {
+    /// Up to what reached the kernel, past the high watermark: a follower's
+    /// fetch, and a coordinator loading its partition.
+    pub async fn read_to_end(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadResult, PartitionError> {
         let end = self.log.written_end_offset();
         Ok(self.log.read(offset, max_bytes, end, min_one).await?)
     }

@@ -189,7 +189,8 @@ impl TxnPartition {
         let mut offset = self.log.log_start_offset();
         let mut txns: HashMap<String, TxnMeta> = HashMap::new();
         loop {
-            let read = self.log.read(offset, LOAD_READ_BYTES, true).await.map_err(|_| TxnError::CoordinatorNotAvailable)?;
+            // To the log end, not the HW: a new leader's HW lags what the old one acknowledged (Kafka loads to the end too).
+            let read = self.log.read_to_end(offset, LOAD_READ_BYTES, true).await.map_err(|_| TxnError::CoordinatorNotAvailable)?;
             let Some(last) = read.last_offset else { break };
             for chunk in &read.chunks {
                 let bytes = chunk.load().await.map_err(|_| TxnError::CoordinatorNotAvailable)?;

@@ -277,7 +277,7 @@ async fn read_local(shard: Rc<ShardState>, parts: Vec<ReadPart>, max_bytes: usiz
             Ok(Payload::empty())
         } else {
             let read = if p.replica_id >= 0 {
-                partition.read_for_follower(p.offset, limit, !any_data).await
+                partition.read_to_end(p.offset, limit, !any_data).await
             } else if p.read_committed {
                 partition.read_committed(p.offset, limit, !any_data).await
             } else {
