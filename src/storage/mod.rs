@@ -15,7 +15,9 @@
 //! | `index.rs` | sparse offset / time index entries and their file encoding |
 //! | `segment.rs` | one segment's bookkeeping, file handles, recovery scan |
 //! | `recovery.rs` | turning a directory into segments at open (truncating torn tails, finishing a committed compaction swap) |
-//! | `log.rs` | the `Log`: append, group-committed writer, reads, timestamps, close, head truncation |
+//! | `log.rs` | the `Log`: state, open, append, durability waits, close, head truncation (retention, DeleteRecords) |
+//! | `log_writer.rs` | the writer task: aligned O_DIRECT writes, group-committed fdatasync, seal/create of segments, rollback of a failed write |
+//! | `log_reader.rs` | reads for Fetch (tail cache or file ranges) and timestamp lookups for ListOffsets |
 //! | `retention.rs` | which old segments retention deletes; the durable log start offset checkpoint |
 //! | `compaction.rs` | compaction rules: key map, record decoding (all four codecs, bounded), batch rewrite, aborted transactions, first-dirty checkpoint, the keyless-record check of produce |
 //! | `log_compaction.rs` | `Log::compact`: one crash-safe compaction pass over sealed segments, merging small cleaned ones |
