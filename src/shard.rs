@@ -83,8 +83,17 @@ impl ShardState {
                 false
             };
             if !futures_lite::future::or(changed, stop).await {
-                return;
+                break;
             }
+        }
+        // Draining: logs are no longer opened or closed, but leadership
+        // changes still reach the partitions. The controlled shutdown moves
+        // leadership away after SIGTERM, and acks=all requests waiting here
+        // must learn it (NOT_LEADER_OR_FOLLOWER, the client retries on the
+        // new leader) instead of waiting out their timeout.
+        while rx.changed().await.is_ok() {
+            let md = rx.borrow_and_update().clone();
+            self.partitions.apply_roles_only(&md);
         }
     }
 }

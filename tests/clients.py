@@ -271,3 +271,16 @@ def b64(b):
 
 def unb64(s):
     return None if s is None else base64.b64decode(s)
+
+
+def elect_preferred(bootstrap, topic, partitions, timeout_s=20):
+    """AdminClient.elect_leaders(PREFERRED) for `partitions` of `topic`, waited for while the
+    client is alive. Returns {partition: KafkaError or None}; raises if the call itself fails."""
+    from confluent_kafka import ElectionType
+    a = admin(bootstrap)
+    # confluent-kafka 2.16's binding rejects request_timeout/operation_timeout here (SystemError):
+    # its defaults come from socket.timeout.ms.
+    fut = a.elect_leaders(ElectionType.PREFERRED, [TopicPartition(topic, p) for p in partitions])
+    result = fut.result(timeout=timeout_s + 5)
+    return {tp.partition: (None if err is None else (err.args[0] if isinstance(err, KafkaException) else err))
+            for tp, err in result.items()}

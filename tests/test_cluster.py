@@ -184,7 +184,7 @@ def test_kafkajs_tutorial_with_three_brokers(cluster):
 
 
 def test_six_partitions_spread_over_brokers_and_shards_and_round_trip(cluster):
-    """A 6-partition RF 3 topic has its leaders on all three brokers and on both shards of each, three replicas on distinct brokers, ISR = the leader; a confluent producer with all three bootstrap servers writes keyed records that a consumer reads back, every one."""
+    """A 6-partition RF 3 topic has its leaders on all three brokers and on both shards of each, three replicas on distinct brokers, each led by its first replica, ISR = all three replicas (Kafka: a new partition's ISR is its replica set) in /v1/cluster and Metadata; a confluent producer with all three bootstrap servers writes keyed records that a consumer reads back, every one."""
     topic = "cl-spread"
     create_rf3(cluster, topic, 6)
     t = view_topic(cluster[2], topic)
@@ -193,8 +193,8 @@ def test_six_partitions_spread_over_brokers_and_shards_and_round_trip(cluster):
     for p in t["partitions"]:
         replicas = p["replicas"]
         assert len(replicas) == 3 and len({r["node_id"] for r in replicas}) == 3, p
-        assert p["leader"] in {r["node_id"] for r in replicas}, p
-        assert p["isr"] == [p["leader"]], p
+        assert p["leader"] == replicas[0]["node_id"], p
+        assert sorted(p["isr"]) == sorted(r["node_id"] for r in replicas), p
         leader_shard = [r["shard"] for r in replicas if r["node_id"] == p["leader"]][0]
         leaders.setdefault(p["leader"], set()).add(leader_shard)
     print("leader shards per broker:", leaders)
@@ -203,6 +203,7 @@ def test_six_partitions_spread_over_brokers_and_shards_and_round_trip(cluster):
         assert shards == {0, 1}, f"broker {broker_id} leads partitions only on shards {shards}: {t['partitions']}"
     md = cluster[3].metadata([topic])["topics"][topic]["partitions"]
     assert {i: p["leader"] for i, p in md.items()} == {p["partition"]: p["leader"] for p in t["partitions"]}
+    assert all(sorted(p["isr"]) == sorted(p["replicas"]) == [1, 2, 3] for p in md.values()), md
 
     records = [{"key": f"k{i % 40}".encode(), "value": f"v{i}".encode()} for i in range(600)]
     delivered = produce_all(cluster.bootstrap, topic, records)
@@ -313,46 +314,69 @@ def test_kill9_of_the_controller_elects_another_and_create_topics_works(cluster)
     assert len(set(ids.values())) == 1 and ids[old] != old, ids
 
 
-def test_kill9_of_a_broker_fences_it_and_restart_brings_its_partitions_back(cluster):
-    """kill -9 of a non-controller broker drops it from Metadata and leaves the partitions it led without a leader (LEADER_NOT_AVAILABLE, leader -1) while the others still take writes; restarted, it rejoins, leads them again, and every record produced before the kill reads back."""
+def test_kill9_of_a_broker_fails_its_partitions_over_and_restart_brings_them_back(cluster):
+    """kill -9 of a non-controller broker drops it from Metadata and, within seconds, gives every RF 3 partition it led a new leader from the ISR (leader epoch bumped; Metadata and /v1/cluster agree) and takes it out of the ISR of all six partitions, which all keep taking acks=all writes; restarted, it rejoins every ISR, a preferred-replica election (ElectLeaders) makes it lead its partitions again, and every record produced before and during the kill reads back."""
     topic = "cl-broker-kill"
     create_rf3(cluster, topic, 6)
     records = [{"value": f"before-{p}-{i}".encode(), "partition": p} for p in range(6) for i in range(10)]
-    delivered = produce_all(cluster.bootstrap, topic, records)
+    delivered = produce_all(cluster.bootstrap, topic, records, acks="all")
     expected = {(part, off): r["value"] for (part, off), r in zip(delivered, records)}
 
     controller = cluster.controller_id()
     victim = next(n for n in cluster if n.node_id != controller)
     survivors = [n for n in cluster if n is not victim]
-    led = sorted(i for i, p in survivors[0].metadata([topic])["topics"][topic]["partitions"].items()
-                 if p["leader"] == victim.node_id)
+    before = {p["partition"]: p for p in view_topic(survivors[0], topic)["partitions"]}
+    led = sorted(i for i, p in before.items() if p["leader"] == victim.node_id)
     others = sorted(set(range(6)) - set(led))
     assert led, "the victim leads none of the 6 partitions"
+    # Kafka gives a new partition its first replica as leader: the victim is the preferred leader of `led`.
+    assert all(before[i]["replicas"][0]["node_id"] == victim.node_id for i in led), before
+    assert all(sorted(p["isr"]) == [1, 2, 3] for p in before.values()), before
+
+    def failed_over(node):
+        view = {p["partition"]: p for p in view_topic(node, topic)["partitions"]}
+        parts = node.metadata([topic])["topics"][topic]["partitions"]
+        for i in range(6):
+            v, m = view[i], parts[i]
+            if v["leader"] in (-1, victim.node_id) or victim.node_id in v["isr"] or v["leader"] not in v["isr"]:
+                return False
+            if m["error"] != 0 or m["leader"] != v["leader"] or victim.node_id in m["isr"]:
+                return False
+            if i in led and v["leader_epoch"] <= before[i]["leader_epoch"]:
+                return False
+            if i in others and (v["leader"], v["leader_epoch"]) != (before[i]["leader"], before[i]["leader_epoch"]):
+                return False
+        return view
+
     try:
         victim.kill9()
         t0 = time.monotonic()
         gone = wait_for(lambda: all(victim.node_id not in n.metadata([])["brokers"] for n in survivors), 10, 0.05)
-        elapsed = time.monotonic() - t0
-        print(f"kill -9 of broker {victim.node_id}: gone from Metadata after {elapsed:.3f} s")
+        print(f"kill -9 of broker {victim.node_id}: gone from Metadata after {time.monotonic() - t0:.3f} s")
         assert gone, {n.node_id: n.metadata([])["brokers"] for n in survivors}
-
-        def leaderless(node):
-            parts = node.metadata([topic])["topics"][topic]["partitions"]
-            return all(parts[i]["leader"] == -1 and parts[i]["error"] == LEADER_NOT_AVAILABLE for i in led)
+        ok = wait_for(lambda: all(failed_over(n) for n in survivors), 10, 0.05)
+        elapsed = time.monotonic() - t0
+        during = {p["partition"]: p for p in view_topic(survivors[0], topic)["partitions"]}
+        print(f"partitions {led} of broker {victim.node_id} failed over after {elapsed:.3f} s: "
+              f"{ {i: (before[i]['leader'], before[i]['leader_epoch'], during[i]['leader'], during[i]['leader_epoch'], during[i]['isr']) for i in range(6)} }")
+        assert ok, {n.node_id: (view_topic(n, topic), n.metadata([topic])) for n in survivors}
+        assert elapsed < 5, f"failover took {elapsed:.3f} s"
         for n in survivors:
-            assert wait_for(lambda: leaderless(n), 5), (n, n.metadata([topic]))
-            parts = n.metadata([topic])["topics"][topic]["partitions"]
-            assert all(parts[i]["leader"] != -1 and parts[i]["error"] == 0 for i in others), (n, parts)
-            view = {p["partition"]: p for p in view_topic(n, topic)["partitions"]}
-            assert all(view[i]["leader"] == -1 for i in led), (n, view)
             fenced = {b["node_id"]: b["fenced"] for b in n.cluster_view()["brokers"]}
             assert fenced.get(victim.node_id) is True, fenced
-        # the partitions on live leaders keep taking writes
-        more = produce_all(cluster.bootstrap, topic, [{"value": b"during", "partition": p} for p in others])
+        # every partition, the failed-over ones too, keeps taking acks=all writes
+        more = produce_all(cluster.bootstrap, topic, [{"value": b"during", "partition": p} for p in range(6)],
+                           acks="all")
         for (part, off) in more:
             expected[(part, off)] = b"during"
     finally:
         restore(cluster, victim)
+
+    def back_in_isr():
+        return all(victim.node_id in p["isr"] for n in cluster for p in view_topic(n, topic)["partitions"])
+    assert wait_for(back_in_isr, 30), {n.node_id: view_topic(n, topic) for n in cluster}
+    election = clients.elect_preferred(cluster.bootstrap, topic, led)
+    assert election == {i: None for i in led}, election
 
     def leads_again():
         for n in cluster:
@@ -361,6 +385,8 @@ def test_kill9_of_a_broker_fences_it_and_restart_brings_its_partitions_back(clus
                 return False
         return True
     assert wait_for(leads_again, 15), {n.node_id: n.metadata([topic]) for n in cluster}
+    final = {p["partition"]: p for p in view_topic(victim, topic)["partitions"]}
+    assert all(final[i]["leader_epoch"] > during[i]["leader_epoch"] for i in led), (during, final)
     got = {}
     for part in range(6):
         for m in consume(cluster.bootstrap, topic, partition=part):
@@ -393,8 +419,8 @@ def test_sigterm_of_a_broker_fences_it_at_once_and_it_reregisters(cluster):
 
 
 def test_wrong_broker_min_isr_and_replication_factor_errors(cluster):
-    """Produce and Fetch to a broker that does not lead the partition (a follower, or not a replica at all) get NOT_LEADER_OR_FOLLOWER; acks=all to a topic with min.insync.replicas=2 gets NOT_ENOUGH_REPLICAS (acks=1 is accepted); replication factor 4 on three brokers gets INVALID_REPLICATION_FACTOR."""
-    rf3, rf1, minisr = "cl-wrong-leader-rf3", "cl-wrong-leader-rf1", "cl-min-isr-2"
+    """Produce and Fetch to a broker that does not lead the partition (a follower, or not a replica at all) get NOT_LEADER_OR_FOLLOWER; acks=all to an RF 3 topic with min.insync.replicas=3 succeeds while all three replicas are in the ISR, gets NOT_ENOUGH_REPLICAS once a killed follower left the ISR (acks=1 is still accepted) and succeeds again when the restarted follower is back in the ISR; replication factor 4 on three brokers gets INVALID_REPLICATION_FACTOR."""
+    rf3, rf1, minisr = "cl-wrong-leader-rf3", "cl-wrong-leader-rf1", "cl-min-isr-3"
     create_rf3(cluster, rf3, 1)
     assert raw_create(cluster[1], rf1, partitions=1, rf=1) == (0, None)
     assert wait_for(lambda: topic_on_every_node(cluster, rf1, 1), 10)
@@ -412,12 +438,28 @@ def test_wrong_broker_min_isr_and_replication_factor_errors(cluster):
                 assert perr == NOT_LEADER_OR_FOLLOWER, (topic, n, "produce", perr)
                 assert ferr == NOT_LEADER_OR_FOLLOWER, (topic, n, "fetch", ferr)
 
-    create_rf3(cluster, minisr, 1, config={"min.insync.replicas": "2"})
+    create_rf3(cluster, minisr, 1, config={"min.insync.replicas": "3"})
     part = cluster[1].metadata([minisr])["topics"][minisr]["partitions"][0]
-    assert part["isr"] == [part["leader"]], part
+    assert sorted(part["isr"]) == [1, 2, 3], part
     leader = cluster[part["leader"]]
-    assert raw_produce(leader, minisr, 0, [(b"k", b"acks-all")], acks=-1)[0] == NOT_ENOUGH_REPLICAS
-    assert raw_produce(leader, minisr, 0, [(b"k", b"acks-1")], acks=1) == (0, 0)
+    assert raw_produce(leader, minisr, 0, [(b"k", b"acks-all-full-isr")], acks=-1) == (0, 0)
+    controller = cluster.controller_id()
+    follower = cluster[next(r for r in part["replicas"] if r not in (leader.node_id, controller))]
+
+    def isr():
+        return leader.metadata([minisr])["topics"][minisr]["partitions"][0]["isr"]
+    try:
+        follower.kill9()
+        assert wait_for(lambda: follower.node_id not in isr(), 10), isr()
+        assert leader.metadata([minisr])["topics"][minisr]["partitions"][0]["leader"] == leader.node_id
+        assert raw_produce(leader, minisr, 0, [(b"k", b"acks-all-short-isr")], acks=-1)[0] == NOT_ENOUGH_REPLICAS
+        assert raw_produce(leader, minisr, 0, [(b"k", b"acks-1")], acks=1) == (0, 1)
+    finally:
+        restore(cluster, follower)
+    assert wait_for(lambda: sorted(isr()) == [1, 2, 3], 30), isr()
+    assert raw_produce(leader, minisr, 0, [(b"k", b"acks-all-isr-back")], acks=-1) == (0, 2)
+    assert [m["value"] for m in consume(cluster.bootstrap, minisr)] == \
+        [b"acks-all-full-isr", b"acks-1", b"acks-all-isr-back"]
 
     err = admin_results(cluster.bootstrap, "create_topics",
                         [NewTopic("cl-rf4", num_partitions=1, replication_factor=4)])["cl-rf4"][0]
@@ -561,7 +603,7 @@ def test_a_data_dir_of_another_cluster_is_refused(cluster, request):
 
 
 def test_leader_epoch_grows_when_a_fenced_leader_comes_back(cluster):
-    """When a broker's partitions lose their leader (its SIGTERM fences it) and regain it on its restart, each such partition's leader epoch in /v1/cluster grows, as Kafka's controller bumps it at every leader change."""
+    """When a broker's SIGTERM (controlled shutdown) fences it, each RF 3 partition it led moves to another member of its ISR with a bigger leader epoch in /v1/cluster; restarted, the broker rejoins the ISR, and when a preferred-replica election makes it lead them again each such partition's epoch grows once more, as Kafka's controller bumps it at every leader change."""
     topic = "cl-leader-epoch"
     create_rf3(cluster, topic, 6)
     controller = cluster.controller_id()
@@ -570,12 +612,23 @@ def test_leader_epoch_grows_when_a_fenced_leader_comes_back(cluster):
     before = {p["partition"]: (p["leader"], p["leader_epoch"]) for p in view_topic(survivors[0], topic)["partitions"]}
     led = sorted(i for i, (leader, _) in before.items() if leader == victim.node_id)
     assert led, before
+
+    def moved():
+        view = {p["partition"]: p for p in view_topic(survivors[0], topic)["partitions"]}
+        return all(view[i]["leader"] in {n.node_id for n in survivors} and victim.node_id not in view[i]["isr"]
+                   for i in led) and view
     try:
         assert victim.stop() == 0
         assert wait_for(lambda: all(victim.node_id not in n.metadata([])["brokers"] for n in survivors), 10)
-        during = {p["partition"]: (p["leader"], p["leader_epoch"]) for p in view_topic(survivors[0], topic)["partitions"]}
+        view = wait_for(moved, 10)
+        assert view, view_topic(survivors[0], topic)
+        during = {i: (p["leader"], p["leader_epoch"]) for i, p in view.items()}
     finally:
         restore(cluster, victim)
+    assert wait_for(lambda: all(victim.node_id in p["isr"] for p in view_topic(victim, topic)["partitions"]), 30), \
+        view_topic(victim, topic)
+    election = clients.elect_preferred(cluster.bootstrap, topic, led)
+    assert election == {i: None for i in led}, election
 
     def led_again():
         view = {p["partition"]: p for p in view_topic(victim, topic)["partitions"]}
@@ -584,8 +637,8 @@ def test_leader_epoch_grows_when_a_fenced_leader_comes_back(cluster):
     assert view, view_topic(victim, topic)
     after = {i: (p["leader"], p["leader_epoch"]) for i, p in view.items()}
     print(f"(leader, leader_epoch) of partitions {led}: before {before}, while fenced {during}, after {after}")
-    assert all(during[i][0] == -1 for i in led), during
-    assert all(after[i][1] > before[i][1] for i in led), {"before": before, "during": during, "after": after}
+    assert all(during[i][1] > before[i][1] for i in led), {"before": before, "during": during}
+    assert all(after[i][1] > during[i][1] for i in led), {"before": before, "during": during, "after": after}
 
 
 # ------------------------------------------------------------------ transactions across brokers
@@ -803,7 +856,7 @@ def test_create_topics_with_manual_replica_assignments(cluster):
 
 
 def test_produce_v10_to_a_non_leader_names_the_current_leader_and_its_endpoint(cluster):
-    """Produce v10 (flexible) sent to a broker that does not lead the partition, a follower of an RF 3 topic or a non-replica of an RF 1 topic, answers NOT_LEADER_OR_FOLLOWER with KIP-951's hints: the partition's current_leader (tagged field 0) is the real leader and its leader epoch, also the grown epoch after the leader was restarted, and the response's node_endpoints (tagged field 0) give that leader's host and port; the leader itself appends the record."""
+    """Produce v10 (flexible) sent to a broker that does not lead the partition, a follower of an RF 3 topic or a non-replica of an RF 1 topic, answers NOT_LEADER_OR_FOLLOWER with KIP-951's hints: the partition's current_leader (tagged field 0) is the real leader and its leader epoch, also the new leader and its grown epoch after the old leader's SIGTERM moved leadership to a follower (and the old leader, restarted, is back in the ISR), and the response's node_endpoints (tagged field 0) give that leader's host and port; the leader itself appends the record."""
     rf3, rf1 = "cl-kip951-rf3", "cl-kip951-rf1"
     create_rf3(cluster, rf3, 1)
     assert raw_create(cluster[1], rf1, partitions=1, rf=1) == (0, None)
@@ -833,7 +886,7 @@ def test_produce_v10_to_a_non_leader_names_the_current_leader_and_its_endpoint(c
 
     check_hints(rf1)
     leader, epoch = check_hints(rf3)
-    # The leader's restart (fenced, then back) bumps the epoch; the hint follows it.
+    # The leader's SIGTERM moves leadership to a follower with a bigger epoch; the hint follows it.
     node = cluster[leader]
     t0 = time.monotonic()
     try:
@@ -843,9 +896,13 @@ def test_produce_v10_to_a_non_leader_names_the_current_leader_and_its_endpoint(c
         restore(cluster, node)
     print(f"leader {leader} (controller {cluster.controller_id()}): SIGTERM took {t1 - t0:.2f} s, "
           f"back and all live {time.monotonic() - t1:.2f} s later")
-    assert wait_for(lambda: view_topic(cluster[1], rf3)["partitions"][0]["leader"] == leader, 15), \
-        view_topic(cluster[1], rf3)
-    assert check_hints(rf3)[1] > epoch, view_topic(cluster[1], rf3)
+    def moved_and_rejoined():
+        p = view_topic(cluster[1], rf3)["partitions"][0]
+        return p["leader"] not in (-1, leader) and p["leader_epoch"] > epoch and sorted(p["isr"]) == [1, 2, 3]
+    assert wait_for(moved_and_rejoined, 30), view_topic(cluster[1], rf3)
+    new_leader, new_epoch = check_hints(rf3)
+    print(f"{rf3}/0: leader {leader} epoch {epoch} -> leader {new_leader} epoch {new_epoch}")
+    assert new_leader != leader and new_epoch > epoch, view_topic(cluster[1], rf3)
 
 
 # ------------------------------------------------------------------ shutdown of the whole cluster (must stay last)

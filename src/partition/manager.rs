@@ -190,6 +190,15 @@ impl PartitionManager {
         failed
     }
 
+    /// During shutdown: role changes only (no log opened or closed).
+    pub fn apply_roles_only(&self, md: &ClusterMetadata) {
+        for part in self.all() {
+            if let Some(meta) = md.topic(&part.topic).filter(|t| t.id == part.topic_id).and_then(|t| t.partitions.get(part.partition as usize)) {
+                part.apply_metadata(meta, self.node_id);
+            }
+        }
+    }
+
     /// Follows the controller's leader and ISR for one local replica.
     async fn apply_role(&self, part: &Rc<Partition>, meta: &crate::metadata::PartitionMeta) {
         use crate::partition::replica::Transition;
