@@ -290,6 +290,22 @@ impl State {
             .checked_sub(1)
     }
 
+    /// After a tail truncation (nothing pending, everything kept is
+    /// durable): every watermark moves to `end`, epochs that started at or
+    /// past it go, and waiters for dropped offsets fail (`rollback_gen`).
+    fn truncated_to(&mut self, end: i64) {
+        self.log_end = end;
+        self.written_end = end;
+        self.durable_end = end;
+        self.durable_wanted = self.durable_wanted.min(end);
+        self.max_ts = max_ts_of(&self.segments);
+        if self.epochs.truncate_from_end(end) {
+            self.epochs_dirty = true;
+        }
+        self.rollback_gen += 1;
+        self.check_invariants();
+    }
+
     fn check_invariants(&self) {
         debug_assert!(
             self.log_start <= self.durable_end,
@@ -348,13 +364,7 @@ impl Log {
         let (segments, log_start) = apply_log_start_checkpoint(&dir, segments)?;
         let log_end = segments[segments.len() - 1].next_offset;
         let (epochs, epochs_dirty) = replica::recover_epochs(&dir, &segments, &tail_epochs, log_start, log_end)?;
-        let max_ts = segments.iter().filter_map(|s| s.idx.max_ts).fold(
-            None,
-            |acc: Option<(i64, i64)>, m| match acc {
-                Some(a) if a.0 >= m.0 => Some(a),
-                _ => Some(m),
-            },
-        );
+        let max_ts = max_ts_of(&segments);
         let state = State {
             segments,
             cache: VecDeque::new(),
@@ -512,10 +522,7 @@ impl Log {
                 st.epochs_dirty = true;
             }
             let removed: Vec<Segment> = st.segments.drain(..n).collect();
-            st.max_ts = st.segments.iter().filter_map(|s| s.idx.max_ts).fold(None, |acc, m| match acc {
-                Some(a) if a.0 >= m.0 => Some(a),
-                _ => Some(m),
-            });
+            st.max_ts = max_ts_of(&st.segments);
             st.check_invariants();
             removed
         };
@@ -843,6 +850,15 @@ impl Log {
             _ => Ok(()),
         }
     }
+}
+
+/// (largest timestamp, an offset holding it) over `segments`; the first
+/// segment wins a tie.
+fn max_ts_of(segments: &[Segment]) -> Option<(i64, i64)> {
+    segments.iter().filter_map(|s| s.idx.max_ts).fold(None, |acc, m| match acc {
+        Some(a) if a.0 >= m.0 => Some(a),
+        _ => Some(m),
+    })
 }
 
 /// Segment summaries for retention decisions.

@@ -403,14 +403,7 @@ impl Log {
                     st.cache_bytes -= e.bytes.len();
                 }
             }
-            st.max_ts = st
-                .segments
-                .iter()
-                .filter_map(|s| s.idx.max_ts)
-                .fold(None, |acc, m| match acc {
-                    Some(a) if a.0 >= m.0 => Some(a),
-                    _ => Some(m),
-                });
+            st.max_ts = super::max_ts_of(&st.segments);
             st.check_invariants();
         }
         let dir = self.dir.clone();

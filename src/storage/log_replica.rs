@@ -260,19 +260,7 @@ impl Log {
         seg.tail_block = tail_block;
         seg.sealed = false;
         seg.dma = Some(dma);
-        st.log_end = new_end;
-        st.written_end = new_end;
-        st.durable_end = new_end;
-        st.durable_wanted = st.durable_wanted.min(new_end);
-        st.max_ts = st.segments.iter().filter_map(|s| s.idx.max_ts).fold(None, |acc: Option<(i64, i64)>, m| match acc {
-            Some(a) if a.0 >= m.0 => Some(a),
-            _ => Some(m),
-        });
-        if st.epochs.truncate_from_end(new_end) {
-            st.epochs_dirty = true;
-        }
-        st.rollback_gen += 1;
-        st.check_invariants();
+        st.truncated_to(new_end);
         assert!(st.log_start <= st.log_end, "log start stays at or below the end after truncation");
         Ok(())
     }
@@ -288,15 +276,9 @@ impl Log {
             let mut st = self.state.borrow_mut();
             let old = std::mem::replace(&mut st.segments, vec![Segment::new_empty(&self.dir, start, now_ms())]);
             st.log_start = start;
-            st.log_end = start;
-            st.written_end = start;
-            st.durable_end = start;
-            st.durable_wanted = start;
-            st.max_ts = None;
             st.epochs = LeaderEpochCache::default();
             st.epochs_dirty = true;
-            st.rollback_gen += 1;
-            st.check_invariants();
+            st.truncated_to(start);
             old
         };
         let dir = self.dir.clone();
