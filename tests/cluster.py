@@ -192,6 +192,17 @@ class Cluster:
         node = via or self.running()[0]
         return node.metadata([])["controller_id"]
 
+    def start_live(self):
+        """start() and wait_all_live(); on failure every node is stopped before raising
+        (the module fixtures' setup)."""
+        try:
+            self.start()
+            self.wait_all_live()
+        except Exception:
+            self.stop()
+            raise
+        return self
+
     def wait_all_live(self, timeout_s=30.0):
         """Until every node runs, answers /health, and each node's Metadata lists
         all of this cluster's brokers and /v1/cluster shows none of them fenced.
@@ -289,9 +300,9 @@ class ListenerCluster(Cluster):
 
 # ------------------------------------------------------------------ reading back
 
-def read_partitions(bootstrap, topic, partitions, isolation="read_uncommitted", timeout_s=30):
+def read_partitions(bootstrap, topic, partitions, isolation="read_uncommitted", timeout_s=30, offsets=False):
     """Every partition read from the beginning to partition EOF with one assign()ed
-    confluent consumer -> {partition: [values]}."""
+    confluent consumer -> {partition: [values]} ([(offset, value)] with `offsets`)."""
     c = clients.consumer(bootstrap, **{"isolation.level": isolation})
     out = {p: [] for p in partitions}
     at_eof = set()
@@ -307,7 +318,7 @@ def read_partitions(bootstrap, topic, partitions, isolation="read_uncommitted", 
                 at_eof.add(m.partition())
                 continue
             at_eof.discard(m.partition())
-            out[m.partition()].append(m.value())
+            out[m.partition()].append((m.offset(), m.value()) if offsets else m.value())
     finally:
         c.close()
     assert at_eof == set(partitions), f"{topic}: partitions {sorted(set(partitions) - at_eof)} not read to the end"

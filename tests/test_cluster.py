@@ -33,13 +33,7 @@ _corr = itertools.count(100)
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    c = Cluster(tmp_path_factory.mktemp("cluster"))
-    try:
-        c.start()
-        c.wait_all_live()
-    except Exception:
-        c.stop()
-        raise
+    c = Cluster(tmp_path_factory.mktemp("cluster")).start_live()
     yield c
     c.stop()
 

@@ -32,13 +32,7 @@ _corr = itertools.count(100)
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    c = ListenerCluster(tmp_path_factory.mktemp("listeners"), spare_ips=[FOURTH_IP])
-    try:
-        c.start()
-        c.wait_all_live()
-    except Exception:
-        c.stop()
-        raise
+    c = ListenerCluster(tmp_path_factory.mktemp("listeners"), spare_ips=[FOURTH_IP]).start_live()
     yield c
     c.stop()
 

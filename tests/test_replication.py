@@ -17,12 +17,12 @@ import threading
 import time
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, OFFSET_BEGINNING, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 import clients
 import kafkawire as kw
 from clients import wait_for
-from cluster import Cluster
+from cluster import Cluster, read_partitions
 
 COORDINATOR_NOT_AVAILABLE = 15
 _corr = itertools.count(1000)
@@ -30,13 +30,7 @@ _corr = itertools.count(1000)
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    c = Cluster(tmp_path_factory.mktemp("replication"))
-    try:
-        c.start()
-        c.wait_all_live()
-    except Exception:
-        c.stop()
-        raise
+    c = Cluster(tmp_path_factory.mktemp("replication")).start_live()
     yield c
     for n in c:
         cont(n)
@@ -118,26 +112,7 @@ def create(cluster, topic, partitions, min_isr):
 
 def read_log(bootstrap, topic, partitions, isolation="read_uncommitted", timeout_s=30):
     """Every partition read from the beginning to partition EOF -> {partition: [(offset, value)]}."""
-    c = clients.consumer(bootstrap, **{"isolation.level": isolation})
-    out = {p: [] for p in partitions}
-    at_eof = set()
-    try:
-        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        deadline = time.monotonic() + timeout_s
-        while at_eof != set(partitions) and time.monotonic() < deadline:
-            m = c.poll(0.2)
-            if m is None:
-                continue
-            if m.error():
-                assert m.error().code() == KafkaError._PARTITION_EOF, m.error()
-                at_eof.add(m.partition())
-                continue
-            at_eof.discard(m.partition())
-            out[m.partition()].append((m.offset(), m.value()))
-    finally:
-        c.close()
-    assert at_eof == set(partitions), f"{topic}: partitions {sorted(set(partitions) - at_eof)} not read to the end"
-    return out
+    return read_partitions(bootstrap, topic, partitions, isolation, timeout_s, offsets=True)
 
 
 def read_log_until(bootstrap, topic, partitions, complete, isolation="read_uncommitted", timeout_s=30):

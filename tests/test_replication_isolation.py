@@ -48,8 +48,7 @@ def isolated_cluster(tmp_path_factory):
         os.makedirs(n.cgroup, exist_ok=True)
     table = f"fjordtest{os.getpid()}"
     try:
-        c.start()
-        c.wait_all_live()
+        c.start_live()
         yield c, group, table
     finally:
         subprocess.run(["nft", "delete", "table", "inet", table], capture_output=True)
