@@ -90,6 +90,11 @@ class ClusterNode(Broker):
         with urllib.request.urlopen(f"http://{self.admin_addr}/v1/cluster", timeout=timeout_s) as r:
             return json.loads(r.read())
 
+    def health_overview(self, timeout_s=5.0):
+        """GET /v1/cluster/health_overview as JSON."""
+        with urllib.request.urlopen(f"http://{self.admin_addr}/v1/cluster/health_overview", timeout=timeout_s) as r:
+            return json.loads(r.read())
+
     def meta_properties(self):
         """DATA_DIR/meta.properties as a dict."""
         return read_properties(self.data_dir / "meta.properties")

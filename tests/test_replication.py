@@ -351,10 +351,20 @@ def test_rolling_restart_with_sigterm_loses_and_fails_nothing(cluster):
             code = n.stop()
             t1 = time.monotonic()
             assert code == 0, f"{n}: SIGTERM exit code {code}"
+            # What a rolling restart waits on: the others report this node down
+            # and its replicas missing from ISRs until it is back.
+            other = next(m for m in cluster if m is not n)
+            def reported_down():
+                h = other.health_overview()
+                return (not h["is_healthy"] and n.node_id in h["nodes_down"]
+                        and h["under_replicated_count"] >= 3 and h["leaderless_count"] == 0)
+            assert wait_for(reported_down, 5, 0.05), other.health_overview()
             n.spawn()
             n.wait_healthy()
             assert wait_for(lambda: fully_replicated(cluster), 40, 0.1), \
                 {m.node_id: view(m, topic) for m in cluster if m.is_running()}
+            assert wait_for(lambda: all(m.health_overview()["is_healthy"] for m in cluster), 10, 0.1), \
+                [m.health_overview() for m in cluster]
             timings.append((n.node_id, round(t1 - t0, 2), round(time.monotonic() - t1, 2)))
             acked = len(prod.acked)
             prod.wait_acked(acked + 100)

@@ -1,7 +1,10 @@
 //! Admin HTTP: `GET /health` (200 once every shard serves Kafka requests,
 //! 503 before and during shutdown) and `GET /v1/cluster` (JSON: cluster id,
 //! active controller, brokers, and every partition's leader, replicas with
-//! the (broker, shard) each is placed on, and ISR, from this node's metadata).
+//! the (broker, shard) each is placed on, and ISR, from this node's metadata)
+//! and `GET /v1/cluster/health_overview` (JSON, Redpanda's shape: healthy
+//! when a controller is known, no broker is down, and every partition has a
+//! live leader and a full ISR; what rolling restarts wait for).
 //!
 //! Runs on its own plain thread, away from the shards: it must answer even
 //! when the shards are busy, and it reads only atomics they set.
@@ -88,6 +91,10 @@ fn serve(
             content_type = "application/json";
             (200, cluster_json(&controller.current()))
         }
+        ("GET", "/v1/cluster/health_overview") => {
+            content_type = "application/json";
+            (200, health_overview_json(&controller.current()))
+        }
         ("GET", "/health") | ("GET", "/v1/status/ready") => {
             if status.ready() && !shutdown.is_triggered() {
                 (200, "ok\n".to_string())
@@ -150,6 +157,46 @@ fn cluster_json(md: &crate::metadata::ClusterMetadata) -> String {
         "version": md.version,
         "brokers": brokers,
         "topics": topics,
+    });
+    format!("{doc}\n")
+}
+
+/// `/v1/cluster/health_overview`: what an operator (or a rolling restart)
+/// checks before touching the next node. From this node's applied metadata,
+/// so a node that lags the controller may report an older picture.
+fn health_overview_json(md: &crate::metadata::ClusterMetadata) -> String {
+    use serde_json::json;
+    let all_nodes: Vec<i32> = md.brokers.keys().copied().collect();
+    let nodes_down: Vec<i32> =
+        md.brokers.values().filter(|b| b.fenced).map(|b| b.node_id).collect();
+    let mut leaderless = Vec::new();
+    let mut under_replicated = Vec::new();
+    for t in md.topics.values() {
+        for p in &t.partitions {
+            let name = format!("{}/{}", t.name, p.partition);
+            if md.live_broker(p.leader.node_id).is_none() {
+                leaderless.push(name);
+            } else if p.isr.len() < p.replicas.len() {
+                under_replicated.push(name);
+            }
+        }
+    }
+    let controller_known = md.controller_id >= 0;
+    let is_healthy = controller_known
+        && !all_nodes.is_empty()
+        && nodes_down.is_empty()
+        && leaderless.is_empty()
+        && under_replicated.is_empty();
+    let doc = json!({
+        "is_healthy": is_healthy,
+        "controller_id": md.controller_id,
+        "cluster_id": md.cluster_id,
+        "all_nodes": all_nodes,
+        "nodes_down": nodes_down,
+        "leaderless_count": leaderless.len(),
+        "leaderless_partitions": leaderless,
+        "under_replicated_count": under_replicated.len(),
+        "under_replicated_partitions": under_replicated,
     });
     format!("{doc}\n")
 }
