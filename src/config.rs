@@ -51,6 +51,8 @@ pub struct Config {
     pub batch_cache_bytes: usize,
     /// Bound on connections per shard; more are refused (closed at accept).
     pub max_connections_per_shard: usize,
+    /// Open segment files for the whole node (0: half the open-file limit).
+    pub segment_files_open_max: usize,
     /// `producer.id.expiration.ms`: idempotent producers idle this long are forgotten.
     pub producer_id_expiration_ms: i64,
     /// Idempotent producers remembered per partition (least recently written forgotten first).
@@ -221,6 +223,7 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("message.max.bytes", "largest record batch accepted [1048588]"),
     ("fjord.batch.cache.bytes", "per-shard cache of recent batches for fetch [67108864]"),
     ("fjord.max.connections.per.shard", "connections accepted per shard [10000]"),
+    ("fjord.segment.files.open.max", "segment files the node keeps open; idle ones close and reopen on use, 0 = half the open-file limit [0]"),
     ("producer.id.expiration.ms", "forget an idempotent producer idle this long [86400000]"),
     ("fjord.producer.state.entries.max", "idempotent producers remembered per partition [100000]"),
     ("offsets.topic.num.partitions", "partitions of __consumer_offsets, fixed once created [16]"),
@@ -303,6 +306,7 @@ impl Default for Config {
             message_max_bytes: 1_048_588,
             batch_cache_bytes: 64 << 20,
             max_connections_per_shard: 10_000,
+            segment_files_open_max: 0,
             producer_id_expiration_ms: 86_400_000,
             producer_state_entries_max: 100_000,
             // Redpanda's default; Kafka's is 50. Every partition is a log and a
@@ -518,6 +522,9 @@ impl Config {
             "message.max.bytes" => self.message_max_bytes = parse_range(v, 0, i32::MAX as i64).ok_or_else(|| bad("an integer >= 0"))? as i32,
             "fjord.batch.cache.bytes" => {
                 self.batch_cache_bytes = parse_range(v, 0, i64::MAX).ok_or_else(|| bad("an integer >= 0"))? as usize
+            }
+            "fjord.segment.files.open.max" => {
+                self.segment_files_open_max = parse_range(v, 0, i32::MAX as i64).ok_or_else(|| bad("an integer >= 0"))? as usize
             }
             "fjord.max.connections.per.shard" => {
                 self.max_connections_per_shard = parse_range(v, 1, i32::MAX as i64).ok_or_else(|| bad("an integer >= 1"))? as usize

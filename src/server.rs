@@ -68,6 +68,7 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
     for (setting, addr) in addrs {
         wait_address_free(addr).map_err(|e| ServeError::AddressInUse { setting, addr, reason: e.to_string() })?;
     }
+    let segment_files_per_shard = segment_file_budget(&config);
     let memlock = shards::memlock_limit_bytes();
     let io_memory = shards::io_memory_for_limit(memlock, config.shards);
     tracing::info!(
@@ -153,7 +154,7 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
     let shard_controller = controller.clone();
     let shard_status = status.clone();
     let result = shards::start(runtime, shutdown.clone(), move |shard: Shard<ShardState>| {
-        shard_main(shard, shard_config.clone(), shard_controller.clone(), shard_status.clone())
+        shard_main(shard, shard_config.clone(), shard_controller.clone(), shard_status.clone(), segment_files_per_shard)
     });
     controller.shutdown();
     let _ = admin.join();
@@ -162,7 +163,34 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
     Ok(())
 }
 
-async fn shard_main(mut shard: Shard<ShardState>, config: Config, controller: ControllerHandle, status: Arc<BrokerStatus>) {
+/// Raises the open-file soft limit to the hard one (as the JVM does for
+/// Kafka) and returns each shard's budget of open segment files: the
+/// setting, or half the limit (the rest is for connections, the controller
+/// and short-lived files), split evenly over the shards.
+fn segment_file_budget(config: &Config) -> usize {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let limit = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => hard,
+            Err(e) => {
+                tracing::warn!(soft, hard, error = %e, "cannot raise the open-file soft limit");
+                soft
+            }
+        },
+        Ok((soft, _)) => soft,
+        Err(_) => 1024,
+    };
+    let total = match config.segment_files_open_max {
+        0 => (limit / 2).min(usize::MAX as u64) as usize,
+        n => n,
+    };
+    let per_shard = (total / config.shards.max(1)).max(16);
+    tracing::info!(open_file_limit = limit, segment_files_per_shard = per_shard, "segment files open on demand within this budget");
+    per_shard
+}
+
+async fn shard_main(mut shard: Shard<ShardState>, config: Config, controller: ControllerHandle, status: Arc<BrokerStatus>, segment_files: usize) {
+    crate::storage::open_files::set_limit(segment_files);
     let state = Rc::new(ShardState::new(shard.id, shard.mesh.clone(), config.clone(), controller, shard.shutdown.clone()));
     shard.serve_calls(state.clone());
     let failed = state.partitions.sync_with(&state.metadata()).await;

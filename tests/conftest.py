@@ -7,6 +7,7 @@ test. Binary: env FJORD_BIN, default <repo>/target/release/fjord (built by
 """
 
 import os
+import resource
 import re
 import signal
 import socket
@@ -100,11 +101,16 @@ class Broker:
         env.update(self.extra_env)
         # A test that isolates brokers by cgroup (nftables) starts each in its own.
         cgroup = getattr(self, "cgroup", None)
+        # A test of the broker's own file budget starts it with a small open-file limit.
+        nofile = getattr(self, "nofile", None)
         preexec = None
-        if cgroup is not None:
+        if cgroup is not None or nofile is not None:
             def preexec():
-                with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
-                    f.write(str(os.getpid()))
+                if cgroup is not None:
+                    with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
+                        f.write(str(os.getpid()))
+                if nofile is not None:
+                    resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
         self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=env, cwd=self.log_dir,
                                      preexec_fn=preexec)

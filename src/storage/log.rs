@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
 
 use bytes::{Bytes, BytesMut};
-use glommio::io::DmaFile;
+use super::open_files::{self, FileHolder, ReadHandle, WriteHandle};
 
 use super::batch::{walk_records, BatchHeader, LOG_OVERHEAD};
 use super::notify::Notify;
@@ -169,9 +169,11 @@ pub struct ReadResult {
 pub enum Chunk {
     /// From the tail cache.
     Memory(Bytes),
-    /// A range of a segment, opened WITHOUT O_DIRECT so it can be sendfile()d.
+    /// A range of a segment file: read into memory by `load` (io_uring,
+    /// O_DIRECT), or sendfile()d from the buffered `file`.
     File {
-        file: Rc<File>,
+        file: ReadHandle,
+        segment: Rc<open_files::SegmentFile>,
         position: u64,
         len: u64,
     },
@@ -189,21 +191,29 @@ impl Chunk {
         self.len() == 0
     }
 
-    /// The bytes of this chunk; a file range is copied with pread (the copying
-    /// path, for TLS and tests). Blocking pread on the buffered fd.
+    /// The bytes of this chunk. A file range is read by io_uring with
+    /// O_DIRECT (the shard never waits on the disk); if the file was
+    /// unlinked since the read found it (retention, compaction), the
+    /// buffered handle the read holds still reaches it (blocking pread).
     pub async fn load(&self) -> io::Result<Bytes> {
         match self {
             Chunk::Memory(b) => Ok(b.clone()),
             Chunk::File {
                 file,
+                segment,
                 position,
                 len,
             } => {
                 let len = usize::try_from(*len)
                     .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "chunk too large"))?;
-                let mut buf = vec![0u8; len];
-                file.read_exact_at(&mut buf, *position)?;
-                Ok(Bytes::from(buf))
+                match segment.read_dma(*position, len).await {
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        let mut buf = vec![0u8; len];
+                        file.read_exact_at(&mut buf, *position)?;
+                        Ok(Bytes::from(buf))
+                    }
+                    other => other,
+                }
             }
         }
     }
@@ -342,6 +352,10 @@ pub struct Log {
     /// False on a follower: leader appends (which assign offsets) are
     /// refused, synchronously with the role change.
     accepts_leader_appends: std::cell::Cell<bool>,
+    /// The writer used its O_DIRECT handle since the file budget's last sweep.
+    files_referenced: std::cell::Cell<bool>,
+    /// In the file budget's sweep (holds or held an O_DIRECT handle).
+    files_queued: std::cell::Cell<bool>,
     /// Test-only fault injection: the next DMA write fails as if the disk were full.
     #[cfg(test)]
     fail_next_write: std::cell::Cell<bool>,
@@ -387,16 +401,30 @@ impl Log {
             epochs,
             epochs_dirty,
         };
-        Ok(Rc::new_cyclic(|me| Log {
+        let log = Rc::new_cyclic(|me| Log {
             dir,
             config: std::cell::Cell::new(config),
             me: me.clone(),
             state: RefCell::new(state),
             progress: Notify::default(),
             accepts_leader_appends: std::cell::Cell::new(true),
+            files_referenced: std::cell::Cell::new(false),
+            files_queued: std::cell::Cell::new(false),
             #[cfg(test)]
             fail_next_write: std::cell::Cell::new(false),
-        }))
+        });
+        // Recovery left the tail's O_DIRECT handle open.
+        log.track_write_handle();
+        Ok(log)
+    }
+
+    /// Puts this log in the file budget's sweep after it opened an O_DIRECT handle.
+    fn track_write_handle(&self) {
+        self.files_referenced.set(true);
+        if !self.files_queued.replace(true) {
+            let me: Weak<dyn FileHolder> = self.me.clone();
+            open_files::track(me);
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -819,7 +847,18 @@ impl Log {
         }
         flushed?;
         self.write_epochs_if_dirty().await?;
-        let open: Vec<(i64, Rc<DmaFile>, u64)> = {
+        // A tail whose handle the file budget closed is finished like the others.
+        let closed: Vec<i64> = {
+            let st = self.state.borrow();
+            st.segments.iter().filter(|s| !s.sealed && s.dma.is_none() && s.reader.exists()).map(|s| s.base_offset).collect()
+        };
+        for base in closed {
+            let dma = open_files::open_write(&super::segment::segment_path(&self.dir, base, "log"), false).await?;
+            let mut st = self.state.borrow_mut();
+            let si = st.segment_index(base).expect("open segment exists");
+            st.segments[si].dma = Some(dma);
+        }
+        let open: Vec<(i64, WriteHandle, u64)> = {
             let st = self.state.borrow();
             st.segments
                 .iter()
@@ -834,7 +873,7 @@ impl Log {
                 st.segments[si].write_index_files()?;
                 st.segments[si].dma = None;
             }
-            dma.close_rc().await?;
+            open_files::close_write(dma).await?;
         }
         super::recovery::write_clean_marker(&self.dir)?;
         Ok(())
@@ -909,7 +948,7 @@ fn apply_log_start_checkpoint(
         let start = segments[0].base_offset;
         return Ok((segments, start));
     };
-    if segments.len() == 1 && segments[0].reader.is_none() && segments[0].size == 0 {
+    if segments.len() == 1 && !segments[0].reader.exists() && segments[0].size == 0 {
         // No segment file at all (every one deleted before the new active
         // segment's file was created): continue from the checkpoint.
         if segments[0].base_offset < start {
@@ -977,6 +1016,37 @@ fn check_headers_tile(batches: &[u8], headers: &[BatchHeader]) -> Result<(), Sto
         ));
     }
     Ok(())
+}
+
+/// The file budget may close the O_DIRECT handles of a log whose writer is
+/// idle: nothing is lost (the data is written; fdatasync on a reopened fd
+/// covers the inode), and the writer reopens before its next write, seal or
+/// sync.
+impl FileHolder for Log {
+    fn take_referenced(&self) -> bool {
+        self.files_referenced.replace(false)
+    }
+
+    fn release(&self) -> bool {
+        let Ok(mut st) = self.state.try_borrow_mut() else { return false };
+        if st.writer_running || st.closed {
+            return false;
+        }
+        for seg in &mut st.segments {
+            // Dropped, glommio closes it in the background.
+            seg.dma = None;
+        }
+        self.files_queued.set(false);
+        true
+    }
+
+    fn holds_files(&self) -> bool {
+        let held = self.state.try_borrow().map_or(true, |st| st.segments.iter().any(|s| s.dma.is_some()));
+        if !held {
+            self.files_queued.set(false);
+        }
+        held
+    }
 }
 
 #[cfg(test)]

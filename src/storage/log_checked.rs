@@ -57,7 +57,7 @@ impl Log {
             if seg.next_offset <= from {
                 continue;
             }
-            let Some(file) = seg.reader.as_ref() else {
+            let Some(file) = seg.read_handle()? else {
                 continue;
             };
             let start = if from > seg.base_offset {
@@ -66,7 +66,7 @@ impl Log {
                 0
             };
             scan_file(
-                file,
+                &file,
                 &seg.log_path,
                 start,
                 seg.written_size,

@@ -34,7 +34,6 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::{corrupt, Log, State};
@@ -72,7 +71,7 @@ struct SegRef {
     base: i64,
     next: i64,
     size: u64,
-    reader: Rc<File>,
+    reader: super::super::open_files::ReadHandle,
     path: PathBuf,
 }
 
@@ -391,7 +390,8 @@ impl Log {
             merged.next_offset = group[group.len() - 1].next;
             merged.idx = cleaned.idx;
             merged.idx.finish_time_index(first.base);
-            merged.reader = Some(Rc::new(reader));
+            merged.reader = super::super::open_files::SegmentFile::new(merged.log_path.clone(), true);
+            merged.reader.adopt(reader);
             st.segments.insert(si, merged);
             // Cached batches of the old segments must not be served any more.
             while st
@@ -498,7 +498,7 @@ fn cleanable_segments(st: &State, now_ms: i64, min_lag_ms: i64) -> Vec<SegRef> {
         {
             break;
         }
-        let Some(reader) = s.reader.clone() else { break };
+        let Ok(Some(reader)) = s.read_handle() else { break };
         out.push(SegRef {
             base: s.base_offset,
             next: s.next_offset,

@@ -181,7 +181,7 @@ fn read_segment(
     offset: i64,
     limits: &ReadLimits,
 ) -> Result<Option<ReadResult>, StorageError> {
-    let Some(file) = seg.reader.clone() else {
+    let Some(file) = seg.read_handle()? else {
         return Err(corrupt(
             &seg.log_path,
             "segment below the cache has no file",
@@ -254,6 +254,7 @@ fn read_segment(
     Ok(Some(ReadResult {
         chunks: vec![Chunk::File {
             file,
+            segment: seg.reader.clone(),
             position: start,
             len,
         }],
@@ -293,18 +294,18 @@ fn find_ts_in_segment(
     cache_start: i64,
     ts: i64,
 ) -> Result<Option<(i64, i64)>, StorageError> {
-    let Some(file) = seg.reader.as_ref() else {
+    let Some(file) = seg.read_handle()? else {
         return Ok(None);
     };
     let path = &seg.log_path;
     while pos < seg.written_size {
-        let h = read_header_at(file, path, pos)?;
+        let h = read_header_at(&file, path, pos)?;
         if h.base_offset >= cache_start {
             break;
         }
         let len = h.total_size();
         if h.max_timestamp >= ts {
-            let bytes = read_exact(file, pos, len)?;
+            let bytes = read_exact(&file, pos, len)?;
             if let Some(found) = resolve_in_batch(&h, &bytes, ts).map_err(|r| corrupt(path, r))? {
                 return Ok(Some(found));
             }

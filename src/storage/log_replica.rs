@@ -12,7 +12,6 @@
 use std::fs::File;
 use std::io;
 use std::path::Path;
-use std::rc::Rc;
 
 use bytes::BytesMut;
 
@@ -41,8 +40,8 @@ pub(super) fn recover_epochs(
     };
     if cache.entries().is_empty() && log_end > log_start {
         for seg in segments.iter().filter(|s| s.next_offset > s.base_offset) {
-            if let Some(reader) = &seg.reader {
-                if let Ok(h) = super::super::segment::read_header_at(reader, &seg.log_path, 0) {
+            if let Ok(Some(reader)) = seg.read_handle() {
+                if let Ok(h) = super::super::segment::read_header_at(&reader, &seg.log_path, 0) {
                     if h.partition_leader_epoch >= 0 {
                         cache.assign(h.partition_leader_epoch, h.base_offset);
                     }
@@ -68,7 +67,7 @@ async fn drop_segments(segments: Vec<Segment>, then: impl FnOnce() -> io::Result
     let paths: Vec<_> = segments.iter().map(|s| s.log_path.clone()).collect();
     for seg in segments {
         if let Some(dma) = seg.dma {
-            let _ = dma.close_rc().await;
+            let _ = super::super::open_files::close_write(dma).await;
         }
     }
     glommio::executor()
@@ -234,7 +233,7 @@ impl Log {
         };
         let dma = match dma {
             Some(d) => d,
-            None => Rc::new(glommio::io::OpenOptions::new().read(true).write(true).dma_open(&path).await?),
+            None => super::super::open_files::open_write(&path, false).await?,
         };
         dma.truncate(keep_bytes).await?;
         dma.fdatasync().await?;

@@ -694,3 +694,41 @@ fn random_reads_and_timestamp_lookups_match_a_model() {
         log.remove().await.expect("remove");
     });
 }
+
+#[test]
+fn many_logs_share_a_small_open_file_budget_and_lose_nothing() {
+    // Proves eight logs of several segments each stay writable, durable and readable, and reopen after close, while the shard may keep only four segment files open: idle write and read handles are closed and opened again on use, and the count never leaves the budget for long.
+    run(|| async {
+        use crate::storage::open_files;
+        let base = open_files::open_count();
+        let before = open_files::limit();
+        open_files::set_limit(base + 4);
+        let dirs: Vec<_> = (0..8).map(|i| temp_dir(&format!("budget-{i}"))).collect();
+        let mut logs = Vec::new();
+        for d in &dirs {
+            logs.push(Log::open(d.clone(), small_config()).await.expect("open"));
+        }
+        for round in 0..16 {
+            for log in &logs {
+                let r = append(log, 2, 3, 1_000 + round * 1000).await;
+                log.wait_durable(r.last_offset + 1).await.expect("durable");
+            }
+        }
+        assert!(open_files::open_count() <= base + 5, "open {} with a budget of {}", open_files::open_count(), base + 4);
+        for log in &logs {
+            assert!(log.segment_count() > 2, "several segments per log");
+            let hs = read_all(log).await;
+            assert_eq!(hs.iter().map(|h| h.record_count as i64).sum::<i64>(), 96);
+            log.close().await.expect("close");
+        }
+        drop(logs);
+        assert_eq!(open_files::open_count(), base, "every counted file closed");
+        for d in &dirs {
+            let log = Log::open(d.clone(), small_config()).await.expect("reopen");
+            assert_eq!(log.log_end_offset(), 96);
+            assert_eq!(read_all(&log).await.len(), 32);
+            log.close().await.expect("close");
+        }
+        open_files::set_limit(before);
+    });
+}

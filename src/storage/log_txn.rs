@@ -36,8 +36,8 @@ impl Log {
     pub fn scan_transactional(&self, mut visit: impl FnMut(&BatchHeader, Option<ControlType>)) -> Result<(), StorageError> {
         let st = self.state.borrow();
         for seg in &st.segments {
-            let Some(file) = seg.reader.as_ref() else { continue };
-            scan_file(file, &seg.log_path, seg.written_size, &mut visit)?;
+            let Some(file) = seg.read_handle()? else { continue };
+            scan_file(&file, &seg.log_path, seg.written_size, &mut visit)?;
         }
         Ok(())
     }

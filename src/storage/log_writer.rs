@@ -11,13 +11,16 @@ enum Action {
     Idle,
     Seal(i64),
     Create(i64),
+    /// Open again the O_DIRECT handle of an existing unsealed segment that
+    /// the shard's file budget closed.
+    Reopen(i64),
     Write(WriteJob),
-    Sync(i64, Vec<Rc<DmaFile>>),
+    Sync(i64, Vec<WriteHandle>),
 }
 
 struct WriteJob {
     segment_base: i64,
-    dma: Rc<DmaFile>,
+    dma: WriteHandle,
     /// Aligned file position the buffer starts at.
     position: u64,
     /// Last partial block already written; rewritten in front of the new data.
@@ -60,6 +63,7 @@ impl Log {
                 }
                 Action::Seal(base) => self.seal(base).await,
                 Action::Create(base) => self.create_file(base).await,
+                Action::Reopen(base) => self.reopen_file(base).await,
                 Action::Write(job) => self.write(job).await,
                 Action::Sync(target, files) => self.sync(target, files).await,
             }
@@ -72,6 +76,10 @@ impl Log {
     fn next_action(&self) -> Action {
         let mut st = self.state.borrow_mut();
         if st.durable_wanted > st.durable_end && st.written_end > st.durable_end {
+            // Every file with written data takes part in the sync.
+            if let Some(closed) = st.segments.iter().find(|s| !s.sealed && s.written_size > 0 && s.dma.is_none()) {
+                return Action::Reopen(closed.base_offset);
+            }
             let files = st
                 .segments
                 .iter()
@@ -90,6 +98,9 @@ impl Log {
             .iter()
             .find(|s| !s.sealed && s.base_offset < target)
         {
+            if old.dma.is_none() && old.reader.exists() {
+                return Action::Reopen(old.base_offset);
+            }
             return Action::Seal(old.base_offset);
         }
         let si = st
@@ -97,8 +108,12 @@ impl Log {
             .expect("cache entries point at live segments");
         let seg = &st.segments[si];
         let Some(dma) = seg.dma.clone() else {
+            if seg.reader.exists() {
+                return Action::Reopen(target);
+            }
             return Action::Create(target);
         };
+        self.files_referenced.set(true);
         let align = dma.alignment();
         let position = align_down(seg.written_size, align);
         let prefix = seg.tail_block.clone();
@@ -197,7 +212,7 @@ impl Log {
         Ok(())
     }
 
-    async fn sync(&self, target: i64, files: Vec<Rc<DmaFile>>) {
+    async fn sync(&self, target: i64, files: Vec<WriteHandle>) {
         let mut result = self.sync_dir_entries().await;
         for f in &files {
             if result.is_err() {
@@ -223,28 +238,44 @@ impl Log {
     /// Creates the file of a segment that so far exists only in memory.
     async fn create_file(&self, base: i64) {
         let path = super::super::segment::segment_path(&self.dir, base, "log");
-        let opened = glommio::io::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .dma_open(&path)
-            .await;
-        let result = opened.map_err(io::Error::from).and_then(|dma| {
-            let reader = File::open(&path)?;
-            // The new directory entry is made durable before any offset in
-            // this file counts as durable (`sync_dir_entries`).
-            self.state.borrow_mut().dir_entry_pending = true;
-            Ok((dma, reader))
-        });
-        match result {
-            Ok((dma, reader)) => {
+        match open_files::open_write(&path, true).await {
+            Ok(dma) => {
                 let mut st = self.state.borrow_mut();
+                // The new directory entry is made durable before any offset in
+                // this file counts as durable (`sync_dir_entries`).
+                st.dir_entry_pending = true;
                 let si = st.segment_index(base).expect("segment to create exists");
-                st.segments[si].dma = Some(Rc::new(dma));
-                st.segments[si].reader = Some(Rc::new(reader));
+                st.segments[si].dma = Some(dma);
+                st.segments[si].reader.set_exists();
+                drop(st);
+                self.track_write_handle();
             }
             Err(e) => self.fail_pending(e),
+        }
+    }
+
+    /// Opens again the O_DIRECT handle the file budget closed. On failure
+    /// (EMFILE, say) unwritten data rolls back and durability waiters fail,
+    /// as for a failed write or sync.
+    async fn reopen_file(&self, base: i64) {
+        let path = super::super::segment::segment_path(&self.dir, base, "log");
+        match open_files::open_write(&path, false).await {
+            Ok(dma) => {
+                let mut st = self.state.borrow_mut();
+                let si = st.segment_index(base).expect("segment to reopen exists");
+                st.segments[si].dma = Some(dma);
+                drop(st);
+                self.track_write_handle();
+            }
+            Err(e) => {
+                {
+                    let mut st = self.state.borrow_mut();
+                    tracing::error!(dir = %self.dir.display(), error = %e, "reopening a segment for writing failed");
+                    st.sync_error_gen += 1;
+                    st.durable_wanted = st.durable_end;
+                }
+                self.fail_pending(e);
+            }
         }
     }
 
@@ -296,7 +327,7 @@ impl Log {
             return;
         }
         if let Some(dma) = dma {
-            if let Err(e) = dma.close_rc().await {
+            if let Err(e) = open_files::close_write(dma).await {
                 tracing::warn!(dir = %self.dir.display(), error = %e, "closing sealed segment");
             }
         }
@@ -337,7 +368,7 @@ impl Log {
 
 /// fdatasync, then cut the zero padding of the last DMA write, then make the
 /// size durable too.
-pub(super) async fn finish_file(dma: &DmaFile, logical_size: u64) -> io::Result<()> {
+pub(super) async fn finish_file(dma: &glommio::io::DmaFile, logical_size: u64) -> io::Result<()> {
     dma.truncate(logical_size).await?;
     dma.fdatasync().await?;
     Ok(())

@@ -21,6 +21,7 @@
 //! | `retention.rs` | which old segments retention deletes; the durable log start offset checkpoint |
 //! | `compaction.rs` | compaction rules: key map, record decoding (all four codecs, bounded), batch rewrite, aborted transactions, first-dirty checkpoint, the keyless-record check of produce |
 //! | `log_compaction.rs` | `Log::compact`: one crash-safe compaction pass over sealed segments, merging small cleaned ones |
+//! | `open_files.rs` | the shard's budget of open segment files: opened on first use, closed when not used lately (CLOCK) |
 //! | `notify.rs` | a tiny single-threaded "something changed" notifier |
 //! | `leader_epochs.rs` | the leader-epoch cache (epoch → first offset, Kafka's `leader-epoch-checkpoint` format) and OffsetForLeaderEpoch's rule |
 //! | `log_replica.rs` | the replica side of `Log`: follower append keeping the leader's offsets, `truncate_to`, `truncate_fully`, the epoch cache and its checkpoint (written before `durable_end` moves) |
@@ -31,6 +32,7 @@ pub mod index;
 pub mod leader_epochs;
 pub mod log;
 mod notify;
+pub mod open_files;
 pub mod recovery;
 pub mod retention;
 pub mod segment;

@@ -21,7 +21,6 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::Path;
-use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::batch::BatchHeader;
@@ -266,7 +265,7 @@ fn open_sealed(
             seg.idx = out.idx;
             seg.write_index_files()?;
             seg.sealed = true;
-            seg.reader = Some(Rc::new(File::open(&path)?));
+            seg.reader.set_exists();
             return Ok(seg);
         }
     };
@@ -275,7 +274,7 @@ fn open_sealed(
     seg.next_offset = next_base;
     seg.idx = idx;
     seg.sealed = true;
-    seg.reader = Some(Rc::new(File::open(&path)?));
+    seg.reader.set_exists();
     Ok(seg)
 }
 
@@ -330,11 +329,9 @@ async fn open_tail(
     remove_if_exists(&path.with_extension("index"))?;
     remove_if_exists(&path.with_extension("timeindex"))?;
 
-    let dma = glommio::io::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .dma_open(&path)
-        .await?;
+    // Counted against the shard's file budget; once the log is open the
+    // budget may close it while idle (the writer reopens it).
+    let dma = super::open_files::open_write(&path, false).await?;
     let align = dma.alignment();
     let aligned = out.valid_size - out.valid_size % align;
     let tail_block = read_exact(&file, aligned, (out.valid_size - aligned) as usize)?;
@@ -350,8 +347,8 @@ async fn open_tail(
     seg.written_size = out.valid_size;
     seg.next_offset = out.next_offset;
     seg.idx = out.idx;
-    seg.dma = Some(Rc::new(dma));
-    seg.reader = Some(Rc::new(File::open(&path)?));
+    seg.dma = Some(dma);
+    seg.reader.set_exists();
     seg.tail_block = tail_block;
     seg.epoch_starts = out.epoch_starts;
     Ok(seg)

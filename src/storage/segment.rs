@@ -2,9 +2,10 @@
 //!
 //! Owns: per-segment bookkeeping (logical size vs. written size, the next
 //! offset, the in-memory indexes, the last partial 512-byte block for O_DIRECT
-//! rewrites), the two file descriptors (an O_DIRECT `DmaFile` for writing while
+//! rewrites), the two file handles (an O_DIRECT `DmaFile` for writing while
 //! the segment is active, a buffered `std::fs::File` for header reads and
-//! sendfile), and the batch-by-batch scan used by recovery.
+//! sendfile; both opened on demand within the shard's budget, see
+//! `open_files.rs`), and the batch-by-batch scan used by recovery.
 //!
 //! Lives on the shard that owns the partition; `!Send` (holds `Rc`s). Header
 //! reads use blocking `pread` on the buffered fd: they touch a few hundred
@@ -16,7 +17,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use glommio::io::DmaFile;
+use super::open_files::{ReadHandle, SegmentFile, WriteHandle};
 
 use super::batch::{checked_total_size, BatchHeader};
 use super::index::{OffsetIndex, TimeIndex};
@@ -109,10 +110,13 @@ pub struct Segment {
     pub idx: SegIndexes,
     /// Wall-clock ms when the segment was created (for `segment_ms` rolls).
     pub created_ms: i64,
-    /// O_DIRECT handle; Some only while the segment is written to.
-    pub dma: Option<Rc<DmaFile>>,
-    /// Buffered read-only handle, Some once the file exists.
-    pub reader: Option<Rc<File>>,
+    /// O_DIRECT handle; Some only while the segment is written to, and
+    /// then only while the shard's file budget leaves it open (the writer
+    /// opens it again when it is None and `reader.exists()`).
+    pub dma: Option<WriteHandle>,
+    /// The buffered read side: knows whether the file exists, opens it on
+    /// first use (`read_handle`), may be closed by the shard's file budget.
+    pub reader: Rc<SegmentFile>,
     /// Bytes `[align_down(written_size), written_size)`: rewritten, zero
     /// padded, in front of the next write.
     pub tail_block: Vec<u8>,
@@ -136,11 +140,17 @@ impl Segment {
             idx: SegIndexes::default(),
             created_ms: now_ms,
             dma: None,
-            reader: None,
+            reader: SegmentFile::new(segment_path(dir, base_offset, "log"), false),
             tail_block: Vec::new(),
             sealed: false,
             epoch_starts: Vec::new(),
         }
+    }
+
+    /// The buffered read handle (opened if the budget closed it); None
+    /// while the file does not exist yet.
+    pub fn read_handle(&self) -> io::Result<Option<ReadHandle>> {
+        self.reader.get()
     }
 
     pub fn index_path(&self, ext: &str) -> PathBuf {

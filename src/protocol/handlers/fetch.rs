@@ -346,8 +346,13 @@ impl ReadOut {
     }
 }
 
-/// Cached batches travel as bytes; segment ranges as file descriptors for
-/// sendfile (dup'ed: the owner's `Rc<File>` cannot leave its shard).
+/// Cached batches travel as bytes; segment ranges are read into memory by
+/// io_uring O_DIRECT reads (`Chunk::load`) and travel as bytes too. Not
+/// sendfile: segments are written with O_DIRECT, so the page cache rarely
+/// holds them and sendfile read the disk synchronously on the shard
+/// thread; and a dup'ed fd per partition per response ran the process out
+/// of file descriptors with thousands of partitions. The pieces stay
+/// separate (placeholders), so they are not copied again into the frame.
 async fn into_payload(r: ReadResult) -> std::io::Result<Payload> {
     let has_file = r.chunks.iter().any(|c| matches!(c, Chunk::File { .. }));
     if !has_file || r.bytes > PLACEHOLDER_MAX_BYTES {
@@ -359,7 +364,7 @@ async fn into_payload(r: ReadResult) -> std::io::Result<Payload> {
         len += c.len() as usize;
         segments.push(match c {
             Chunk::Memory(b) => Segment::Bytes(b),
-            Chunk::File { file, position, len } => Segment::File { file: file.try_clone()?, position, len },
+            file @ Chunk::File { .. } => Segment::Bytes(file.load().await?),
         });
     }
     if len == 0 {
