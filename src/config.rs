@@ -28,6 +28,8 @@ pub struct Config {
     pub advertised_kafka_port: u16,
     pub admin_addr: SocketAddr,
     pub shards: usize,
+    /// Shards are not pinned to cores (Redpanda's `--overprovisioned`).
+    pub overprovisioned: bool,
     pub node_id: i32,
     pub auto_create_topics_enable: bool,
     pub num_partitions: i32,
@@ -205,6 +207,7 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("advertised_kafka_addr", "address given to clients in metadata [kafka_addr]"),
     ("admin_addr", "admin HTTP address (/health, /metrics) [127.0.0.1:9644]"),
     ("shards", "number of shards, one per core [all allowed cores]"),
+    ("overprovisioned", "true: shards float over the cores, for machines shared with other work (laptops, CI, containers); false: each shard pinned to its own core, for hosts dedicated to the broker [true]"),
     ("node_id", "this broker's node id [0]"),
     ("auto.create.topics.enable", "create topics on first produce/metadata [true]"),
     ("num.partitions", "partitions of auto-created topics [1]"),
@@ -288,6 +291,7 @@ impl Default for Config {
             advertised_kafka_port: 9092,
             admin_addr: ([127, 0, 0, 1], 9644).into(),
             shards: shards::allowed_cpus().len().max(1),
+            overprovisioned: true,
             node_id: 0,
             auto_create_topics_enable: true,
             num_partitions: 1,
@@ -480,6 +484,7 @@ impl Config {
                 }
                 self.shards = n;
             }
+            "overprovisioned" => self.overprovisioned = parse_bool(v).ok_or_else(|| bad("true or false"))?,
             "node_id" => {
                 let n: i32 = v.parse().map_err(|_| bad("an integer 0..2147483647"))?;
                 if n < 0 {

@@ -140,9 +140,19 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
         shard_count: config.shards,
         io_memory_bytes: io_memory.io_memory_bytes,
         spin_before_park: None,
+        pinned: !config.overprovisioned,
         inbox_capacity: MESH_INBOX_CAPACITY,
         name: "shard".into(),
     };
+    tracing::info!(
+        overprovisioned = config.overprovisioned,
+        "{}",
+        if config.overprovisioned {
+            "shards are not pinned to cores (overprovisioned=true: the machine is shared); set overprovisioned=false on a host dedicated to the broker"
+        } else {
+            "each shard is pinned to its own core (overprovisioned=false)"
+        }
+    );
     tracing::info!(
         kafka = %config.kafka_addr,
         admin = %config.admin_addr,
@@ -349,7 +359,7 @@ async fn stall_detector(state: Rc<ShardState>) {
         }
         let late = started.elapsed().saturating_sub(PERIOD);
         if late > REPORT_OVER {
-            tracing::warn!(shard = glommio::executor().id(), late_ms = late.as_millis() as u64, "shard stalled: its executor ran no timer for this long");
+            tracing::warn!(shard = state.id, late_ms = late.as_millis() as u64, "shard stalled: its executor ran no timer for this long");
         }
     }
 }
