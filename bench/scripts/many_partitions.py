@@ -47,7 +47,7 @@ class Broker:
     def start(self):
         def limits():
             resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
-        self.log = open(os.path.join(self.data, "..", f"fjord-{time.time_ns()}.log"), "wb")
+        self.log = open(os.path.join(tempfile.gettempdir(), f"fjord-many-partitions-{time.time_ns()}.log"), "wb")
         t0 = time.monotonic()
         self.proc = subprocess.Popen(
             [self.binary, "serve", "--data-dir", self.data, "--kafka-addr", f"127.0.0.1:{self.port}",
