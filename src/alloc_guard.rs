@@ -111,3 +111,20 @@ mod tests {
         }
     }
 }
+
+/// Read buffers of a few MiB are allocated and freed all the time (io_uring
+/// reads of segment files, fetch responses). glibc serves them by mmap or
+/// gives freed heap tops back to the kernel, so every new buffer faulted in
+/// zeroed pages again: a quarter of the broker's CPU in a cold consume
+/// (`perf`: clear_page, get_user_pages). Fixed thresholds (which also stop
+/// glibc's dynamic ones) keep buffers up to 32 MiB in the heap and let
+/// each arena keep up to 64 MiB free before trimming. Call once, first.
+pub fn keep_large_buffers_in_the_heap() {
+    const MMAP_THRESHOLD_BYTES: libc::c_int = 32 << 20;
+    const TRIM_THRESHOLD_BYTES: libc::c_int = 64 << 20;
+    // SAFETY: mallopt only sets allocator parameters; called before other threads exist.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES);
+    }
+}

@@ -19,6 +19,7 @@ fn usage() -> String {
 }
 
 fn main() -> ExitCode {
+    fjord::alloc_guard::keep_large_buffers_in_the_heap();
     init_logging();
     abort_on_panic();
     let mut args: Vec<String> = std::env::args().skip(1).collect();

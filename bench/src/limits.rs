@@ -3,6 +3,9 @@
 //!
 //! - Sequential O_DIRECT write bandwidth into a file under `--dir`: once with
 //!   a single fdatasync at the end, once with fdatasync after every chunk.
+//! - Sequential O_DIRECT read bandwidth of that file in 2 MiB reads (Fjord's
+//!   read-ahead unit): the denominator of a cold consume. The page cache
+//!   holds none of it (written with O_DIRECT, read with O_DIRECT).
 //! - Loopback TCP bandwidth: one thread writes, another reads, over 127.0.0.1.
 //!
 //! Runs on plain OS threads (no runtime); the test file is removed after.
@@ -35,6 +38,9 @@ pub struct LimitsPlan {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Limits {
     pub disk_direct_mb_per_sec: f64,
+    /// Sequential O_DIRECT read (0 in reports from before it was measured).
+    #[serde(default)]
+    pub disk_direct_read_mb_per_sec: f64,
     pub disk_direct_fdatasync_mb_per_sec: f64,
     /// p50 of one chunk write plus its fdatasync, ms.
     pub fdatasync_chunk_p50_ms: f64,
@@ -49,10 +55,12 @@ pub struct Limits {
 impl Limits {
     pub fn to_markdown(&self) -> String {
         format!(
-            "| limit | MiB/s |\n|---|---|\n| O_DIRECT sequential write ({} MiB, {} KiB chunks, one fdatasync) | {:.1} |\n| O_DIRECT write + fdatasync per chunk ({} MiB; chunk+sync p50 {:.3} ms) | {:.1} |\n| loopback TCP ({} MiB) | {:.1} |\n",
+            "| limit | MiB/s |\n|---|---|\n| O_DIRECT sequential write ({} MiB, {} KiB chunks, one fdatasync) | {:.1} |\n| O_DIRECT sequential read (the same file, {} KiB reads) | {:.1} |\n| O_DIRECT write + fdatasync per chunk ({} MiB; chunk+sync p50 {:.3} ms) | {:.1} |\n| loopback TCP ({} MiB) | {:.1} |\n",
             self.disk_mib,
             self.chunk_kib,
             self.disk_direct_mb_per_sec,
+            READ_CHUNK_BYTES / 1024,
+            self.disk_direct_read_mb_per_sec,
             self.fdatasync_mib,
             self.fdatasync_chunk_p50_ms,
             self.disk_direct_fdatasync_mb_per_sec,
@@ -115,12 +123,38 @@ fn fdatasync(f: &std::fs::File) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Reads of the O_DIRECT read measurement: Fjord's read-ahead unit.
+const READ_CHUNK_BYTES: usize = 2 << 20;
+
+/// Reads the file at `path` sequentially with O_DIRECT; returns MiB/s.
+fn direct_read(path: &Path) -> Result<f64, BenchError> {
+    let mut buf = AlignedBuf::new(READ_CHUNK_BYTES);
+    let mut f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .map_err(io_err(path))?;
+    let start = Instant::now();
+    let mut total = 0usize;
+    loop {
+        let n = f.read(buf.as_mut_slice()).map_err(io_err(path))?;
+        if n == 0 {
+            break;
+        }
+        total += n;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Ok(total as f64 / MIB / secs)
+}
+
 /// Writes `total_mib` sequentially with O_DIRECT; returns (MiB/s, per-chunk ms samples).
+/// The file stays when `keep` (else it is removed).
 fn direct_write(
     path: &Path,
     total_mib: usize,
     chunk_kib: usize,
     sync_each: bool,
+    keep: bool,
 ) -> Result<(f64, Vec<f64>), BenchError> {
     let chunk = chunk_kib * 1024;
     let mut buf = AlignedBuf::new(chunk);
@@ -150,7 +184,9 @@ fn direct_write(
     }
     let secs = start.elapsed().as_secs_f64();
     drop(f);
-    let _ = std::fs::remove_file(path);
+    if !keep {
+        let _ = std::fs::remove_file(path);
+    }
     Ok(((chunks * chunk) as f64 / MIB / secs, samples))
 }
 
@@ -223,16 +259,21 @@ pub fn measure(plan: &LimitsPlan) -> Result<Limits, BenchError> {
         plan.disk_mib,
         plan.dir.display()
     );
-    let (direct, _) = direct_write(&path, plan.disk_mib, plan.chunk_kib, false)?;
+    let (direct, _) = direct_write(&path, plan.disk_mib, plan.chunk_kib, false, true)?;
+    eprintln!("limits: O_DIRECT read of the same {} MiB", plan.disk_mib);
+    let read = direct_read(&path);
+    let _ = std::fs::remove_file(&path);
+    let read = read?;
     eprintln!(
         "limits: O_DIRECT write + fdatasync per {} KiB chunk, {} MiB",
         plan.chunk_kib, plan.fdatasync_mib
     );
-    let (synced, mut samples) = direct_write(&path, plan.fdatasync_mib, plan.chunk_kib, true)?;
+    let (synced, mut samples) = direct_write(&path, plan.fdatasync_mib, plan.chunk_kib, true, false)?;
     eprintln!("limits: loopback TCP, {} MiB", plan.loopback_mib);
     let lo = loopback(plan.loopback_mib)?;
     Ok(Limits {
         disk_direct_mb_per_sec: direct,
+        disk_direct_read_mb_per_sec: read,
         disk_direct_fdatasync_mb_per_sec: synced,
         fdatasync_chunk_p50_ms: median(&mut samples),
         loopback_mb_per_sec: lo,
@@ -255,7 +296,7 @@ mod tests {
             std::env::temp_dir().join(format!("fjord-bench-limits-test-{}", std::process::id()));
         // Some filesystems (tmpfs) refuse O_DIRECT; then fall back to the target dir.
         let dir = if std::fs::create_dir_all(&dir).is_ok()
-            && direct_write(&dir.join("probe"), 1, 64, false).is_ok()
+            && direct_write(&dir.join("probe"), 1, 64, false, false).is_ok()
         {
             dir
         } else {
@@ -270,11 +311,13 @@ mod tests {
         };
         let l = measure(&plan).expect("limits");
         assert!(l.disk_direct_mb_per_sec > 0.0);
+        assert!(l.disk_direct_read_mb_per_sec > 0.0);
         assert!(l.disk_direct_fdatasync_mb_per_sec > 0.0);
         assert!(l.loopback_mb_per_sec > 0.0);
         let v = serde_json::to_value(&l).expect("json");
         for k in [
             "disk_direct_mb_per_sec",
+            "disk_direct_read_mb_per_sec",
             "disk_direct_fdatasync_mb_per_sec",
             "loopback_mb_per_sec",
         ] {

@@ -154,8 +154,7 @@ impl OffsetsPartition {
             // To the log end, not the HW: a new leader's HW lags what the old one acknowledged (Kafka loads to the end too).
             let read = self.log.read_to_end(offset, LOAD_READ_BYTES, true).await?;
             let Some(last) = read.last_offset else { break };
-            for chunk in &read.chunks {
-                let bytes = chunk.load().await.map_err(|e| PartitionError::Storage(e.into()))?;
+            for bytes in read.chunks.iter().cloned() {
                 let recs = match txn_offsets::decode_for_load(bytes, &mut txn_pending) {
                     Ok(r) => r,
                     Err(e) => {

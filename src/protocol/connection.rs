@@ -13,7 +13,6 @@
 //! deferred response, so the next request is read and appended meanwhile.
 //! That lets one producer's pipelined acks=all requests share fdatasyncs.
 
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
@@ -48,10 +47,9 @@ pub async fn serve(shard: Rc<ShardState>, stream: TcpStream, listener: Rc<str>) 
     let peer = peer_addr.map(|a| a.to_string()).unwrap_or_default();
     let client_host = peer_addr.map(|a| format!("/{}", a.ip())).unwrap_or_default();
     let _ = stream.set_nodelay(true);
-    let socket_fd = stream.as_raw_fd();
     let (mut reader, writer) = futures_lite::io::split(stream);
     let (tx, rx) = local_channel::new_bounded::<Dispatch>(PIPELINE_DEPTH_MAX);
-    let writer_task = glommio::spawn_local(write_responses(writer, socket_fd, rx));
+    let writer_task = glommio::spawn_local(write_responses(writer, rx));
     let reason = loop {
         let frame = {
             let read = read_frame(&mut reader, shard.config.socket_request_max_bytes);
@@ -101,7 +99,6 @@ pub async fn serve(shard: Rc<ShardState>, stream: TcpStream, listener: Rc<str>) 
 /// Writes responses in the order they were queued, waiting for deferred ones.
 async fn write_responses(
     mut writer: WriteHalf<TcpStream>,
-    socket_fd: i32,
     rx: local_channel::LocalReceiver<Dispatch>,
 ) -> (WriteHalf<TcpStream>, Option<std::io::Error>) {
     while let Some(mut item) = rx.recv().await {
@@ -110,7 +107,7 @@ async fn write_responses(
         }
         let written = match item {
             Dispatch::Respond(bytes) => writer.write_all(&bytes).await,
-            Dispatch::RespondSegments(segments) => write_segments(&mut writer, socket_fd, segments).await,
+            Dispatch::RespondSegments(segments) => write_segments(&mut writer, segments).await,
             // A deferred response that turned out to be a close: stop writing.
             Dispatch::Close(_) | Dispatch::Deferred(_) => return (writer, None),
             Dispatch::NoResponse => Ok(()),

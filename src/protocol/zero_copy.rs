@@ -1,19 +1,17 @@
-//! Responses that carry ranges of segment files: encoded with placeholders,
-//! written as header bytes, `sendfile` of a file range, header bytes, …
+//! Responses whose records are several pieces of memory (tail cache slices,
+//! read-ahead windows): encoded with placeholders and written piece by
+//! piece, so record bytes are never copied into the frame.
 //!
-//! The Kafka encoder wants the records as `Bytes`. For a file range we hand
-//! it a slice of a static zero page of the right length; `SegmentedBuf`
+//! The Kafka encoder wants the records as `Bytes`. For several pieces we
+//! hand it a slice of a static zero page of the right length; `SegmentedBuf`
 //! recognises that slice by address when the encoder copies it in, and puts
-//! the file range there instead. So the response is encoded by the same
-//! generated code as every other, and the record bytes never pass through
-//! user space (the kernel copies page cache to socket).
+//! the pieces there instead. So the response is encoded by the same
+//! generated code as every other.
 //!
-//! Used on the connection's shard; file ranges arrive from the owner shard
-//! as their own (dup'ed) file descriptors, so nothing here is shared.
+//! Used on the connection's shard; the pieces arrive from the owner shard
+//! as `Bytes` (Send), so nothing here is shared.
 
 use std::collections::VecDeque;
-use std::fs::File;
-use std::os::fd::{AsFd, BorrowedFd, RawFd};
 
 use bytes::{buf::UninitSlice, BufMut, Bytes, BytesMut};
 use futures_lite::{AsyncWrite, AsyncWriteExt};
@@ -21,30 +19,13 @@ use kafka_protocol::messages::ResponseHeader;
 use kafka_protocol::protocol::buf::ByteBufMut;
 use kafka_protocol::protocol::Encodable;
 
-/// Largest file-backed records field per partition; larger reads are copied.
+/// Largest records field spliced from pieces; larger reads are copied.
 pub const PLACEHOLDER_MAX_BYTES: usize = 16 << 20;
 /// Zero-initialised, so it lives in .bss and costs no binary size.
 static PLACEHOLDER: [u8; PLACEHOLDER_MAX_BYTES] = [0; PLACEHOLDER_MAX_BYTES];
-/// Bytes copied per step when sendfile would block.
-const COPY_STEP_BYTES: usize = 256 << 10;
 
-pub enum Segment {
-    Bytes(Bytes),
-    File { file: File, position: u64, len: u64 },
-}
-
-impl Segment {
-    pub fn len(&self) -> usize {
-        match self {
-            Segment::Bytes(b) => b.len(),
-            Segment::File { len, .. } => *len as usize,
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
+/// One piece of a response frame.
+pub type Segment = Bytes;
 
 /// A placeholder records value of `len` bytes, if one that large exists.
 pub fn placeholder(len: usize) -> Option<Bytes> {
@@ -68,7 +49,7 @@ impl SegmentedBuf {
         if !self.cur.is_empty() {
             let b = self.cur.split().freeze();
             self.done_bytes += b.len();
-            self.done.push(Segment::Bytes(b));
+            self.done.push(b);
         }
     }
 }
@@ -87,7 +68,7 @@ unsafe impl BufMut for SegmentedBuf {
     fn put_slice(&mut self, src: &[u8]) {
         if is_placeholder(src) {
             if let Some(segments) = self.pending.pop_front() {
-                debug_assert_eq!(segments.iter().map(Segment::len).sum::<usize>(), src.len());
+                debug_assert_eq!(segments.iter().map(Bytes::len).sum::<usize>(), src.len());
                 self.flush_cur();
                 for s in segments {
                     self.done_bytes += s.len();
@@ -155,71 +136,10 @@ pub mod anyhow_free {
     }
 }
 
-/// Writes the segments in order: bytes through glommio, file ranges with
-/// sendfile on the (non-blocking) socket, falling back to a copy for the
-/// part sendfile could not take without blocking.
-///
-/// `socket_fd` is the raw descriptor behind `stream`; the caller keeps the
-/// connection open while this runs.
-pub async fn write_segments<W: AsyncWrite + Unpin>(
-    stream: &mut W,
-    socket_fd: RawFd,
-    segments: Vec<Segment>,
-) -> std::io::Result<()> {
+/// Writes the pieces in order.
+pub async fn write_segments<W: AsyncWrite + Unpin>(stream: &mut W, segments: Vec<Segment>) -> std::io::Result<()> {
     for segment in segments {
-        match segment {
-            Segment::Bytes(b) => stream.write_all(&b).await?,
-            Segment::File { file, position, len } => {
-                // Bytes written before must be on the socket before sendfile adds more.
-                stream.flush().await?;
-                send_file_range(stream, socket_fd, &file, position, len).await?
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn send_file_range<W: AsyncWrite + Unpin>(
-    stream: &mut W,
-    socket_fd: RawFd,
-    file: &File,
-    position: u64,
-    len: u64,
-) -> std::io::Result<()> {
-    use nix::errno::Errno;
-    use std::os::unix::fs::FileExt;
-    set_nonblocking(socket_fd)?;
-    let end = position + len;
-    let mut offset = position as i64;
-    while (offset as u64) < end {
-        let remaining = (end - offset as u64) as usize;
-        // SAFETY: the caller keeps the connection (and so the fd) open.
-        let sock = unsafe { BorrowedFd::borrow_raw(socket_fd) };
-        match nix::sys::sendfile::sendfile(sock, file.as_fd(), Some(&mut offset), remaining) {
-            Ok(0) => {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "segment file shorter than its index said"));
-            }
-            Ok(_) => {}
-            Err(Errno::EINTR) => {}
-            Err(Errno::EAGAIN) => {
-                // Socket buffer full: copy a step through glommio, which waits for room.
-                let step = remaining.min(COPY_STEP_BYTES);
-                let mut buf = vec![0u8; step];
-                file.read_exact_at(&mut buf, offset as u64)?;
-                stream.write_all(&buf).await?;
-                offset += step as i64;
-            }
-            Err(e) => return Err(std::io::Error::from(e)),
-        }
-    }
-    Ok(())
-}
-
-fn set_nonblocking(fd: i32) -> std::io::Result<()> {
-    use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL).map_err(std::io::Error::from)?);
-    if !flags.contains(OFlag::O_NONBLOCK) {
-        fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).map_err(std::io::Error::from)?;
+        stream.write_all(&segment).await?;
     }
     Ok(())
 }
@@ -229,47 +149,28 @@ mod tests {
     use super::*;
     use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
     use kafka_protocol::messages::FetchResponse;
-    use std::io::Write;
 
-    /// A response encoded with a placeholder, with the file range spliced in,
+    /// A response encoded with a placeholder, with the pieces spliced in,
     /// is byte-identical to the same response encoded with the bytes inline.
     #[test]
     fn placeholder_encoding_matches_inline_encoding() {
         let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
-        let path = std::env::temp_dir().join(format!("fjord-zc-{}", std::process::id()));
-        std::fs::File::create(&path).unwrap().write_all(&data).unwrap();
         let make = |records: Bytes| {
             FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
                 .with_partitions(vec![PartitionData::default().with_high_watermark(7).with_records(Some(records))])])
         };
         for version in [4i16, 11, 12, 16] {
-            let (start, len) = (100u64, 3000usize);
             let inline = make(Bytes::copy_from_slice(&data[100..3100]));
             let expected = encode_frame(0, version, 42, &inline, vec![]).unwrap();
-            let file = std::fs::File::open(&path).unwrap();
-            let with_placeholder = make(placeholder(len).unwrap());
-            let segments = encode_frame(0, version, 42, &with_placeholder, vec![vec![Segment::File { file, position: start, len: len as u64 }]]).unwrap();
-            let flatten = |segs: &[Segment]| {
-                let mut out = Vec::new();
-                for s in segs {
-                    match s {
-                        Segment::Bytes(b) => out.extend_from_slice(b),
-                        Segment::File { file, position, len } => {
-                            let mut buf = vec![0u8; *len as usize];
-                            std::os::unix::fs::FileExt::read_exact_at(file, &mut buf, *position).unwrap();
-                            out.extend_from_slice(&buf);
-                        }
-                    }
-                }
-                out
-            };
-            let a = flatten(&expected);
-            let b = flatten(&segments);
+            let pieces = vec![Bytes::copy_from_slice(&data[100..1100]), Bytes::copy_from_slice(&data[1100..3100])];
+            let with_placeholder = make(placeholder(3000).unwrap());
+            let segments = encode_frame(0, version, 42, &with_placeholder, vec![pieces.clone()]).unwrap();
+            let a: Vec<u8> = expected.iter().flat_map(|b| b.iter().copied()).collect();
+            let b: Vec<u8> = segments.iter().flat_map(|b| b.iter().copied()).collect();
             assert_eq!(a, b, "version {version}");
             let size = i32::from_be_bytes([a[0], a[1], a[2], a[3]]) as usize;
             assert_eq!(size, a.len() - 4);
-            assert!(matches!(segments[1], Segment::File { .. }), "the file range is its own segment");
+            assert!(segments.iter().any(|s| s.as_ptr() == pieces[1].as_ptr()), "the pieces are not copied");
         }
-        std::fs::remove_file(&path).unwrap();
     }
 }

@@ -34,12 +34,12 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
 
 use bytes::{Bytes, BytesMut};
-use super::open_files::{self, FileHolder, ReadHandle, WriteHandle};
+use super::open_files::{self, FileHolder, WriteHandle};
+use super::read_ahead;
 
 use super::batch::{walk_records, BatchHeader, LOG_OVERHEAD};
 use super::notify::Notify;
@@ -156,67 +156,14 @@ pub struct AppendResult {
 /// Whole batches for a fetch.
 #[derive(Debug, Default)]
 pub struct ReadResult {
-    pub chunks: Vec<Chunk>,
+    /// Whole batches, in order: slices of the tail cache or of a segment
+    /// file's read-ahead windows (shared, not copied).
+    pub chunks: Vec<Bytes>,
     pub bytes: usize,
     /// Base offset of the first batch returned (may be below the requested offset).
     pub first_offset: Option<i64>,
     /// Last offset of the last batch returned.
     pub last_offset: Option<i64>,
-}
-
-/// A piece of a read: cache bytes or a segment file range.
-#[derive(Debug, Clone)]
-pub enum Chunk {
-    /// From the tail cache.
-    Memory(Bytes),
-    /// A range of a segment file: read into memory by `load` (io_uring,
-    /// O_DIRECT), or sendfile()d from the buffered `file`.
-    File {
-        file: ReadHandle,
-        segment: Rc<open_files::SegmentFile>,
-        position: u64,
-        len: u64,
-    },
-}
-
-impl Chunk {
-    pub fn len(&self) -> u64 {
-        match self {
-            Chunk::Memory(b) => b.len() as u64,
-            Chunk::File { len, .. } => *len,
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The bytes of this chunk. A file range is read by io_uring with
-    /// O_DIRECT (the shard never waits on the disk); if the file was
-    /// unlinked since the read found it (retention, compaction), the
-    /// buffered handle the read holds still reaches it (blocking pread).
-    pub async fn load(&self) -> io::Result<Bytes> {
-        match self {
-            Chunk::Memory(b) => Ok(b.clone()),
-            Chunk::File {
-                file,
-                segment,
-                position,
-                len,
-            } => {
-                let len = usize::try_from(*len)
-                    .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "chunk too large"))?;
-                match segment.read_dma(*position, len).await {
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                        let mut buf = vec![0u8; len];
-                        file.read_exact_at(&mut buf, *position)?;
-                        Ok(Bytes::from(buf))
-                    }
-                    other => other,
-                }
-            }
-        }
-    }
 }
 
 /// One append call's batches in the tail cache.

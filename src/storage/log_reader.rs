@@ -1,7 +1,7 @@
-//! The log's reads: whole batches for Fetch from the tail cache or as
-//! segment file ranges (for sendfile), and timestamp lookups for
-//! ListOffsets. No `.await` while the state is borrowed: header reads are
-//! blocking preads. Same shard as the log.
+//! The log's reads: whole batches for Fetch from the tail cache or from
+//! segment files (io_uring reads through `read_ahead`), and timestamp
+//! lookups for ListOffsets (blocking preads, under the state borrow). Same
+//! shard as the log.
 
 use super::*;
 
@@ -9,10 +9,16 @@ impl Log {
     /// Whole batches from the one containing `offset`, at most `max_bytes`
     /// (but at least one batch if `min_one`), none with a base offset >=
     /// `end_offset_exclusive`. Recent batches come from the cache, older ones
-    /// as a file range of one segment (a read stops at a segment's end).
+    /// from one segment file (a read stops at a segment's end), read by
+    /// io_uring into memory through the file's read-ahead windows: the
+    /// shard never waits on the disk, and batch headers are walked in
+    /// memory, not by a pread each.
     ///
-    /// No `.await` inside: header reads are blocking preads, so the state
-    /// borrow may be held throughout.
+    /// The state is borrowed only to plan (no `.await` under it). A tail
+    /// truncation or failed write while the file read was in flight
+    /// (`rollback_gen` moved) makes the read start over, so no truncated
+    /// bytes are returned; a segment deleted meanwhile (retention) is
+    /// planned again too, and then answers OffsetOutOfRange.
     pub async fn read(
         &self,
         offset: i64,
@@ -20,45 +26,53 @@ impl Log {
         end_offset_exclusive: i64,
         min_one: bool,
     ) -> Result<ReadResult, StorageError> {
-        let st = self.state.borrow();
-        if st.closed {
-            return Err(StorageError::Closed);
-        }
-        if offset < st.log_start || offset > st.log_end {
-            return Err(StorageError::OffsetOutOfRange {
-                requested: offset,
-                start: st.log_start,
-                end: st.log_end,
-            });
-        }
-        if offset == st.log_end || offset >= end_offset_exclusive {
-            return Ok(ReadResult::default());
-        }
         let limits = ReadLimits {
             max_bytes,
             end_offset: end_offset_exclusive,
             min_one,
         };
-        if offset >= st.cache_start() {
-            return Ok(read_cache(&st, offset, &limits));
-        }
-        let mut si = st
-            .segment_for(offset)
-            .expect("offset >= log_start has a segment");
         let mut offset = offset;
+        let mut attempts = 0;
         loop {
-            if let Some(r) = read_segment(&st.segments[si], offset, &limits)? {
-                return Ok(r);
-            }
-            // Compaction removed every batch from `offset` to this segment's
-            // end: the next batch is in a later segment.
-            si += 1;
-            let Some(next) = st.segments.get(si) else {
-                return Err(corrupt(&st.segments[si - 1].log_path, format!("offset {offset} not found before the written end")));
+            let plan = {
+                let st = self.state.borrow();
+                if st.closed {
+                    return Err(StorageError::Closed);
+                }
+                if offset < st.log_start || offset > st.log_end {
+                    return Err(StorageError::OffsetOutOfRange {
+                        requested: offset,
+                        start: st.log_start,
+                        end: st.log_end,
+                    });
+                }
+                if offset == st.log_end || offset >= end_offset_exclusive {
+                    return Ok(ReadResult::default());
+                }
+                if offset >= st.cache_start() {
+                    return Ok(read_cache(&st, offset, &limits));
+                }
+                let si = st.segment_for(offset).expect("offset >= log_start has a segment");
+                FilePlan::of(&st, si, offset)?
             };
-            offset = next.base_offset;
-            if offset >= st.cache_start() {
-                return Ok(read_cache(&st, offset, &limits));
+            let read = read_file(&plan, offset, &limits).await;
+            attempts += 1;
+            let st = self.state.borrow();
+            let changed = st.rollback_gen != plan.rollback_gen;
+            match read {
+                Err(StorageError::Io(e)) if e.kind() == io::ErrorKind::NotFound && attempts < 3 => continue,
+                _ if changed && attempts < 3 => continue,
+                Err(e) => return Err(e),
+                Ok(Some(r)) => return Ok(r),
+                Ok(None) => {
+                    // Compaction removed every batch from `offset` to this
+                    // segment's end: the next batch is in a later segment.
+                    let Some(next) = st.segments.iter().find(|s| s.base_offset > plan.base_offset) else {
+                        return Err(corrupt(&plan.path, format!("offset {offset} not found before the written end")));
+                    };
+                    offset = next.base_offset;
+                    attempts = 0;
+                }
             }
         }
     }
@@ -163,7 +177,7 @@ fn read_cache(st: &State, offset: i64, limits: &ReadLimits) -> ReadResult {
             range = Some(range.map_or((*start, start + len), |(s, _)| (s, start + len)));
         }
         if let Some((s, end)) = range {
-            out.chunks.push(Chunk::Memory(e.bytes.slice(s..end)));
+            out.chunks.push(e.bytes.slice(s..end));
         }
         if stop {
             break 'entries;
@@ -172,30 +186,85 @@ fn read_cache(st: &State, offset: i64, limits: &ReadLimits) -> ReadResult {
     out
 }
 
-/// A file range of whole batches of one segment, starting with the batch
-/// containing `offset` (or the first after it: compaction leaves gaps),
-/// bounded by the segment's WRITTEN logical size. None when no batch of
-/// this segment ends at or after `offset`.
-fn read_segment(
-    seg: &Segment,
-    offset: i64,
-    limits: &ReadLimits,
-) -> Result<Option<ReadResult>, StorageError> {
-    let Some(file) = seg.read_handle()? else {
-        return Err(corrupt(
-            &seg.log_path,
-            "segment below the cache has no file",
-        ));
-    };
-    let path = &seg.log_path;
-    let limit = seg.written_size;
-    let mut pos = seg.position_floor(offset);
-    // Walk to the batch containing `offset` (at most ~one index interval).
+/// What a file read needs from the log's state, taken under the borrow.
+struct FilePlan {
+    file: Rc<open_files::SegmentFile>,
+    path: PathBuf,
+    base_offset: i64,
+    /// Position of an indexed batch at or before the wanted offset.
+    from: u64,
+    /// The segment's written size: every batch below it is whole and final.
+    limit: u64,
+    rollback_gen: u64,
+}
+
+impl FilePlan {
+    fn of(st: &State, si: usize, offset: i64) -> Result<FilePlan, StorageError> {
+        let seg = &st.segments[si];
+        if !seg.reader.exists() {
+            return Err(corrupt(&seg.log_path, "segment below the cache has no file"));
+        }
+        Ok(FilePlan {
+            file: seg.reader.clone(),
+            path: seg.log_path.clone(),
+            base_offset: seg.base_offset,
+            from: seg.position_floor(offset),
+            limit: seg.written_size,
+            rollback_gen: st.rollback_gen,
+        })
+    }
+}
+
+/// Reads through the read-ahead windows: `[at, at + len)`, and keeps up to
+/// `want` bytes from `at` (as many as the windows or one file read give)
+/// for the next calls.
+struct Cursor<'a> {
+    plan: &'a FilePlan,
+    buf: Bytes,
+    buf_start: u64,
+}
+
+impl Cursor<'_> {
+    async fn bytes(&mut self, at: u64, len: usize, want: usize) -> Result<Bytes, StorageError> {
+        let end = at + len as u64;
+        if end > self.plan.limit {
+            return Err(corrupt(&self.plan.path, format!("{len} bytes at {at} run past the written end {}", self.plan.limit)));
+        }
+        let buf_end = self.buf_start + self.buf.len() as u64;
+        if at < self.buf_start || end > buf_end {
+            self.buf = read_ahead::read(&self.plan.file, at, len, len.max(want), self.plan.limit).await?;
+            self.buf_start = at;
+        }
+        let from = (at - self.buf_start) as usize;
+        Ok(self.buf.slice(from..from + len))
+    }
+
+    /// `[at, at + len)` is in the bytes already read.
+    fn holds(&self, at: u64, len: usize) -> bool {
+        at >= self.buf_start && at + len as u64 <= self.buf_start + self.buf.len() as u64
+    }
+
+    async fn header(&mut self, at: u64, want: usize) -> Result<BatchHeader, StorageError> {
+        let bytes = self.bytes(at, BatchHeader::SIZE, want).await?;
+        BatchHeader::parse(&bytes).map_err(|e| corrupt(&self.plan.path, format!("batch header at position {at}: {e}")))
+    }
+}
+
+/// Whole batches of one segment from the batch containing `offset` (or the
+/// first after it: compaction leaves gaps), bounded by the segment's
+/// written size, as one piece of memory. None when no batch of this
+/// segment ends at or after `offset`.
+async fn read_file(plan: &FilePlan, offset: i64, limits: &ReadLimits) -> Result<Option<ReadResult>, StorageError> {
+    // Most reads are one file read: the walk from the indexed position to
+    // `offset` is about one index interval, then `max_bytes` of batches.
+    let want = limits.max_bytes.saturating_add(INDEX_SLACK_BYTES).min(MAX_READ_BYTES);
+    let mut cur = Cursor { plan, buf: Bytes::new(), buf_start: 0 };
+    let mut pos = plan.from;
     let first = loop {
-        if pos >= limit {
+        if pos >= plan.limit {
             return Ok(None);
         }
-        let h = read_header_at(&file, path, pos)?;
+        let h = cur.header(pos, want).await?;
         if h.last_offset() >= offset {
             break h;
         }
@@ -203,11 +272,8 @@ fn read_segment(
     };
     let start = pos;
     let first_len = first.total_size();
-    if start + first_len as u64 > limit {
-        return Err(corrupt(
-            path,
-            format!("batch at {start} runs past the written end"),
-        ));
+    if start + first_len as u64 > plan.limit {
+        return Err(corrupt(&plan.path, format!("batch at {start} runs past the written end")));
     }
     if !limits.admits(0, first.base_offset, first_len) {
         return Ok(Some(ReadResult::default()));
@@ -215,76 +281,39 @@ fn read_segment(
     let budget_end = start
         .saturating_add(limits.max_bytes as u64)
         .max(start + first_len as u64)
-        .min(limit);
+        .min(plan.limit);
     let mut end = start + first_len as u64;
     let mut last = first.last_offset();
-    // Jump over whole batches using the index, then walk the rest.
-    let mut walk_from = end;
-    let rel_end = (limits.end_offset - seg.base_offset).clamp(0, i64::from(u32::MAX)) as u32;
-    if let Some(k) = seg
-        .idx
-        .index
-        .last_within(budget_end.min(u64::from(u32::MAX)) as u32, rel_end)
-    {
-        // Start one entry early so at least one batch is walked and `last` is known.
-        let k = k.saturating_sub(1);
-        let (_, p) = seg.idx.index.get(k);
-        if u64::from(p) > end {
-            walk_from = u64::from(p);
-        }
+    if !cur.holds(start, first_len) {
+        // A batch larger than what was read (min_one): read it whole.
+        cur.bytes(start, first_len, first_len).await?;
     }
-    let (walk_end, walk_last) =
-        walk_forward(&file, path, walk_from, budget_end, limits.end_offset)?;
-    match walk_last {
-        Some(l) => {
-            end = walk_end;
-            last = l;
+    // Whole batches that the bytes in hand hold, so the answer is one
+    // slice; the next fetch continues where this one stops.
+    while end + BatchHeader::SIZE as u64 <= budget_end && cur.holds(end, BatchHeader::SIZE) {
+        let h = cur.header(end, 0).await?;
+        let next = end + h.total_size() as u64;
+        if h.base_offset >= limits.end_offset || next > budget_end || !cur.holds(end, h.total_size()) {
+            break;
         }
-        None if walk_from > end => {
-            // Defensive: the jump found nothing to walk; walk from the first batch.
-            let (e2, l2) = walk_forward(&file, path, end, budget_end, limits.end_offset)?;
-            if let Some(l2) = l2 {
-                end = e2;
-                last = l2;
-            }
-        }
-        None => {}
+        end = next;
+        last = h.last_offset();
     }
-    let len = end - start;
+    let len = (end - start) as usize;
+    let data = cur.bytes(start, len, len).await?;
+    read_ahead::read_ahead_from(&plan.file, end, plan.limit);
     Ok(Some(ReadResult {
-        chunks: vec![Chunk::File {
-            file,
-            segment: seg.reader.clone(),
-            position: start,
-            len,
-        }],
-        bytes: len as usize,
+        chunks: vec![data],
+        bytes: len,
         first_offset: Some(first.base_offset),
         last_offset: Some(last),
     }))
 }
 
-/// Walks whole batches from `pos` while they end by `budget_end` and start
-/// below `end_offset`. Returns (end position, last offset of the last batch).
-fn walk_forward(
-    file: &File,
-    path: &Path,
-    mut pos: u64,
-    budget_end: u64,
-    end_offset: i64,
-) -> Result<(u64, Option<i64>), StorageError> {
-    let mut last = None;
-    while pos + BatchHeader::SIZE as u64 <= budget_end {
-        let h = read_header_at(file, path, pos)?;
-        let next = pos + h.total_size() as u64;
-        if h.base_offset >= end_offset || next > budget_end {
-            break;
-        }
-        pos = next;
-        last = Some(h.last_offset());
-    }
-    Ok((pos, last))
-}
+/// Read beyond `max_bytes` to cover the walk from the indexed position.
+const INDEX_SLACK_BYTES: usize = 64 << 10;
+/// A single file read is at most this (a fetch's partition budget is bounded anyway).
+const MAX_READ_BYTES: usize = 64 << 20;
 
 /// Finds the first record with timestamp >= `ts` in a segment's written
 /// batches from `pos`, stopping at batches that are in the cache.

@@ -252,6 +252,7 @@ impl Log {
             .await?;
         let mut st = self.state.borrow_mut();
         let seg = &mut st.segments[si];
+        seg.reader.invalidate_read_ahead();
         seg.size = keep_bytes;
         seg.written_size = keep_bytes;
         seg.next_offset = new_end;

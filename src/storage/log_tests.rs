@@ -46,7 +46,7 @@ async fn append(log: &Log, batches: usize, records: usize, base_ts: i64) -> Appe
 async fn loaded(r: &ReadResult) -> (Vec<u8>, Vec<BatchHeader>) {
     let mut all = Vec::new();
     for c in &r.chunks {
-        all.extend_from_slice(&c.load().await.expect("load chunk"));
+        all.extend_from_slice(c);
     }
     assert_eq!(all.len(), r.bytes);
     if all.is_empty() {
@@ -124,10 +124,9 @@ fn read_from_middle_of_batch_returns_that_batch() {
                 hs.iter().map(|h| h.base_offset).collect::<Vec<_>>(),
                 vec![5, 10]
             );
+            // Without a tail cache the bytes came from the file, through its read-ahead window.
             if cache == 0 {
-                assert!(matches!(r.chunks[0], Chunk::File { .. }));
-            } else {
-                assert!(matches!(r.chunks[0], Chunk::Memory(_)));
+                assert!(crate::storage::read_ahead::held_bytes() > 0);
             }
             // Offset == end: empty; beyond: out of range.
             let r = log

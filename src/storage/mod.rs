@@ -33,6 +33,7 @@ pub mod leader_epochs;
 pub mod log;
 mod notify;
 pub mod open_files;
+pub mod read_ahead;
 pub mod recovery;
 pub mod retention;
 pub mod segment;
@@ -42,7 +43,7 @@ use std::io;
 use std::path::PathBuf;
 
 pub use batch::{validate_batches, BatchError, BatchHeader};
-pub use log::{AppendResult, Chunk, HeadTruncation, Log, LogConfig, ReadResult};
+pub use log::{AppendResult, HeadTruncation, Log, LogConfig, ReadResult};
 pub use log::compaction_pass::CompactionStats;
 
 /// Errors of the storage layer.

@@ -27,6 +27,8 @@ use std::rc::{Rc, Weak};
 
 use glommio::io::DmaFile;
 
+use super::read_ahead::{HasReadAhead, RangeReader, ReadAhead};
+
 /// Budget of a shard that never set one (tests, tools): generous, so only a
 /// real shard's derived budget makes files close.
 const DEFAULT_LIMIT: usize = 4096;
@@ -218,6 +220,8 @@ pub struct SegmentFile {
     /// In the budget's sweep now.
     queued: Cell<bool>,
     me: Weak<SegmentFile>,
+    /// Bytes read ahead for sequential readers (`read_ahead::read`).
+    read_ahead: ReadAhead,
 }
 
 impl SegmentFile {
@@ -230,6 +234,7 @@ impl SegmentFile {
             referenced: Cell::new(false),
             queued: Cell::new(false),
             me: me.clone(),
+            read_ahead: ReadAhead::default(),
         })
     }
 
@@ -242,9 +247,15 @@ impl SegmentFile {
         self.exists.get()
     }
 
+    /// The file's written bytes changed (a tail truncation): forget what was read ahead.
+    pub fn invalidate_read_ahead(&self) {
+        self.read_ahead.invalidate();
+    }
+
     /// Keeps an already open handle (from a compaction swap) instead of reopening.
     pub fn adopt(&self, file: File) {
         self.exists.set(true);
+        self.read_ahead.invalidate();
         *self.file.borrow_mut() = Some(Rc::new(Counted::new(file)));
         self.enqueue();
     }
@@ -285,8 +296,23 @@ impl SegmentFile {
         Ok(f)
     }
 
-    /// Reads `len` bytes at `position` by io_uring into memory.
-    pub async fn read_dma(&self, position: u64, len: usize) -> io::Result<bytes::Bytes> {
+    fn enqueue(&self) {
+        if !self.queued.replace(true) {
+            let me: Weak<dyn FileHolder> = self.me.clone();
+            track(me);
+        }
+    }
+}
+
+impl HasReadAhead for SegmentFile {
+    fn read_ahead(&self) -> &ReadAhead {
+        &self.read_ahead
+    }
+}
+
+impl RangeReader for SegmentFile {
+    /// Reads `len` bytes at `position` by io_uring (O_DIRECT) into memory.
+    async fn read_range(&self, position: u64, len: usize) -> io::Result<bytes::Bytes> {
         let f = self.dma().await?;
         let r = f.read_at(position, len).await.map_err(io::Error::from)?;
         if r.len() != len {
@@ -294,13 +320,6 @@ impl SegmentFile {
                 "{}: read {} of {len} bytes at {position}", self.path.display(), r.len())));
         }
         Ok(bytes::Bytes::copy_from_slice(&r))
-    }
-
-    fn enqueue(&self) {
-        if !self.queued.replace(true) {
-            let me: Weak<dyn FileHolder> = self.me.clone();
-            track(me);
-        }
     }
 }
 

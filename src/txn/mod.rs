@@ -192,8 +192,7 @@ impl TxnPartition {
             // To the log end, not the HW: a new leader's HW lags what the old one acknowledged (Kafka loads to the end too).
             let read = self.log.read_to_end(offset, LOAD_READ_BYTES, true).await.map_err(|_| TxnError::CoordinatorNotAvailable)?;
             let Some(last) = read.last_offset else { break };
-            for chunk in &read.chunks {
-                let bytes = chunk.load().await.map_err(|_| TxnError::CoordinatorNotAvailable)?;
+            for bytes in read.chunks.iter().cloned() {
                 let recs = match crate::coordinator::records::decode_batches(bytes) {
                     Ok(r) => r,
                     Err(e) => {

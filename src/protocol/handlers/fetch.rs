@@ -24,11 +24,10 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::error::{partition_error_code, ResponseError};
 use crate::metadata::ShardId;
-use crate::partition::PartitionError;
 use crate::protocol::RequestContext;
 use crate::shard::ShardState;
 use crate::protocol::zero_copy::{placeholder, Segment, PLACEHOLDER_MAX_BYTES};
-use crate::storage::{Chunk, ReadResult};
+use crate::storage::ReadResult;
 
 pub const MIN_VERSION: i16 = 4;
 pub const MAX_VERSION: i16 = 16;
@@ -66,7 +65,7 @@ struct ReadOut {
 /// A partition's records as they travel back from the owner shard.
 enum Payload {
     Bytes(Bytes),
-    /// Includes file ranges, to be sent with sendfile.
+    /// Several pieces, spliced into the frame in place of a placeholder.
     Segments(Vec<Segment>, usize),
 }
 
@@ -284,7 +283,7 @@ async fn read_local(shard: Rc<ShardState>, parts: Vec<ReadPart>, max_bytes: usiz
                 partition.read(p.offset, limit, !any_data).await
             };
             match read {
-                Ok(r) => into_payload(r).await.map_err(|e| PartitionError::Storage(crate::storage::StorageError::Io(e))),
+                Ok(r) => Ok(into_payload(r)),
                 Err(e) => Err(e),
             }
         };
@@ -346,48 +345,28 @@ impl ReadOut {
     }
 }
 
-/// Cached batches travel as bytes; segment ranges are read into memory by
-/// io_uring O_DIRECT reads (`Chunk::load`) and travel as bytes too. Not
-/// sendfile: segments are written with O_DIRECT, so the page cache rarely
-/// holds them and sendfile read the disk synchronously on the shard
-/// thread; and a dup'ed fd per partition per response ran the process out
-/// of file descriptors with thousands of partitions. The pieces stay
-/// separate (placeholders), so they are not copied again into the frame.
-async fn into_payload(r: ReadResult) -> std::io::Result<Payload> {
-    let has_file = r.chunks.iter().any(|c| matches!(c, Chunk::File { .. }));
-    if !has_file || r.bytes > PLACEHOLDER_MAX_BYTES {
-        return into_bytes(r).await.map(Payload::Bytes);
-    }
-    let mut segments = Vec::with_capacity(r.chunks.len());
-    let mut len = 0usize;
-    for c in r.chunks {
-        len += c.len() as usize;
-        segments.push(match c {
-            Chunk::Memory(b) => Segment::Bytes(b),
-            file @ Chunk::File { .. } => Segment::Bytes(file.load().await?),
-        });
-    }
-    if len == 0 {
-        return Ok(Payload::empty());
-    }
-    Ok(Payload::Segments(segments, len))
-}
-
-/// The copying path: one contiguous buffer of the read's batches.
-async fn into_bytes(r: ReadResult) -> std::io::Result<Bytes> {
-    if r.chunks.len() == 1 {
-        if let Chunk::Memory(b) = &r.chunks[0] {
-            return Ok(b.clone());
+/// A read's pieces (tail cache slices, read-ahead window slices) travel as
+/// they are: one piece as the records bytes, several as placeholders the
+/// frame encoder splices them into, so no record byte is copied on the way
+/// to the socket. (Not sendfile: segments are written with O_DIRECT, so the
+/// page cache rarely holds them and sendfile read the disk synchronously
+/// on the shard thread; `storage::read_ahead` reads them by io_uring.)
+fn into_payload(r: ReadResult) -> Payload {
+    /// Below this a copy costs less than a separate socket write.
+    const SPLICE_MIN_BYTES: usize = 16 << 10;
+    match r.chunks.len() {
+        0 => Payload::empty(),
+        // Small records are copied into the frame; larger ones go as their own piece.
+        1 if r.bytes < SPLICE_MIN_BYTES => Payload::Bytes(r.chunks.into_iter().next().expect("one chunk")),
+        _ if r.bytes > PLACEHOLDER_MAX_BYTES => {
+            let mut buf = BytesMut::with_capacity(r.bytes);
+            for c in &r.chunks {
+                buf.extend_from_slice(c);
+            }
+            Payload::Bytes(buf.freeze())
         }
+        _ => Payload::Segments(r.chunks, r.bytes),
     }
-    let mut buf = BytesMut::with_capacity(r.bytes);
-    for c in &r.chunks {
-        match c {
-            Chunk::Memory(b) => buf.extend_from_slice(b),
-            other => buf.extend_from_slice(&other.load().await?),
-        }
-    }
-    Ok(buf.freeze())
 }
 
 /// Waits until any owner reports new data on one of its partitions, or the deadline.
