@@ -28,7 +28,11 @@ pub struct ShardState {
     pub txns: crate::txn::TxnCoordinator,
     /// Follower fetchers of this shard's replicas, by leader broker.
     pub fetchers: crate::replication::Fetchers,
-    metadata_rx: MetadataReceiver,
+    /// The controller's published snapshots, and this shard's copy of the
+    /// newest one: requests read the copy (no lock); the channel's lock is
+    /// taken only when its version counter (an atomic) says a newer one exists.
+    metadata_rx: std::cell::RefCell<MetadataReceiver>,
+    metadata_copy: std::cell::RefCell<MetadataSnapshot>,
 }
 
 impl ShardState {
@@ -39,9 +43,11 @@ impl ShardState {
         controller: ControllerHandle,
         shutdown: Shutdown,
     ) -> Self {
-        let metadata_rx = controller.subscribe();
+        let mut metadata_rx = controller.subscribe();
+        let metadata_copy = std::cell::RefCell::new(metadata_rx.borrow_and_update().clone());
+        let metadata_rx = std::cell::RefCell::new(metadata_rx);
         let partitions = PartitionManager::new(&config, id);
-        ShardState { id, mesh, config, controller, partitions, producer_ids: Default::default(), shutdown, groups: crate::coordinator::GroupCoordinator::new(), txns: crate::txn::TxnCoordinator::new(), fetchers: Default::default(), metadata_rx }
+        ShardState { id, mesh, config, controller, partitions, producer_ids: Default::default(), shutdown, groups: crate::coordinator::GroupCoordinator::new(), txns: crate::txn::TxnCoordinator::new(), fetchers: Default::default(), metadata_rx, metadata_copy }
     }
 
     /// The shard of this process that serves a replica placed on `placed`.
@@ -51,7 +57,11 @@ impl ShardState {
 
     /// The newest metadata snapshot the controller has published.
     pub fn metadata(&self) -> MetadataSnapshot {
-        self.metadata_rx.borrow().clone()
+        let mut rx = self.metadata_rx.borrow_mut();
+        if rx.has_changed().unwrap_or(false) {
+            *self.metadata_copy.borrow_mut() = rx.borrow_and_update().clone();
+        }
+        self.metadata_copy.borrow().clone()
     }
 
     /// The partition if this shard owns it, opening it first when the

@@ -50,11 +50,13 @@ pub async fn serve(shard: Rc<ShardState>, stream: TcpStream, listener: Rc<str>) 
     let (mut reader, writer) = futures_lite::io::split(stream);
     let (tx, rx) = local_channel::new_bounded::<Dispatch>(PIPELINE_DEPTH_MAX);
     let writer_task = glommio::spawn_local(write_responses(writer, rx));
+    // One shutdown wait for the connection's life, not one registered per frame.
+    let mut shutdown = std::pin::pin!(shard.shutdown.wait());
     let reason = loop {
         let frame = {
             let read = read_frame(&mut reader, shard.config.socket_request_max_bytes);
             let stop = async {
-                shard.shutdown.wait().await;
+                shutdown.as_mut().await;
                 Err(CloseReason::Shutdown)
             };
             match futures_lite::future::or(read, stop).await {
