@@ -15,6 +15,9 @@ use crate::metadata::{ClusterMetadata, NodeId, ShardId, TopicMeta};
 use crate::partition::Partition;
 use crate::storage::{Log, LogConfig, StorageError};
 
+/// Partitions closed at once by a clean shutdown.
+const CLOSE_CONCURRENCY: usize = 64;
+
 type Key = (String, i32);
 
 /// The shard that serves a replica placed on `placed`. Placement is kept as
@@ -326,10 +329,24 @@ impl PartitionManager {
         let _guard = self.sync_lock.lock().await;
         let all: Vec<Rc<Partition>> = self.partitions.borrow_mut().drain().map(|(_, p)| p).collect();
         let mut first_error = None;
-        for p in all {
-            if let Err(e) = p.close().await {
-                tracing::error!(topic = %p.topic, partition = p.partition, error = %e, "close failed");
-                first_error.get_or_insert(e);
+        // A few at a time: their durable writes overlap on the blocking pool.
+        for group in all.chunks(CLOSE_CONCURRENCY) {
+            let tasks: Vec<_> = group
+                .iter()
+                .map(|p| {
+                    let p = p.clone();
+                    glommio::spawn_local(async move {
+                        let result = p.close().await;
+                        (p, result)
+                    })
+                })
+                .collect();
+            for task in tasks {
+                let (p, result) = task.await;
+                if let Err(e) = result {
+                    tracing::error!(topic = %p.topic, partition = p.partition, error = %e, "close failed");
+                    first_error.get_or_insert(e);
+                }
             }
         }
         first_error.map_or(Ok(()), Err)

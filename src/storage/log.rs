@@ -812,17 +812,27 @@ impl Log {
                 .filter_map(|s| s.dma.clone().map(|d| (s.base_offset, d, s.written_size)))
                 .collect()
         };
+        let mut index_files = Vec::new();
         for (base, dma, written) in open {
             finish_file(&dma, written).await?;
             {
                 let mut st = self.state.borrow_mut();
                 let si = st.segment_index(base).expect("open segment exists");
-                st.segments[si].write_index_files()?;
+                index_files.extend(st.segments[si].index_files());
                 st.segments[si].dma = None;
             }
             open_files::close_write(dma).await?;
         }
-        super::recovery::write_clean_marker(&self.dir)?;
+        // Index files, then the marker that says they are current: off the shard thread.
+        let dir = self.dir.clone();
+        glommio::executor()
+            .spawn_blocking(move || -> io::Result<()> {
+                for (path, bytes) in &index_files {
+                    super::index::write_file_durably(path, bytes)?;
+                }
+                super::recovery::write_clean_marker(&dir)
+            })
+            .await?;
         Ok(())
     }
 
