@@ -34,6 +34,10 @@ fn main() -> ExitCode {
         }
         Some("serve") => {
             args.remove(0);
+            if matches!(args.first().map(String::as_str), Some("--help") | Some("-h")) {
+                print!("{}", usage());
+                return ExitCode::SUCCESS;
+            }
         }
         Some(a) if !a.starts_with("--") => {
             eprintln!("fjord: unknown command '{a}'\n\n{}", usage());

@@ -99,3 +99,12 @@ def test_second_broker_on_same_kafka_port_refuses_to_start(broker_factory, topic
     # every new connection must reach the first broker (the second must not be sharing the port)
     for i in range(10):
         assert produce_all(first.bootstrap, topic_name, [{"value": b"%d" % i}]) == [(0, i)]
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["serve", "--help"], ["serve", "-h"]])
+def test_help_prints_the_settings_and_exits_zero(argv):
+    """`fjord --help` and `fjord serve --help` print the usage with the settings and exit 0 (not "flag --help needs a value")."""
+    from conftest import FJORD_BIN
+    r = subprocess.run([str(FJORD_BIN), *argv], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, r.stderr
+    assert "USAGE" in r.stdout and "--kafka-addr" in r.stdout and "--data-dir" in r.stdout, r.stdout[:500]
