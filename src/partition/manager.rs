@@ -17,6 +17,34 @@ use crate::storage::{Log, LogConfig, StorageError};
 
 /// Partitions closed at once by a clean shutdown.
 const CLOSE_CONCURRENCY: usize = 64;
+/// Partitions opened at once when metadata places them here (start-up).
+const OPEN_CONCURRENCY: usize = 64;
+
+/// `open_new` of one partition, boxed to run several together.
+type OpenFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Option<(PathBuf, StorageError)>> + 'a>>;
+
+/// Runs the futures together on this shard; their outputs in order.
+async fn join_all<'a, T>(futures: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = T> + 'a>>>) -> Vec<T> {
+    let mut futures: Vec<_> = futures.into_iter().map(Some).collect();
+    let mut outputs: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+    futures_lite::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (slot, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        *output = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+    })
+    .await;
+    outputs.into_iter().map(|o| o.expect("every future finished")).collect()
+}
 
 type Key = (String, i32);
 
@@ -118,6 +146,7 @@ impl PartitionManager {
             return failed;
         }
         // Open what is newly ours.
+        let mut to_open = Vec::new();
         for topic in md.topics.values() {
             for p in &topic.partitions {
                 let ours = p.replicas.iter().any(|r| r.node_id == self.node_id && crate::partition::manager::owner_of(r.shard, self.shard_count) == self.shard_id);
@@ -143,23 +172,20 @@ impl PartitionManager {
                         tracing::warn!(topic = %topic.name, partition = p.partition, error = %e, "removing old log failed");
                     }
                 }
-                let dir = partition_dir(&self.kafka_dir, topic, p.partition);
-                match Log::open(dir.clone(), self.log_config(topic)).await {
-                    Ok(log) => {
-                        let part = Rc::new(Partition::new(topic.name.clone(), p.partition, topic.id, p.leader_epoch, log));
-                        part.set_producer_state_config(crate::partition::producer_state::ProducerStateConfig {
-                            expiration_ms: self.config.producer_id_expiration_ms,
-                            entries_max: self.config.producer_state_entries_max,
-                        });
-                        self.partitions.borrow_mut().insert(key, part.clone());
-                        self.apply_role(&part, p).await;
-                    }
-                    Err(e) => {
-                        tracing::error!(dir = %dir.display(), error = %e, "cannot open partition log");
-                        failed.push((dir, e));
-                    }
-                }
+                to_open.push((key, topic, p));
             }
+        }
+        // New logs, several at a time: their recovery fsyncs overlap on the
+        // blocking pool (one at a time, 50,000 partitions took minutes).
+        for group in to_open.chunks(OPEN_CONCURRENCY) {
+            let opens: Vec<OpenFuture<'_>> = group
+                .iter()
+                .map(|(key, topic, p)| {
+                    let open: OpenFuture<'_> = Box::pin(self.open_new(key.clone(), topic, p));
+                    open
+                })
+                .collect();
+            failed.extend(join_all(opens).await.into_iter().flatten());
         }
         // Remove what is no longer ours (topic deleted or moved).
         let stale: Vec<(Key, Rc<Partition>)> = self
@@ -322,6 +348,28 @@ impl PartitionManager {
             glommio::executor().yield_if_needed().await;
         }
         worked
+    }
+
+    /// Opens a replica newly placed on this shard and takes its role; the
+    /// log's directory and error when it cannot be opened.
+    async fn open_new(&self, key: Key, topic: &crate::metadata::TopicMeta, p: &crate::metadata::PartitionMeta) -> Option<(PathBuf, StorageError)> {
+        let dir = partition_dir(&self.kafka_dir, topic, p.partition);
+        match Log::open(dir.clone(), self.log_config(topic)).await {
+            Ok(log) => {
+                let part = Rc::new(Partition::new(topic.name.clone(), p.partition, topic.id, p.leader_epoch, log));
+                part.set_producer_state_config(crate::partition::producer_state::ProducerStateConfig {
+                    expiration_ms: self.config.producer_id_expiration_ms,
+                    entries_max: self.config.producer_state_entries_max,
+                });
+                self.partitions.borrow_mut().insert(key, part.clone());
+                self.apply_role(&part, p).await;
+                None
+            }
+            Err(e) => {
+                tracing::error!(dir = %dir.display(), error = %e, "cannot open partition log");
+                Some((dir, e))
+            }
+        }
     }
 
     /// Clean shutdown: sync and close every log.

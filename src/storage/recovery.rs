@@ -70,7 +70,7 @@ pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> Result<Vec<Segmen
     }
     // The marker must be gone (durably) before anything is appended, or a
     // later crash would make the next open trust a torn tail.
-    let clean = take_clean_marker(dir)?;
+    let clean = take_clean_marker(dir).await?;
     let Some((&tail_base, sealed)) = bases.split_last() else {
         return Ok(vec![Segment::new_empty(dir, 0, now_ms())]);
     };
@@ -140,13 +140,21 @@ pub(crate) fn write_clean_marker(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-fn take_clean_marker(dir: &Path) -> io::Result<bool> {
+/// Removes the marker durably, on the blocking pool: a directory fsync per
+/// partition on the shard thread made a node with 50,000 partitions take
+/// minutes to start after a clean stop.
+async fn take_clean_marker(dir: &Path) -> io::Result<bool> {
     let path = dir.join(CLEAN_MARKER);
     if !path.exists() {
         return Ok(false);
     }
-    std::fs::remove_file(&path)?;
-    File::open(dir)?.sync_all()?;
+    let dir = dir.to_path_buf();
+    glommio::executor()
+        .spawn_blocking(move || {
+            std::fs::remove_file(&path)?;
+            File::open(&dir)?.sync_all()
+        })
+        .await?;
     Ok(true)
 }
 
@@ -323,8 +331,9 @@ async fn open_tail(
         file.set_len(out.valid_size)?;
     }
     // Whatever survived may have sat in the page cache only: make it durable
-    // so the log can report durable_end == log_end after open.
-    file.sync_all()?;
+    // so the log can report durable_end == log_end after open (on the
+    // blocking pool, like every fsync of an open).
+    let file = glommio::executor().spawn_blocking(move || file.sync_all().map(|()| file)).await?;
     // The tail's index files (from an earlier clean close) are stale from now on.
     remove_if_exists(&path.with_extension("index"))?;
     remove_if_exists(&path.with_extension("timeindex"))?;
