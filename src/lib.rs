@@ -9,6 +9,7 @@ pub mod coordinator;
 pub mod error;
 pub mod interbroker;
 pub mod metadata;
+pub mod metrics;
 pub mod partition;
 pub mod producer_ids;
 pub mod protocol;

@@ -133,7 +133,9 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
     }
     let status = Arc::new(BrokerStatus::default());
     status.shard_count.store(config.shards, Ordering::Release);
-    let admin = crate::admin::start(config.admin_addr, status.clone(), controller.clone(), shutdown.clone()).map_err(|e| {
+    let (scraper, scrape_inboxes) = crate::metrics::scrape::Scraper::new(config.node_id, config.shards);
+    let scrape_inboxes = Arc::new(scrape_inboxes);
+    let admin = crate::admin::start(config.admin_addr, status.clone(), controller.clone(), scraper, shutdown.clone()).map_err(|e| {
         ServeError::AddressInUse { setting: "admin_addr", addr: config.admin_addr, reason: e.to_string() }
     })?;
     let runtime = RuntimeConfig {
@@ -164,7 +166,8 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
     let shard_controller = controller.clone();
     let shard_status = status.clone();
     let result = shards::start(runtime, shutdown.clone(), move |shard: Shard<ShardState>| {
-        shard_main(shard, shard_config.clone(), shard_controller.clone(), shard_status.clone(), segment_files_per_shard)
+        let scrapes = scrape_inboxes[shard.id].clone();
+        shard_main(shard, shard_config.clone(), shard_controller.clone(), shard_status.clone(), segment_files_per_shard, scrapes)
     });
     controller.shutdown();
     let _ = admin.join();
@@ -199,7 +202,14 @@ fn segment_file_budget(config: &Config) -> usize {
     per_shard
 }
 
-async fn shard_main(mut shard: Shard<ShardState>, config: Config, controller: ControllerHandle, status: Arc<BrokerStatus>, segment_files: usize) {
+async fn shard_main(
+    mut shard: Shard<ShardState>,
+    config: Config,
+    controller: ControllerHandle,
+    status: Arc<BrokerStatus>,
+    segment_files: usize,
+    scrapes: async_channel::Receiver<crate::metrics::scrape::ScrapeRequest>,
+) {
     crate::storage::open_files::set_limit(segment_files);
     let state = Rc::new(ShardState::new(shard.id, shard.mesh.clone(), config.clone(), controller, shard.shutdown.clone()));
     shard.serve_calls(state.clone());
@@ -213,6 +223,7 @@ async fn shard_main(mut shard: Shard<ShardState>, config: Config, controller: Co
         std::process::exit(1);
     }
     glommio::spawn_local(state.clone().follow_metadata()).detach();
+    glommio::spawn_local(crate::metrics::scrape::serve_scrapes(state.clone(), scrapes)).detach();
     glommio::spawn_local(crate::replication::isr_shrink_loop(state.clone())).detach();
     glommio::spawn_local(crate::coordinator::load_owned(state.clone())).detach();
     glommio::spawn_local(crate::txn::load_owned(state.clone())).detach();
@@ -359,6 +370,10 @@ async fn stall_detector(state: Rc<ShardState>) {
         }
         let late = started.elapsed().saturating_sub(PERIOD);
         if late > REPORT_OVER {
+            crate::metrics::with_shard(|m| {
+                m.stalls.set(m.stalls.get() + 1);
+                m.stall_time.record(late);
+            });
             tracing::warn!(shard = state.id, late_ms = late.as_millis() as u64, "shard stalled: its executor ran no timer for this long");
         }
     }

@@ -14,6 +14,7 @@
 
 mod memlock;
 mod mesh;
+pub mod metrics;
 mod runtime;
 mod shutdown;
 

@@ -83,6 +83,7 @@ impl<S: 'static> Mesh<S> {
             }
         }
         let inbox = self.inboxes.get(target).ok_or(MeshError::NoSuchShard(target))?;
+        let started = std::time::Instant::now();
         let (reply_tx, reply_rx) = oneshot::channel::<T>();
         let job: Job<S> = Box::new(move |state: Rc<S>| {
             Box::pin(async move {
@@ -92,7 +93,9 @@ impl<S: 'static> Mesh<S> {
             })
         });
         inbox.send(job).await.map_err(|_| MeshError::ShardStopped(target))?;
-        reply_rx.await.map_err(|_| MeshError::ShardStopped(target))
+        let reply = reply_rx.await.map_err(|_| MeshError::ShardStopped(target));
+        crate::metrics::record_mesh_call(started.elapsed());
+        reply
     }
 }
 

@@ -6,6 +6,8 @@
 //! when a controller is known, no broker is down, and every partition has a
 //! live leader and a full ISR; what rolling restarts wait for).
 //!
+//! `GET /metrics` is the Prometheus exposition (see `crate::metrics`).
+//!
 //! Runs on its own plain thread, away from the shards: it must answer even
 //! when the shards are busy, and it reads only atomics they set.
 
@@ -38,6 +40,7 @@ pub fn start(
     addr: SocketAddr,
     status: Arc<BrokerStatus>,
     controller: crate::controller::ControllerHandle,
+    scraper: crate::metrics::scrape::Scraper,
     shutdown: Shutdown,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let listener = TcpListener::bind(addr)?;
@@ -46,7 +49,7 @@ pub fn start(
         while !shutdown.is_triggered() {
             match listener.accept() {
                 Ok((stream, _)) => {
-                    if let Err(e) = serve(stream, &status, &controller, &shutdown) {
+                    if let Err(e) = serve(stream, &status, &controller, &scraper, &shutdown) {
                         tracing::debug!(error = %e, "admin request failed");
                     }
                 }
@@ -66,6 +69,7 @@ fn serve(
     mut stream: TcpStream,
     status: &BrokerStatus,
     controller: &crate::controller::ControllerHandle,
+    scraper: &crate::metrics::scrape::Scraper,
     shutdown: &Shutdown,
 ) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
@@ -94,6 +98,10 @@ fn serve(
         ("GET", "/v1/cluster/health_overview") => {
             content_type = "application/json";
             (200, health_overview_json(&controller.current()))
+        }
+        ("GET", "/metrics") => {
+            content_type = "text/plain; version=0.0.4; charset=utf-8";
+            (200, scraper.scrape(&controller.current()))
         }
         ("GET", "/health") | ("GET", "/v1/status/ready") => {
             if status.ready() && !shutdown.is_triggered() {

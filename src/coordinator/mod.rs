@@ -321,6 +321,20 @@ impl GroupCoordinator {
     }
 
     /// Drops a partition that is no longer ours; waiting members learn NOT_COORDINATOR.
+    /// Committed offsets of every loaded group here: (group, topic,
+    /// partition, offset), for `/metrics`.
+    pub fn committed_offsets(&self) -> Vec<(String, String, i32, i64)> {
+        let mut out = Vec::new();
+        for part in self.partitions.borrow().values().filter(|p| p.is_loaded()) {
+            for (id, g) in part.groups.borrow().iter() {
+                for ((topic, partition), v) in &g.offsets {
+                    out.push((id.clone(), topic.clone(), *partition, v.offset));
+                }
+            }
+        }
+        out
+    }
+
     fn unload(&self, index: i32) {
         let Some(op) = self.partitions.borrow_mut().remove(&index) else { return };
         let groups = std::mem::take(&mut *op.groups.borrow_mut());

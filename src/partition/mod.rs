@@ -81,6 +81,8 @@ pub struct Partition {
     hw: std::cell::Cell<i64>,
     /// The value in `replica::HW_CHECKPOINT_FILE` (-1: none written).
     hw_checkpointed: std::cell::Cell<i64>,
+    /// Traffic counters for `/metrics`.
+    pub stats: crate::metrics::PartitionStats,
 }
 
 impl Partition {
@@ -95,7 +97,15 @@ impl Partition {
         let hw_checkpointed = std::cell::Cell::new(checkpointed.unwrap_or(-1));
         let hw = std::cell::Cell::new(hw);
         let role = RefCell::new(replica::Role::Follower { leader: -1, epoch: -1 });
-        Partition { topic, partition, topic_id, leader_epoch: std::cell::Cell::new(leader_epoch), log, waiters: RefCell::new(Vec::new()), producers, txns, role, hw, hw_checkpointed }
+        Partition { topic, partition, topic_id, leader_epoch: std::cell::Cell::new(leader_epoch), log, waiters: RefCell::new(Vec::new()), producers, txns, role, hw, hw_checkpointed, stats: Default::default() }
+    }
+
+    fn count_produced(&self, headers: &[BatchHeader]) {
+        use crate::metrics::PartitionStats;
+        let bytes: u64 = headers.iter().map(|h| h.batch_length as u64 + 12).sum();
+        let records: u64 = headers.iter().map(|h| h.record_count.max(0) as u64).sum();
+        PartitionStats::add(&self.stats.bytes_in, bytes);
+        PartitionStats::add(&self.stats.records_in, records);
     }
 
     pub fn leader_epoch(&self) -> i32 {
@@ -125,6 +135,7 @@ impl Partition {
         durability: Durability,
     ) -> Result<AppendResult, PartitionError> {
         let result = self.append_to_log(batches, headers).await?;
+        self.count_produced(headers);
         let end = result.last_offset + 1;
         let waited = match durability {
             Durability::Written => self.log.wait_written(end).await,
@@ -151,6 +162,7 @@ impl Partition {
         headers: &[BatchHeader],
     ) -> Result<AppendResult, PartitionError> {
         let result = self.append_to_log(batches, headers).await?;
+        self.count_produced(headers);
         let end = result.last_offset + 1;
         let this = self.clone();
         glommio::spawn_local(async move {

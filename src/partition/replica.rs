@@ -116,6 +116,12 @@ impl Partition {
             (Role::Leader { epoch, partition_epoch, isr, replicas, isr_change_in_flight, .. }, true) if *epoch == meta.leader_epoch => {
                 let replicas_now: Vec<NodeId> = meta.replicas.iter().map(|r| r.node_id).collect();
                 if *partition_epoch != meta.partition_epoch || *isr != meta.isr || *replicas != replicas_now {
+                    use crate::metrics::PartitionStats;
+                    if meta.isr.len() < isr.len() {
+                        PartitionStats::add(&self.stats.isr_shrinks, 1);
+                    } else if meta.isr.len() > isr.len() {
+                        PartitionStats::add(&self.stats.isr_expands, 1);
+                    }
                     *partition_epoch = meta.partition_epoch;
                     *isr = meta.isr.clone();
                     *replicas = replicas_now;

@@ -47,6 +47,10 @@ pub async fn serve(shard: Rc<ShardState>, stream: TcpStream, listener: Rc<str>) 
     let peer = peer_addr.map(|a| a.to_string()).unwrap_or_default();
     let client_host = peer_addr.map(|a| format!("/{}", a.ip())).unwrap_or_default();
     let _ = stream.set_nodelay(true);
+    crate::metrics::with_shard(|m| {
+        m.connections_open.set(m.connections_open.get() + 1);
+        m.connections_accepted.set(m.connections_accepted.get() + 1);
+    });
     let (mut reader, writer) = futures_lite::io::split(stream);
     let (tx, rx) = local_channel::new_bounded::<Dispatch>(PIPELINE_DEPTH_MAX);
     let writer_task = glommio::spawn_local(write_responses(writer, rx));
@@ -69,8 +73,26 @@ pub async fn serve(shard: Rc<ShardState>, stream: TcpStream, listener: Rc<str>) 
             (i16::from_be_bytes([b[0], b[1]]), i16::from_be_bytes([b[2], b[3]]), i32::from_be_bytes([b[4], b[5], b[6], b[7]]))
         });
         tracing::trace!(%peer, ?head, "request (api key, version, correlation id)");
+        let started = std::time::Instant::now();
         let dispatched = handlers::dispatch(&shard, frame, &client_host, &listener).await;
         tracing::trace!(%peer, ?head, "request handled");
+        let api_key = head.map(|h| h.0).unwrap_or(-1);
+        let dispatched = match dispatched {
+            // Timed when the disk and the ISR answered, not when the wait began.
+            Dispatch::Deferred(fut) => Dispatch::Deferred(Box::pin(async move {
+                let d = fut.await;
+                crate::metrics::with_shard(|m| m.record_request(api_key, started.elapsed()));
+                d
+            })),
+            Dispatch::Close(why) => {
+                crate::metrics::with_shard(|m| m.bad_requests.set(m.bad_requests.get() + 1));
+                break CloseReason::Protocol(why);
+            }
+            other => {
+                crate::metrics::with_shard(|m| m.record_request(api_key, started.elapsed()));
+                other
+            }
+        };
         match dispatched {
             Dispatch::NoResponse => {}
             Dispatch::Close(why) => break CloseReason::Protocol(why),
@@ -87,7 +109,10 @@ pub async fn serve(shard: Rc<ShardState>, stream: TcpStream, listener: Rc<str>) 
     match reason {
         CloseReason::Eof | CloseReason::Shutdown | CloseReason::WriterGone => {}
         CloseReason::Io(e) => tracing::debug!(%peer, error = %e, "connection closed"),
-        CloseReason::BadLength(len) => tracing::warn!(%peer, len, "closing connection: bad frame length"),
+        CloseReason::BadLength(len) => {
+            crate::metrics::with_shard(|m| m.bad_requests.set(m.bad_requests.get() + 1));
+            tracing::warn!(%peer, len, "closing connection: bad frame length")
+        }
         CloseReason::Protocol(why) => tracing::warn!(%peer, %why, "closing connection"),
     }
     if let Some(e) = write_error {
@@ -96,6 +121,7 @@ pub async fn serve(shard: Rc<ShardState>, stream: TcpStream, listener: Rc<str>) 
     let mut writer = writer;
     let _ = writer.close().await;
     drop(reader);
+    crate::metrics::with_shard(|m| m.connections_open.set(m.connections_open.get() - 1));
 }
 
 /// Writes responses in the order they were queued, waiting for deferred ones.

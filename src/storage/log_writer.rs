@@ -218,7 +218,9 @@ impl Log {
             if result.is_err() {
                 break;
             }
+            let started = std::time::Instant::now();
             result = f.fdatasync().await.map_err(io::Error::from);
+            crate::metrics::with_shard(|m| m.fsync.record(started.elapsed()));
         }
         if let Err(e) = result {
             let mut st = self.state.borrow_mut();

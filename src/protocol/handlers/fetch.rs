@@ -166,6 +166,7 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> (FetchResponse, 
         if done || ctx.shard.shutdown.is_triggered() {
             for o in outs {
                 let p = &mut topics[o.slot.0].partitions[o.slot.1];
+                crate::metrics::with_shard(|m| m.record_error(kafka_protocol::messages::ApiKey::Fetch as i16, o.error_code));
                 p.error_code = o.error_code;
                 p.high_watermark = o.high_watermark;
                 p.last_stable_offset = o.last_stable_offset;
@@ -290,6 +291,8 @@ async fn read_local(shard: Rc<ShardState>, parts: Vec<ReadPart>, max_bytes: usiz
         match result {
             Ok(records) => {
                 any_data |= records.len() > 0;
+                let sent = if p.replica_id >= 0 { &partition.stats.replication_bytes_out } else { &partition.stats.bytes_out };
+                crate::metrics::PartitionStats::add(sent, records.len() as u64);
                 budget = budget.saturating_sub(records.len());
                 // Kafka returns the aborted transactions up to the end of the
                 // data returned (bounded by the last stable offset).

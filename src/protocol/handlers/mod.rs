@@ -158,9 +158,14 @@ pub async fn dispatch(shard: &Rc<ShardState>, frame: Bytes, client_host: &str, l
                 Err(e) => return Dispatch::Close(format!("bad Produce v{api_version} body: {e}")),
             };
             match produce::handle(&ctx, req).await {
-                produce::ProduceOutcome::Respond(resp) => encode_response(key, api_version, correlation_id, &resp),
+                produce::ProduceOutcome::Respond(resp) => {
+                    count_produce_errors(&resp);
+                    encode_response(key, api_version, correlation_id, &resp)
+                }
                 produce::ProduceOutcome::Deferred(resp) => Dispatch::Deferred(Box::pin(async move {
-                    encode_response(key, api_version, correlation_id, &resp.await)
+                    let resp = resp.await;
+                    count_produce_errors(&resp);
+                    encode_response(key, api_version, correlation_id, &resp)
                 })),
                 produce::ProduceOutcome::NoResponse => Dispatch::NoResponse,
             }
@@ -212,6 +217,14 @@ pub async fn dispatch(shard: &Rc<ShardState>, frame: Bytes, client_host: &str, l
         ApiKey::WriteTxnMarkers => route!(m::WriteTxnMarkersRequest, write_txn_markers::handle),
         other => Dispatch::Close(format!("API {other:?} has no route")),
     }
+}
+
+fn count_produce_errors(resp: &m::ProduceResponse) {
+    crate::metrics::with_shard(|metrics| {
+        for p in resp.responses.iter().flat_map(|t| &t.partition_responses) {
+            metrics.record_error(ApiKey::Produce as i16, p.error_code);
+        }
+    });
 }
 
 /// Length prefix, response header (its version follows the API version), body.
