@@ -889,6 +889,47 @@ async fn execute(node: &Node, sessions: &mut Sessions, op: Op) -> OpResult {
         Op::ElectPreferredLeaders { partitions } => {
             OpResult::Done(write(raft, Command::ElectPreferredLeaders { partitions }).await.and_then(single_outcome))
         }
+        Op::DescribeQuorum => OpResult::Quorum(Ok(describe_quorum(node))),
+    }
+}
+
+/// DescribeQuorum on the active controller, from openraft's metrics.
+/// openraft reports each follower's matched log index but not when it last
+/// fetched: a follower that matched anything counts as fetched at the last
+/// quorum acknowledgement, and as caught up then if it matched the whole
+/// committed log.
+fn describe_quorum(node: &Node) -> ops::QuorumDescription {
+    let m = node.raft.metrics().borrow().clone();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let acked_ms = now_ms - m.millis_since_quorum_ack.unwrap_or(0) as i64;
+    let next = |index: Option<u64>| index.map_or(0, |i| i as i64 + 1);
+    let high_watermark = next(m.last_applied.map(|l| l.index));
+    let membership = m.membership_config.membership();
+    let replica = |id: RaftNodeId| {
+        let addr = membership.get_node(&id).map(|n| n.addr.clone());
+        if id == m.id {
+            let end = next(m.last_log_index);
+            return ops::QuorumReplica { node_id: id as NodeId, addr, log_end_offset: end, last_fetch_timestamp_ms: now_ms, last_caught_up_timestamp_ms: now_ms };
+        }
+        let matched = m.replication.as_ref().and_then(|r| r.get(&id).cloned()).flatten();
+        match matched {
+            Some(log_id) => {
+                let end = log_id.index as i64 + 1;
+                let caught_up = if end >= high_watermark { acked_ms } else { -1 };
+                ops::QuorumReplica { node_id: id as NodeId, addr, log_end_offset: end, last_fetch_timestamp_ms: acked_ms, last_caught_up_timestamp_ms: caught_up }
+            }
+            None => ops::QuorumReplica { node_id: id as NodeId, addr, log_end_offset: -1, last_fetch_timestamp_ms: -1, last_caught_up_timestamp_ms: -1 },
+        }
+    };
+    ops::QuorumDescription {
+        leader_id: m.current_leader.map_or(-1, |l| l as NodeId),
+        leader_epoch: m.current_term.min(i32::MAX as u64) as i32,
+        high_watermark,
+        voters: membership.voter_ids().map(replica).collect(),
+        observers: membership.learner_ids().map(replica).collect(),
     }
 }
 
@@ -1102,6 +1143,14 @@ impl ControllerHandle {
     }
 
     /// Snapshots this node's state machine now and purges its log up to it.
+    /// The metadata quorum, from the active controller (forwarded there).
+    pub async fn describe_quorum(&self) -> Result<ops::QuorumDescription, ControllerError> {
+        match self.call(Op::DescribeQuorum).await {
+            OpResult::Quorum(r) => r,
+            _ => Err(unavailable("controller", "unexpected answer")),
+        }
+    }
+
     pub async fn snapshot(&self) -> Result<(), ControllerError> {
         self.call_done(Op::Snapshot).await
     }

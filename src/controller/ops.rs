@@ -44,6 +44,33 @@ pub enum Op {
     /// Preferred leader election (ElectLeaders, or the automatic rebalance);
     /// None: every partition.
     ElectPreferredLeaders { partitions: Option<Vec<(String, i32)>> },
+    /// The Raft quorum as the active controller sees it (DescribeQuorum).
+    DescribeQuorum,
+}
+
+/// The metadata quorum as the active controller sees it, in Kafka's
+/// DescribeQuorum terms: offsets are Raft log indexes + 1 (the next entry),
+/// the epoch is the Raft term.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuorumDescription {
+    pub leader_id: NodeId,
+    pub leader_epoch: i32,
+    pub high_watermark: i64,
+    pub voters: Vec<QuorumReplica>,
+    /// Learners: broker-only nodes that receive the metadata log.
+    pub observers: Vec<QuorumReplica>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuorumReplica {
+    pub node_id: NodeId,
+    /// HOST:PORT of its controller listener, if known.
+    pub addr: Option<String>,
+    /// -1: unknown (not replicated to yet).
+    pub log_end_offset: i64,
+    /// Unix ms; -1: unknown.
+    pub last_fetch_timestamp_ms: i64,
+    pub last_caught_up_timestamp_ms: i64,
 }
 
 /// A broker's heartbeat: everything it registers with.
@@ -63,6 +90,7 @@ pub enum OpResult {
     Deleted(Vec<Result<Uuid, ControllerError>>),
     Done(Result<(), ControllerError>),
     ProducerIds(Result<i64, ControllerError>),
+    Quorum(Result<QuorumDescription, ControllerError>),
 }
 
 impl OpResult {
@@ -72,6 +100,7 @@ impl OpResult {
             Op::CreateTopics { reqs, .. } => OpResult::Topics(vec![Err(e); reqs.len()]),
             Op::DeleteTopics { names } => OpResult::Deleted(vec![Err(e); names.len()]),
             Op::AllocateProducerIds { .. } => OpResult::ProducerIds(Err(e)),
+            Op::DescribeQuorum => OpResult::Quorum(Err(e)),
             Op::CreatePartitions { .. }
             | Op::AlterTopicConfigs { .. }
             | Op::Heartbeat(_)
@@ -89,6 +118,7 @@ impl OpResult {
             OpResult::Deleted(v) => v.first().and_then(|r| r.as_ref().err()).filter(|_| v.iter().all(|r| r.is_err())),
             OpResult::Done(r) => r.as_ref().err(),
             OpResult::ProducerIds(r) => r.as_ref().err(),
+            OpResult::Quorum(r) => r.as_ref().err(),
         }
     }
 }

@@ -82,50 +82,16 @@ pub fn decode_request(frame: Bytes) -> Result<(FrameHead, RequestHeader), FrameR
         .map_err(|e| FrameRejection::BadHeader(e.to_string()))?;
     let v = head.api_version;
     macro_rules! body {
-        ($($key:ident => $req:ty),* $(,)?) => {
+        ($($key:ident => $req:ident, $module:ident;)*) => {
             match head.key {
-                $(ApiKey::$key => <$req>::decode(&mut buf, v).map(drop),)*
+                ApiKey::Produce => m::ProduceRequest::decode(&mut buf, v).map(drop),
+                ApiKey::Fetch => m::FetchRequest::decode(&mut buf, v).map(drop),
+                $(ApiKey::$key => m::$req::decode(&mut buf, v).map(drop),)*
                 other => return Err(FrameRejection::NotServed(other)),
             }
         };
     }
-    let decoded = body!(
-        Produce => m::ProduceRequest,
-        Fetch => m::FetchRequest,
-        ListOffsets => m::ListOffsetsRequest,
-        Metadata => m::MetadataRequest,
-        FindCoordinator => m::FindCoordinatorRequest,
-        JoinGroup => m::JoinGroupRequest,
-        SyncGroup => m::SyncGroupRequest,
-        Heartbeat => m::HeartbeatRequest,
-        LeaveGroup => m::LeaveGroupRequest,
-        OffsetCommit => m::OffsetCommitRequest,
-        OffsetFetch => m::OffsetFetchRequest,
-        DescribeGroups => m::DescribeGroupsRequest,
-        ListGroups => m::ListGroupsRequest,
-        DeleteGroups => m::DeleteGroupsRequest,
-        OffsetDelete => m::OffsetDeleteRequest,
-        ApiVersions => m::ApiVersionsRequest,
-        CreateTopics => m::CreateTopicsRequest,
-        DeleteTopics => m::DeleteTopicsRequest,
-        DescribeConfigs => m::DescribeConfigsRequest,
-        CreatePartitions => m::CreatePartitionsRequest,
-        DescribeCluster => m::DescribeClusterRequest,
-        AlterConfigs => m::AlterConfigsRequest,
-        IncrementalAlterConfigs => m::IncrementalAlterConfigsRequest,
-        DeleteRecords => m::DeleteRecordsRequest,
-        InitProducerId => m::InitProducerIdRequest,
-        AddPartitionsToTxn => m::AddPartitionsToTxnRequest,
-        AddOffsetsToTxn => m::AddOffsetsToTxnRequest,
-        EndTxn => m::EndTxnRequest,
-        TxnOffsetCommit => m::TxnOffsetCommitRequest,
-        DescribeTransactions => m::DescribeTransactionsRequest,
-        ListTransactions => m::ListTransactionsRequest,
-        DescribeProducers => m::DescribeProducersRequest,
-        ElectLeaders => m::ElectLeadersRequest,
-        OffsetForLeaderEpoch => m::OffsetForLeaderEpochRequest,
-        WriteTxnMarkers => m::WriteTxnMarkersRequest,
-    );
+    let decoded = crate::protocol::handlers::with_request_response_apis!(body);
     decoded.map_err(|e| FrameRejection::BadBody(e.to_string()))?;
     Ok((head, header))
 }

@@ -33,6 +33,14 @@ pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod create_acls;
+pub mod delete_acls;
+pub mod describe_acls;
+pub mod describe_client_quotas;
+pub mod describe_log_dirs;
+pub mod describe_user_scram_credentials;
+pub mod list_partition_reassignments;
+pub mod describe_quorum;
 pub mod fetch;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
@@ -57,49 +65,70 @@ pub struct HandlerDef {
     pub max_version: i16,
 }
 
-macro_rules! handler_def {
-    ($key:expr, $module:ident) => {
-        HandlerDef { key: $key, min_version: $module::MIN_VERSION, max_version: $module::MAX_VERSION }
+/// Every API Fjord serves besides Produce and Fetch (whose dispatch is
+/// special: deferred and zero-copy responses), as `Key => Request, module;`.
+/// This list drives `HANDLERS` (hence ApiVersions), dispatch and the
+/// body decoder (`decode::decode_request`): adding an API is one line here,
+/// its module, and its `pub mod` above.
+macro_rules! with_request_response_apis {
+    ($callback:ident) => {
+        $callback! {
+            ListOffsets => ListOffsetsRequest, list_offsets;
+            Metadata => MetadataRequest, metadata;
+            FindCoordinator => FindCoordinatorRequest, find_coordinator;
+            JoinGroup => JoinGroupRequest, join_group;
+            SyncGroup => SyncGroupRequest, sync_group;
+            Heartbeat => HeartbeatRequest, heartbeat;
+            LeaveGroup => LeaveGroupRequest, leave_group;
+            OffsetCommit => OffsetCommitRequest, offset_commit;
+            OffsetFetch => OffsetFetchRequest, offset_fetch;
+            DescribeGroups => DescribeGroupsRequest, describe_groups;
+            ListGroups => ListGroupsRequest, list_groups;
+            DeleteGroups => DeleteGroupsRequest, delete_groups;
+            OffsetDelete => OffsetDeleteRequest, offset_delete;
+            ApiVersions => ApiVersionsRequest, api_versions;
+            CreateTopics => CreateTopicsRequest, create_topics;
+            DeleteTopics => DeleteTopicsRequest, delete_topics;
+            DescribeConfigs => DescribeConfigsRequest, describe_configs;
+            CreatePartitions => CreatePartitionsRequest, create_partitions;
+            DescribeCluster => DescribeClusterRequest, describe_cluster;
+            AlterConfigs => AlterConfigsRequest, alter_configs;
+            IncrementalAlterConfigs => IncrementalAlterConfigsRequest, incremental_alter_configs;
+            DeleteRecords => DeleteRecordsRequest, delete_records;
+            InitProducerId => InitProducerIdRequest, init_producer_id;
+            AddPartitionsToTxn => AddPartitionsToTxnRequest, add_partitions_to_txn;
+            AddOffsetsToTxn => AddOffsetsToTxnRequest, add_offsets_to_txn;
+            EndTxn => EndTxnRequest, end_txn;
+            TxnOffsetCommit => TxnOffsetCommitRequest, txn_offset_commit;
+            DescribeTransactions => DescribeTransactionsRequest, describe_transactions;
+            ListTransactions => ListTransactionsRequest, list_transactions;
+            DescribeProducers => DescribeProducersRequest, describe_producers;
+            ElectLeaders => ElectLeadersRequest, elect_leaders;
+            OffsetForLeaderEpoch => OffsetForLeaderEpochRequest, offset_for_leader_epoch;
+            WriteTxnMarkers => WriteTxnMarkersRequest, write_txn_markers;
+            DescribeLogDirs => DescribeLogDirsRequest, describe_log_dirs;
+            DescribeQuorum => DescribeQuorumRequest, describe_quorum;
+            ListPartitionReassignments => ListPartitionReassignmentsRequest, list_partition_reassignments;
+            DescribeAcls => DescribeAclsRequest, describe_acls;
+            CreateAcls => CreateAclsRequest, create_acls;
+            DeleteAcls => DeleteAclsRequest, delete_acls;
+            DescribeUserScramCredentials => DescribeUserScramCredentialsRequest, describe_user_scram_credentials;
+            DescribeClientQuotas => DescribeClientQuotasRequest, describe_client_quotas;
+        }
     };
 }
+pub(crate) use with_request_response_apis;
 
-pub const HANDLERS: &[HandlerDef] = &[
-    handler_def!(ApiKey::Produce, produce),
-    handler_def!(ApiKey::Fetch, fetch),
-    handler_def!(ApiKey::ListOffsets, list_offsets),
-    handler_def!(ApiKey::Metadata, metadata),
-    handler_def!(ApiKey::FindCoordinator, find_coordinator),
-    handler_def!(ApiKey::JoinGroup, join_group),
-    handler_def!(ApiKey::SyncGroup, sync_group),
-    handler_def!(ApiKey::Heartbeat, heartbeat),
-    handler_def!(ApiKey::LeaveGroup, leave_group),
-    handler_def!(ApiKey::OffsetCommit, offset_commit),
-    handler_def!(ApiKey::OffsetFetch, offset_fetch),
-    handler_def!(ApiKey::DescribeGroups, describe_groups),
-    handler_def!(ApiKey::ListGroups, list_groups),
-    handler_def!(ApiKey::DeleteGroups, delete_groups),
-    handler_def!(ApiKey::OffsetDelete, offset_delete),
-    handler_def!(ApiKey::ApiVersions, api_versions),
-    handler_def!(ApiKey::CreateTopics, create_topics),
-    handler_def!(ApiKey::DeleteTopics, delete_topics),
-    handler_def!(ApiKey::DescribeConfigs, describe_configs),
-    handler_def!(ApiKey::CreatePartitions, create_partitions),
-    handler_def!(ApiKey::DescribeCluster, describe_cluster),
-    handler_def!(ApiKey::AlterConfigs, alter_configs),
-    handler_def!(ApiKey::IncrementalAlterConfigs, incremental_alter_configs),
-    handler_def!(ApiKey::DeleteRecords, delete_records),
-    handler_def!(ApiKey::InitProducerId, init_producer_id),
-    handler_def!(ApiKey::AddPartitionsToTxn, add_partitions_to_txn),
-    handler_def!(ApiKey::AddOffsetsToTxn, add_offsets_to_txn),
-    handler_def!(ApiKey::EndTxn, end_txn),
-    handler_def!(ApiKey::TxnOffsetCommit, txn_offset_commit),
-    handler_def!(ApiKey::DescribeTransactions, describe_transactions),
-    handler_def!(ApiKey::ListTransactions, list_transactions),
-    handler_def!(ApiKey::DescribeProducers, describe_producers),
-    handler_def!(ApiKey::ElectLeaders, elect_leaders),
-    handler_def!(ApiKey::OffsetForLeaderEpoch, offset_for_leader_epoch),
-    handler_def!(ApiKey::WriteTxnMarkers, write_txn_markers),
-];
+macro_rules! handler_table {
+    ($($key:ident => $req:ident, $module:ident;)*) => {
+        pub const HANDLERS: &[HandlerDef] = &[
+            HandlerDef { key: ApiKey::Produce, min_version: produce::MIN_VERSION, max_version: produce::MAX_VERSION },
+            HandlerDef { key: ApiKey::Fetch, min_version: fetch::MIN_VERSION, max_version: fetch::MAX_VERSION },
+            $(HandlerDef { key: ApiKey::$key, min_version: $module::MIN_VERSION, max_version: $module::MAX_VERSION },)*
+        ];
+    };
+}
+with_request_response_apis!(handler_table);
 
 pub fn handler_for(key: ApiKey) -> Option<&'static HandlerDef> {
     HANDLERS.iter().find(|h| h.key == key)
@@ -182,40 +211,17 @@ pub async fn dispatch(shard: &Rc<ShardState>, frame: Bytes, client_host: &str, l
                 Err(e) => Dispatch::Close(format!("encoding Fetch response: {e}")),
             }
         }
-        ApiKey::ListOffsets => route!(m::ListOffsetsRequest, list_offsets::handle),
-        ApiKey::Metadata => route!(m::MetadataRequest, metadata::handle),
-        ApiKey::FindCoordinator => route!(m::FindCoordinatorRequest, find_coordinator::handle),
-        ApiKey::JoinGroup => route!(m::JoinGroupRequest, join_group::handle),
-        ApiKey::SyncGroup => route!(m::SyncGroupRequest, sync_group::handle),
-        ApiKey::Heartbeat => route!(m::HeartbeatRequest, heartbeat::handle),
-        ApiKey::LeaveGroup => route!(m::LeaveGroupRequest, leave_group::handle),
-        ApiKey::OffsetCommit => route!(m::OffsetCommitRequest, offset_commit::handle),
-        ApiKey::OffsetFetch => route!(m::OffsetFetchRequest, offset_fetch::handle),
-        ApiKey::DescribeGroups => route!(m::DescribeGroupsRequest, describe_groups::handle),
-        ApiKey::ListGroups => route!(m::ListGroupsRequest, list_groups::handle),
-        ApiKey::DeleteGroups => route!(m::DeleteGroupsRequest, delete_groups::handle),
-        ApiKey::OffsetDelete => route!(m::OffsetDeleteRequest, offset_delete::handle),
-        ApiKey::ApiVersions => route!(m::ApiVersionsRequest, api_versions::handle),
-        ApiKey::CreateTopics => route!(m::CreateTopicsRequest, create_topics::handle),
-        ApiKey::DeleteTopics => route!(m::DeleteTopicsRequest, delete_topics::handle),
-        ApiKey::DescribeConfigs => route!(m::DescribeConfigsRequest, describe_configs::handle),
-        ApiKey::CreatePartitions => route!(m::CreatePartitionsRequest, create_partitions::handle),
-        ApiKey::DescribeCluster => route!(m::DescribeClusterRequest, describe_cluster::handle),
-        ApiKey::AlterConfigs => route!(m::AlterConfigsRequest, alter_configs::handle),
-        ApiKey::IncrementalAlterConfigs => route!(m::IncrementalAlterConfigsRequest, incremental_alter_configs::handle),
-        ApiKey::DeleteRecords => route!(m::DeleteRecordsRequest, delete_records::handle),
-        ApiKey::InitProducerId => route!(m::InitProducerIdRequest, init_producer_id::handle),
-        ApiKey::AddPartitionsToTxn => route!(m::AddPartitionsToTxnRequest, add_partitions_to_txn::handle),
-        ApiKey::AddOffsetsToTxn => route!(m::AddOffsetsToTxnRequest, add_offsets_to_txn::handle),
-        ApiKey::EndTxn => route!(m::EndTxnRequest, end_txn::handle),
-        ApiKey::TxnOffsetCommit => route!(m::TxnOffsetCommitRequest, txn_offset_commit::handle),
-        ApiKey::DescribeTransactions => route!(m::DescribeTransactionsRequest, describe_transactions::handle),
-        ApiKey::ListTransactions => route!(m::ListTransactionsRequest, list_transactions::handle),
-        ApiKey::DescribeProducers => route!(m::DescribeProducersRequest, describe_producers::handle),
-        ApiKey::ElectLeaders => route!(m::ElectLeadersRequest, elect_leaders::handle),
-        ApiKey::OffsetForLeaderEpoch => route!(m::OffsetForLeaderEpochRequest, offset_for_leader_epoch::handle),
-        ApiKey::WriteTxnMarkers => route!(m::WriteTxnMarkersRequest, write_txn_markers::handle),
-        other => Dispatch::Close(format!("API {other:?} has no route")),
+        _ => {
+            macro_rules! route_generic {
+                ($($k:ident => $r:ident, $module:ident;)*) => {
+                    match key {
+                        $(ApiKey::$k => route!(m::$r, $module::handle),)*
+                        other => Dispatch::Close(format!("API {other:?} has no route")),
+                    }
+                };
+            }
+            with_request_response_apis!(route_generic)
+        }
     }
 }
 
