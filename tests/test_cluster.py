@@ -144,6 +144,28 @@ def test_every_bootstrap_lists_three_brokers_one_cluster_id_and_controller(clust
     assert all(not b["fenced"] and b["shard_count"] == 2 for b in view["brokers"]), view["brokers"]
 
 
+def test_describe_metadata_quorum_from_any_broker_shows_the_three_voters(cluster):
+    """kafka-python's describeMetadataQuorum (DescribeQuorum, forwarded to the active controller) through each broker: the same leader (the controller), three voters with their log ends, caught up, and v2's controller endpoints."""
+    from kafka import KafkaAdminClient
+    controller = cluster.controller_id()
+    for n in cluster:
+        a = KafkaAdminClient(bootstrap_servers=n.kafka_addr, request_timeout_ms=15000)
+        try:
+            q = a.describe_metadata_quorum()
+        finally:
+            a.close()
+        [p] = q["topics"][0]["partitions"]
+        assert p["error"] is None, (n, p)
+        assert p["leader_id"] == controller, (n, p)
+        voters = {v["replica_id"]: v for v in p["current_voters"]}
+        assert sorted(voters) == [1, 2, 3], (n, p)
+        assert all(v["log_end_offset"] > 0 for v in voters.values()), (n, p)
+        assert voters[controller]["log_end_offset"] >= p["high_watermark"] > 0
+        endpoints = {node["node_id"]: node["listeners"][0] for node in q["nodes"]}
+        assert sorted(endpoints) == [1, 2, 3], q["nodes"]
+        assert all(e["port"] == cluster.controller_port for e in endpoints.values()), q["nodes"]
+
+
 # ------------------------------------------------------------------ clients over the cluster
 
 
