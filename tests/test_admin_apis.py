@@ -112,3 +112,18 @@ def test_client_quotas_are_none(admin):
     resp = admin._manager.run(send)
     assert resp.error_code == 0
     assert list(resp.entries) == []
+
+
+def test_broker_configs_name_the_kafka_protocol_version_kafka_ui_reads(admin_broker):
+    """DescribeConfigs(BROKER) reports inter.broker.protocol.version (kafka-ui derives the cluster version, hence IncrementalAlterConfigs and quotas, from its major.minor) and delete.topic.enable; a topic's configs include min.insync.replicas (kafka-topics --under-min-isr-partitions reads it)."""
+    from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType as RT
+    a = AdminClient({"bootstrap.servers": admin_broker.bootstrap})
+    [f] = a.describe_configs([ConfigResource(RT.BROKER, "1")]).values()
+    configs = f.result(15)
+    ibp = configs["inter.broker.protocol.version"].value
+    major, minor = (int(x) for x in ibp.split("-")[0].split(".")[:2])
+    assert (major, minor) >= (2, 6), ibp
+    assert configs["delete.topic.enable"].value == "true"
+    create_topic(admin_broker.bootstrap, "configs-topic", partitions=1)
+    [f] = a.describe_configs([ConfigResource(RT.TOPIC, "configs-topic")]).values()
+    assert f.result(15)["min.insync.replicas"].value == "1"

@@ -104,6 +104,13 @@ struct BrokerSetting {
     value: fn(&Config) -> String,
 }
 
+/// The Kafka release whose protocol Fjord speaks, as Kafka names it in
+/// `inter.broker.protocol.version`. UIs read it to decide what the cluster
+/// can do (kafka-ui: IncrementalAlterConfigs, config docs and quotas from
+/// 2.3/2.6 on; without it kafka-ui shows "Unknown" and falls back to
+/// legacy AlterConfigs).
+pub const KAFKA_PROTOCOL_VERSION: &str = "3.9-IV0";
+
 /// Every broker setting DescribeConfigs(BROKER) reports, by Kafka name.
 const BROKER_SETTINGS: &[BrokerSetting] = &[
     BrokerSetting {
@@ -123,6 +130,12 @@ const BROKER_SETTINGS: &[BrokerSetting] = &[
         kind: ConfigKind::Int,
         doc: "The replication factor for topics created with the default.",
         value: |c| c.default_replication_factor.to_string(),
+    },
+    BrokerSetting {
+        name: "delete.topic.enable",
+        kind: ConfigKind::Boolean,
+        doc: "Topics can be deleted (Fjord: always).",
+        value: |_| "true".to_string(),
     },
     BrokerSetting {
         name: "log.cleaner.backoff.ms",
@@ -147,6 +160,12 @@ const BROKER_SETTINGS: &[BrokerSetting] = &[
         kind: ConfigKind::String,
         doc: "The directory in which the log data is kept (Fjord: data_dir).",
         value: |c| c.data_dir.display().to_string(),
+    },
+    BrokerSetting {
+        name: "inter.broker.protocol.version",
+        kind: ConfigKind::String,
+        doc: "The Kafka protocol version the brokers speak (Fjord: fixed by the build).",
+        value: |_| KAFKA_PROTOCOL_VERSION.to_string(),
     },
     BrokerSetting {
         name: "log.index.interval.bytes",
