@@ -166,6 +166,9 @@ impl Connection {
     fn read_frame(&mut self) -> Result<Bytes> {
         let mut len_buf = [0u8; 4];
         self.stream.read_exact(&mut len_buf).map_err(|e| self.io(e))?;
+        if &len_buf == b"HTTP" {
+            return Err(Error::NotKafka { addr: self.addr.clone(), what: "an HTTP server" });
+        }
         let len = i32::from_be_bytes(len_buf);
         if len < 0 || len as usize > RESPONSE_BYTES_MAX {
             return Err(Error::FrameTooLarge { addr: self.addr.clone(), len: len as i64, max: RESPONSE_BYTES_MAX });

@@ -17,6 +17,8 @@ pub enum Error {
     Io { addr: String, source: io::Error },
     /// The broker sent a frame larger than we accept.
     FrameTooLarge { addr: String, len: i64, max: usize },
+    /// Something other than a Kafka listener answered (an HTTP port, a proxy).
+    NotKafka { addr: String, what: &'static str },
     /// A response did not decode, or a request did not encode.
     Codec { api: &'static str, reason: String },
     /// The broker supports no version of an API that this client speaks.
@@ -70,6 +72,7 @@ impl fmt::Display for Error {
             Error::FrameTooLarge { addr, len, max } => {
                 write!(f, "{addr} sent a response of {len} bytes (at most {max} accepted)")
             }
+            Error::NotKafka { addr, what } => write!(f, "{addr} is not a Kafka listener: {what} answered"),
             Error::Codec { api, reason } => write!(f, "{api}: cannot encode or decode: {reason}"),
             Error::Unsupported { api, addr } => write!(f, "{addr} supports no version of {api} that fjord speaks"),
             Error::Kafka { code, context, message } => {
