@@ -16,9 +16,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_request::ApiVersionsRequest;
 use kafka_protocol::messages::api_versions_response::ApiVersionsResponse;
 use kafka_protocol::messages::metadata_request::{MetadataRequest, MetadataRequestTopic};
-use kafka_protocol::messages::{
-    ApiKey, FindCoordinatorRequest, RequestHeader, ResponseHeader, TopicName,
-};
+use kafka_protocol::messages::{ApiKey, FindCoordinatorRequest, RequestHeader, ResponseHeader, TopicName};
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 
 use crate::error::{Error, Result};
@@ -329,10 +327,11 @@ impl ClusterMetadata {
     /// The leader of `topic`/`partition`, or the partition's error.
     pub fn leader(&self, topic: &str, partition: i32) -> Result<i32> {
         let t = self.topic(topic)?;
-        let p = t.partitions.iter().find(|p| p.index == partition).ok_or_else(|| Error::UnknownPartition {
-            topic: topic.to_string(),
-            partition,
-        })?;
+        let p = t
+            .partitions
+            .iter()
+            .find(|p| p.index == partition)
+            .ok_or_else(|| Error::UnknownPartition { topic: topic.to_string(), partition })?;
         if p.leader < 0 {
             return Err(Error::Kafka {
                 code: 5,

@@ -93,7 +93,11 @@ impl Lag {
 fn describe(a: &DescribeArgs, client: &mut Client, out: &mut Out) -> Result<Outcome> {
     let desc = ops::describe_group(client, &a.group)?;
     if desc.state == "Dead" {
-        return Err(Error::Kafka { code: 69, context: format!("group {}", a.group), message: Some("no such group".into()) });
+        return Err(Error::Kafka {
+            code: 69,
+            context: format!("group {}", a.group),
+            message: Some("no such group".into()),
+        });
     }
     let committed = ops::committed_offsets(client, &a.group)?;
     let mut owners: BTreeMap<(String, i32), (String, String, String)> = BTreeMap::new();
@@ -110,7 +114,8 @@ fn describe(a: &DescribeArgs, client: &mut Client, out: &mut Out) -> Result<Outc
             .members
             .iter()
             .map(|m| {
-                let assigned: Vec<Value> = m.assignment.iter().map(|(t, p)| json!({ "topic": t, "partition": p })).collect();
+                let assigned: Vec<Value> =
+                    m.assignment.iter().map(|(t, p)| json!({ "topic": t, "partition": p })).collect();
                 json!({ "member_id": m.member_id, "instance_id": m.instance_id, "client_id": m.client_id,
                         "client_host": m.client_host, "assignment": assigned })
             })
@@ -139,7 +144,15 @@ fn describe(a: &DescribeArgs, client: &mut Client, out: &mut Out) -> Result<Outc
         ("TOTAL-LAG", total_lag.to_string()),
     ]);
     let mut t = Table::new(&[
-        "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-START-OFFSET", "LOG-END-OFFSET", "LAG", "MEMBER-ID", "CLIENT-ID", "HOST",
+        "TOPIC",
+        "PARTITION",
+        "CURRENT-OFFSET",
+        "LOG-START-OFFSET",
+        "LOG-END-OFFSET",
+        "LAG",
+        "MEMBER-ID",
+        "CLIENT-ID",
+        "HOST",
     ]);
     let dash = || "-".to_string();
     for r in &rows {

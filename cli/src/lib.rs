@@ -71,7 +71,13 @@ struct Cli {
 #[derive(Args, Debug)]
 struct Global {
     /// Brokers to bootstrap from, comma separated.
-    #[arg(long, global = true, env = "FJORD_BROKERS", default_value = "127.0.0.1:9092", value_name = "HOST:PORT[,...]")]
+    #[arg(
+        long,
+        global = true,
+        env = "FJORD_BROKERS",
+        default_value = "127.0.0.1:9092",
+        value_name = "HOST:PORT[,...]"
+    )]
     brokers: String,
     /// Output: aligned tables, or JSON (one document; one line per record for consume).
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
@@ -214,7 +220,10 @@ pub(crate) fn resolve_position(
             }
             Position::Timestamp(ms) => {
                 let at = ops::list_offsets(c, topic, partitions, OffsetSpec::Timestamp(ms))?;
-                Ok(latest.iter().map(|(&p, &end)| (p, at.get(&p).copied().filter(|&o| o >= 0).unwrap_or(end))).collect())
+                Ok(latest
+                    .iter()
+                    .map(|(&p, &end)| (p, at.get(&p).copied().filter(|&o| o >= 0).unwrap_or(end)))
+                    .collect())
             }
         }
     })

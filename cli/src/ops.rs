@@ -21,8 +21,8 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{
     BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest,
     DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, GroupId,
-    IncrementalAlterConfigsRequest, ListGroupsRequest, ListOffsetsRequest, OffsetCommitRequest,
-    OffsetFetchRequest, ProduceRequest, TopicName,
+    IncrementalAlterConfigsRequest, ListGroupsRequest, ListOffsetsRequest, OffsetCommitRequest, OffsetFetchRequest,
+    ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
@@ -207,10 +207,11 @@ pub fn describe_topic_configs(client: &mut Client, topic: &str) -> Result<Vec<Co
     let mut req = DescribeConfigsRequest::default();
     req.resources = vec![res];
     let resp = client.any()?.send(&req)?;
-    let result = resp.results.into_iter().next().ok_or_else(|| Error::Codec {
-        api: "DescribeConfigs",
-        reason: "no result in the answer".to_string(),
-    })?;
+    let result = resp
+        .results
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::Codec { api: "DescribeConfigs", reason: "no result in the answer".to_string() })?;
     outcome(result.error_code, &format!("configs of topic {topic}"), result.error_message)?;
     let mut entries: Vec<ConfigEntry> = result
         .configs
@@ -228,7 +229,12 @@ pub fn describe_topic_configs(client: &mut Client, topic: &str) -> Result<Vec<Co
 }
 
 /// Sets and deletes (resets to default) topic configs in one IncrementalAlterConfigs.
-pub fn alter_topic_configs(client: &mut Client, topic: &str, set: &[(String, String)], delete: &[String]) -> Result<()> {
+pub fn alter_topic_configs(
+    client: &mut Client,
+    topic: &str,
+    set: &[(String, String)],
+    delete: &[String],
+) -> Result<()> {
     const OP_SET: i8 = 0;
     const OP_DELETE: i8 = 1;
     let mut configs = Vec::new();
@@ -283,7 +289,12 @@ impl OffsetSpec {
 
 /// The offset `spec` names in each of `partitions` of `topic`, asking each
 /// leader once. Needs the topic's metadata.
-pub fn list_offsets(client: &mut Client, topic: &str, partitions: &[i32], spec: OffsetSpec) -> Result<BTreeMap<i32, i64>> {
+pub fn list_offsets(
+    client: &mut Client,
+    topic: &str,
+    partitions: &[i32],
+    spec: OffsetSpec,
+) -> Result<BTreeMap<i32, i64>> {
     let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
     for &p in partitions {
         by_leader.entry(client.metadata().leader(topic, p)?).or_default().push(p);
@@ -331,7 +342,13 @@ pub fn topic_offsets(client: &mut Client, topic: &str, spec: OffsetSpec) -> Resu
 // ------------------------------------------------------------------ produce and fetch
 
 /// Produce acknowledgements: 0 (none), 1 (leader), -1 (all in-sync replicas).
-pub fn produce(client: &mut Client, topic: &str, partition: i32, records: &[NewRecord], acks: i16) -> Result<Option<i64>> {
+pub fn produce(
+    client: &mut Client,
+    topic: &str,
+    partition: i32,
+    records: &[NewRecord],
+    acks: i16,
+) -> Result<Option<i64>> {
     let batch = records::encode_batch(records)?;
     let mut pd = PartitionProduceData::default();
     pd.index = partition;
@@ -426,7 +443,11 @@ pub fn fetch(
                 recs.retain(|r| r.offset >= from);
                 out.insert(
                     p.partition_index,
-                    PartitionFetch { records: recs, high_watermark: p.high_watermark, log_start_offset: p.log_start_offset },
+                    PartitionFetch {
+                        records: recs,
+                        high_watermark: p.high_watermark,
+                        log_start_offset: p.log_start_offset,
+                    },
                 );
             }
         }
@@ -492,14 +513,16 @@ pub struct GroupDescription {
 
 pub fn describe_group(client: &mut Client, group: &str) -> Result<GroupDescription> {
     let coordinator_id = client.coordinator_id(group)?;
-    let coordinator = client.metadata().brokers.get(&coordinator_id).cloned().ok_or(Error::UnknownBroker(coordinator_id))?;
+    let coordinator =
+        client.metadata().brokers.get(&coordinator_id).cloned().ok_or(Error::UnknownBroker(coordinator_id))?;
     let mut req = DescribeGroupsRequest::default();
     req.groups = vec![GroupId(strb(group))];
     let resp = client.broker(coordinator_id)?.send(&req)?;
-    let g = resp.groups.into_iter().next().ok_or_else(|| Error::Codec {
-        api: "DescribeGroups",
-        reason: "no group in the answer".to_string(),
-    })?;
+    let g = resp
+        .groups
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::Codec { api: "DescribeGroups", reason: "no group in the answer".to_string() })?;
     outcome(g.error_code, &format!("group {group}"), g.error_message)?;
     let consumer = g.protocol_type.as_str() == "consumer";
     let members = g
@@ -558,7 +581,9 @@ pub fn committed_offsets(client: &mut Client, group: &str) -> Result<BTreeMap<(S
     for t in resp.topics {
         let topic = t.name.0.to_string();
         for p in t.partitions {
-            if let Some(e) = Error::from_code(p.error_code, format!("group {group} {topic}/{}", p.partition_index), None) {
+            if let Some(e) =
+                Error::from_code(p.error_code, format!("group {group} {topic}/{}", p.partition_index), None)
+            {
                 return Err(e);
             }
             if p.committed_offset >= 0 {
@@ -643,7 +668,12 @@ pub fn describe_cluster(client: &mut Client) -> Result<ClusterDescription> {
         let mut brokers: Vec<BrokerInfo> = resp
             .brokers
             .into_iter()
-            .map(|b| BrokerInfo { id: b.broker_id.0, host: b.host.to_string(), port: b.port, rack: b.rack.map(|r| r.to_string()) })
+            .map(|b| BrokerInfo {
+                id: b.broker_id.0,
+                host: b.host.to_string(),
+                port: b.port,
+                rack: b.rack.map(|r| r.to_string()),
+            })
             .collect();
         brokers.sort_by_key(|b| b.id);
         return Ok(ClusterDescription {

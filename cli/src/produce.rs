@@ -89,7 +89,12 @@ pub fn run(a: &ProduceArgs, client: &mut Client, out: &mut Out) -> Result<Outcom
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         let records: Vec<NewRecord> = lines
             .into_iter()
-            .map(|l| NewRecord { key: key.clone(), value: Some(Bytes::from(l)), headers: headers.clone(), timestamp_ms: now_ms })
+            .map(|l| NewRecord {
+                key: key.clone(),
+                value: Some(Bytes::from(l)),
+                headers: headers.clone(),
+                timestamp_ms: now_ms,
+            })
             .collect();
         let base = ops::retrying(client, &topics, |c| ops::produce(c, &a.name, partition, &records, a.acks))?;
         for i in 0..records.len() as i64 {

@@ -5,11 +5,11 @@
 use std::io::Read;
 
 use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
     NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE,
 };
-use kafka_protocol::protocol::StrBytes;
 
 use crate::error::{Error, Result};
 
@@ -120,8 +120,8 @@ fn decompress(data: &mut Bytes, compression: Compression) -> anyhow::Result<Byte
         Compression::Snappy => snappy(&raw),
         Compression::Lz4 => read_bounded(lz4_flex::frame::FrameDecoder::new(&raw[..]), "lz4"),
         Compression::Zstd => {
-            let dec = ruzstd::decoding::StreamingDecoder::new(&raw[..])
-                .map_err(|e| anyhow::anyhow!("bad zstd data: {e}"))?;
+            let dec =
+                ruzstd::decoding::StreamingDecoder::new(&raw[..]).map_err(|e| anyhow::anyhow!("bad zstd data: {e}"))?;
             read_bounded(dec, "zstd")
         }
     }

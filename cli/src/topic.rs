@@ -143,7 +143,12 @@ fn create(a: &CreateArgs, client: &mut Client, out: &mut Out) -> Result<Outcome>
     let topics: Vec<NewTopic> = a
         .names
         .iter()
-        .map(|n| NewTopic { name: n.clone(), partitions: a.partitions, replicas: a.replicas, configs: a.configs.clone() })
+        .map(|n| NewTopic {
+            name: n.clone(),
+            partitions: a.partitions,
+            replicas: a.replicas,
+            configs: a.configs.clone(),
+        })
         .collect();
     let results = ops::create_topics(client, &topics, timeout_ms(client))?;
     report(results, out, &[])
