@@ -1,4 +1,5 @@
-//! The `fjord` command line. `fjord` alone is `fjord serve` with defaults.
+//! The `fjord` command line. `fjord` alone is `fjord serve` with defaults;
+//! `fjord topic|group|cluster|offsets ...` are admin commands (crate `fjord-cli`).
 
 use std::process::ExitCode;
 
@@ -10,8 +11,10 @@ static GLOBAL: fjord::alloc_guard::NoReserveHuge = fjord::alloc_guard::NoReserve
 
 fn usage() -> String {
     let mut s = String::from(
-        "fjord: a Kafka-compatible streaming broker\n\nUSAGE:\n  fjord [serve] [--setting value ...]\n  fjord --help | --version\n\nSETTINGS (flag --name, env FJORD_NAME, or in the --config TOML file):\n",
+        "fjord: a Kafka-compatible streaming broker\n\nUSAGE:\n  fjord [serve] [--setting value ...]\n  fjord --help | --version\n\nCOMMANDS:\n  fjord [serve]\n      Run the broker with the settings below.\n",
     );
+    s.push_str(fjord_cli::COMMANDS_HELP);
+    s.push_str("\nSETTINGS (flag --name, env FJORD_NAME, or in the --config TOML file):\n");
     for (name, help) in SETTINGS {
         s.push_str(&format!("  --{:<34} {}\n", name.replace('_', "-"), help));
     }
@@ -19,10 +22,14 @@ fn usage() -> String {
 }
 
 fn main() -> ExitCode {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    // Admin commands are a client: no broker logging, allocator set-up or panic hook.
+    if fjord_cli::is_command(&args) {
+        return fjord_cli::run(args);
+    }
     fjord::alloc_guard::keep_large_buffers_in_the_heap();
     init_logging();
     abort_on_panic();
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("--help") | Some("-h") | Some("help") => {
             print!("{}", usage());
