@@ -27,6 +27,7 @@ pub fn controller_error_code(e: &ControllerError) -> i16 {
         ControllerError::NotController => ResponseError::NotController.code(),
         ControllerError::Unavailable(_) => ResponseError::RequestTimedOut.code(),
         ControllerError::AlterPartition(e) => e.code(),
+        ControllerError::BrokerNotRegistered(_) => ResponseError::BrokerIdNotRegistered.code(),
     }
 }
 

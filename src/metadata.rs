@@ -179,6 +179,8 @@ pub enum ControllerError {
     Unavailable(String),
     /// An AlterPartition refused by the controller's fencing rules.
     AlterPartition(crate::controller::election::AlterPartitionError),
+    /// UnregisterBroker of a node id that is not registered.
+    BrokerNotRegistered(String),
 }
 
 impl std::fmt::Display for ControllerError {
@@ -196,6 +198,7 @@ impl std::fmt::Display for ControllerError {
             ControllerError::NotController => write!(f, "not the controller"),
             ControllerError::Unavailable(m) => write!(f, "controller unavailable: {m}"),
             ControllerError::AlterPartition(e) => write!(f, "AlterPartition refused: {e:?}"),
+            ControllerError::BrokerNotRegistered(m) => write!(f, "{m}"),
         }
     }
 }

@@ -426,7 +426,7 @@ def test_add_node(lab):
 
 
 def test_decommission(lab):
-    """decommission.yml refuses a voter; for the fourth broker it stops and disables it and Metadata lists three brokers again."""
+    """decommission.yml refuses a voter; for the fourth broker it stops and disables it, unregisters it (the playbook waits for health_overview to drop it) and Metadata lists three brokers again."""
     inv = lab.inventory(["h1", "h2", "h3", "h4"])
     pid1 = service_state(lab.hosts.hosts["h1"])["MainPID"]
     _, out, _, rc = lab.playbook("decommission.yml", inv, "-e", "fjord_node=h1", check=False)
@@ -434,6 +434,7 @@ def test_decommission(lab):
     assert service_state(lab.hosts.hosts["h1"])["MainPID"] == pid1
     took, out, recap, _ = lab.playbook("decommission.yml", inv, "-e", "fjord_node=h4")
     measure(f"decommission.yml (fourth broker): {took:.1f} s")
+    assert "Unregister the stopped broker" in out and "Wait until the node is gone from the health report" in out, out[-3000:]
     state = service_state(lab.hosts.hosts["h4"])
     assert state["ActiveState"] == "inactive" and state["UnitFileState"] == "disabled", state
     assert wait_brokers(bootstrap(lab), [1, 2, 3]) == [1, 2, 3]

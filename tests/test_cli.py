@@ -365,6 +365,14 @@ def test_cluster_health(broker, topic_name):
     assert d["healthy"] is True and d["under_replicated_partitions"] == [] and d["brokers_down"] == []
 
 
+def test_cluster_unregister_of_an_unknown_broker_names_kafkas_error(broker):
+    """cluster unregister --id of a broker that is not registered fails with BROKER_ID_NOT_REGISTERED and exit 1 (the cluster test unregisters a stopped broker)."""
+    r = fjord(broker, "cluster", "unregister", "--id", "42")
+    assert r.returncode == 1, r
+    assert "BROKER_ID_NOT_REGISTERED" in r.stderr and "42" in r.stderr, r.stderr
+    assert sorted(ok_json(broker, "cluster", "info")["brokers"][0].keys()) == ["controller", "host", "id", "port", "rack"]
+
+
 # ------------------------------------------------------------------ flags and errors
 
 def test_fjord_brokers_env_and_global_flags_first(broker, topic_name):

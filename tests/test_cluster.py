@@ -431,6 +431,41 @@ def test_sigterm_of_a_broker_fences_it_at_once_and_it_reregisters(cluster):
         assert sorted(n.metadata([])["brokers"]) == [1, 2, 3], n
 
 
+def unregister_broker(node, broker_id, correlation_id=77):
+    """UnregisterBroker v0 (key 64, flexible) on a fresh connection: (error code, message)."""
+    req = kw.frame(kw.request_header_v2(64, 0, correlation_id) + kw.i32(broker_id) + kw.uvarint(0))
+    with kw.RawConnection(node.ip, node.kafka_port, timeout_s=20) as c:
+        c.send(req)
+        r = kw.Reader(c.recv_response(correlation_id, header_tagged_fields=True))
+    r.i32()  # throttle time
+    return r.i16(), r.compact_string()
+
+
+def test_unregister_broker_forgets_a_stopped_broker_until_it_starts_again(cluster):
+    """kafka-cluster.sh unregister's request for a broker stopped for good: it leaves /v1/cluster and the health report's nodes (no longer 'down' forever); a second unregister is BROKER_ID_NOT_REGISTERED; started again it registers and all three are listed."""
+    controller = cluster.controller_id()
+    victim = next(n for n in reversed(list(cluster)) if n.node_id != controller)
+    others = [n for n in cluster if n is not victim]
+    try:
+        assert victim.stop() == 0
+        assert wait_for(lambda: all(victim.node_id in n.health_overview()["nodes_down"] for n in others), 10)
+        code, msg = unregister_broker(others[0], victim.node_id)
+        assert code == 0, msg
+
+        def forgotten():
+            return all(victim.node_id not in n.health_overview()["all_nodes"]
+                       and victim.node_id not in [b["node_id"] for b in n.cluster_view()["brokers"]] for n in others)
+        assert wait_for(forgotten, 10), [n.health_overview() for n in others]
+        assert all(victim.node_id not in n.health_overview()["nodes_down"] for n in others)
+        code, msg = unregister_broker(others[1], victim.node_id)
+        assert code == 102 and "not currently registered" in msg, (code, msg)
+    finally:
+        restore(cluster, victim)
+    for n in cluster:
+        assert sorted(n.metadata([])["brokers"]) == [1, 2, 3], n
+        assert sorted(n.health_overview()["all_nodes"]) == [1, 2, 3], n
+
+
 # ------------------------------------------------------------------ error codes
 
 

@@ -46,6 +46,7 @@ const VERSION_MAX: &[(ApiKey, i16)] = &[
     (ApiKey::DeleteGroups, 2),
     (ApiKey::IncrementalAlterConfigs, 1),
     (ApiKey::DescribeCluster, 1),
+    (ApiKey::UnregisterBroker, 0),
 ];
 
 /// How to reach a cluster.
@@ -233,6 +234,7 @@ fn api_key_name(k: ApiKey) -> &'static str {
         ApiKey::DeleteGroups => "DeleteGroups",
         ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
         ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::UnregisterBroker => "UnregisterBroker",
         _ => "a Kafka API",
     }
 }

@@ -1,4 +1,4 @@
-//! `fjord cluster info|health` and `fjord offsets TOPIC`.
+//! `fjord cluster info|health|unregister` and `fjord offsets TOPIC`.
 
 use std::collections::BTreeSet;
 
@@ -17,6 +17,13 @@ pub enum ClusterCmd {
     Info,
     /// Brokers, leaderless and under-replicated partitions; exits 1 when unhealthy.
     Health,
+    /// Forget a broker stopped for good (Kafka's UnregisterBroker, as
+    /// `kafka-cluster.sh unregister`); a running broker registers again.
+    Unregister {
+        /// The broker's node id.
+        #[arg(long)]
+        id: i32,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -32,7 +39,17 @@ pub fn run(cmd: &ClusterCmd, client: &mut Client, out: &mut Out) -> Result<Outco
     match cmd {
         ClusterCmd::Info => info(client, out),
         ClusterCmd::Health => health(client, out),
+        ClusterCmd::Unregister { id } => unregister(client, *id, out),
     }
+}
+
+fn unregister(client: &mut Client, id: i32, out: &mut Out) -> Result<Outcome> {
+    ops::unregister_broker(client, id)?;
+    if out.is_json() {
+        return out.json(&json!({ "unregistered": id })).map(|_| Outcome::Ok);
+    }
+    out.text(&format!("Unregistered broker {id}\n"))?;
+    Ok(Outcome::Ok)
 }
 
 fn info(client: &mut Client, out: &mut Out) -> Result<Outcome> {

@@ -31,7 +31,7 @@ use output::{Format, Out};
 pub const COMMANDS_HELP: &str = concat!(
     "  fjord topic create|list|describe|delete|alter-config|add-partitions|produce|consume\n",
     "  fjord group list|describe|seek|delete\n",
-    "  fjord cluster info|health\n",
+    "  fjord cluster info|health|unregister\n",
     "  fjord offsets TOPIC\n",
     "      Admin commands over the Kafka protocol (any Kafka broker). Common flags:\n",
     "      --brokers host:port[,host:port] (env FJORD_BROKERS), --format text|json,\n",

@@ -661,6 +661,16 @@ pub struct ClusterDescription {
 }
 
 /// DescribeCluster where the broker supports it, else Metadata.
+/// UnregisterBroker (any broker forwards it to the controller).
+pub fn unregister_broker(client: &mut Client, broker_id: i32) -> Result<()> {
+    let req = kafka_protocol::messages::UnregisterBrokerRequest::default().with_broker_id(BrokerId(broker_id));
+    let resp = client.any()?.send(&req)?;
+    match Error::from_code(resp.error_code, format!("broker {broker_id}"), resp.error_message.map(|m| m.to_string())) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
 pub fn describe_cluster(client: &mut Client) -> Result<ClusterDescription> {
     if client.any()?.version_for::<DescribeClusterRequest>().is_ok() {
         let resp = client.any()?.send(&DescribeClusterRequest::default())?;

@@ -890,6 +890,14 @@ async fn execute(node: &Node, sessions: &mut Sessions, op: Op) -> OpResult {
             OpResult::Done(write(raft, Command::ElectPreferredLeaders { partitions }).await.and_then(single_outcome))
         }
         Op::DescribeQuorum => OpResult::Quorum(Ok(describe_quorum(node))),
+        Op::UnregisterBroker { node_id } => {
+            sessions.last_heartbeat.remove(&node_id);
+            let done = write(raft, Command::UnregisterBroker { node_id }).await.and_then(single_outcome);
+            if done.is_ok() {
+                tracing::info!(broker = node_id, "unregistered broker");
+            }
+            OpResult::Done(done)
+        }
     }
 }
 
@@ -1143,6 +1151,11 @@ impl ControllerHandle {
     }
 
     /// Snapshots this node's state machine now and purges its log up to it.
+    /// Forgets broker `node_id`'s registration (UnregisterBroker).
+    pub async fn unregister_broker(&self, node_id: NodeId) -> Result<(), ControllerError> {
+        self.call_done(Op::UnregisterBroker { node_id }).await
+    }
+
     /// The metadata quorum, from the active controller (forwarded there).
     pub async fn describe_quorum(&self) -> Result<ops::QuorumDescription, ControllerError> {
         match self.call(Op::DescribeQuorum).await {

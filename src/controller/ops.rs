@@ -46,6 +46,8 @@ pub enum Op {
     ElectPreferredLeaders { partitions: Option<Vec<(String, i32)>> },
     /// The Raft quorum as the active controller sees it (DescribeQuorum).
     DescribeQuorum,
+    /// Forget a broker's registration (UnregisterBroker).
+    UnregisterBroker { node_id: NodeId },
 }
 
 /// The metadata quorum as the active controller sees it, in Kafka's
@@ -107,6 +109,7 @@ impl OpResult {
             | Op::ControlledShutdown { .. }
             | Op::AlterPartition(_)
             | Op::ElectPreferredLeaders { .. }
+            | Op::UnregisterBroker { .. }
             | Op::Snapshot => OpResult::Done(Err(e)),
         }
     }

@@ -59,6 +59,12 @@ pub enum Command {
     AlterPartition(AlterPartition),
     /// Preferred leader election for these partitions (all when None).
     ElectPreferredLeaders { partitions: Option<Vec<(String, i32)>> },
+    /// Forget a broker (Kafka's UnregisterBroker, `kafka-cluster.sh
+    /// unregister`): a live one is fenced first (its partitions elect new
+    /// leaders), then its registration is removed. Its replicas stay in the
+    /// partitions' replica sets; a broker that is still running registers
+    /// again with its next heartbeat.
+    UnregisterBroker { node_id: NodeId },
 }
 
 /// Why `apply` refused (part of) a command: the state changed between
@@ -71,6 +77,7 @@ pub enum Rejection {
     /// The state moved on between planning and commit (e.g. producer ids).
     Stale(String),
     AlterPartition(AlterPartitionError),
+    BrokerNotRegistered(String),
 }
 
 impl From<Rejection> for ControllerError {
@@ -81,6 +88,7 @@ impl From<Rejection> for ControllerError {
             Rejection::InvalidPartitions(m) => ControllerError::InvalidPartitions(m),
             Rejection::Stale(m) => ControllerError::Unavailable(m),
             Rejection::AlterPartition(e) => ControllerError::AlterPartition(e),
+            Rejection::BrokerNotRegistered(m) => ControllerError::BrokerNotRegistered(m),
         }
     }
 }
@@ -153,6 +161,20 @@ pub fn apply_command(meta: &mut ClusterMetadata, cmd: &Command) -> CommandRespon
             }
             vec![Ok(())]
         }
+        Command::UnregisterBroker { node_id } => match meta.brokers.get(node_id).map(|b| b.fenced) {
+            None => vec![Err(Rejection::BrokerNotRegistered(format!("Broker ID {node_id} is not currently registered")))],
+            Some(fenced) => {
+                if !fenced {
+                    if let Some(b) = meta.brokers.get_mut(node_id) {
+                        b.fenced = true;
+                    }
+                    election::on_broker_fenced(meta, *node_id);
+                }
+                meta.brokers.remove(node_id);
+                changed = true;
+                vec![Ok(())]
+            }
+        },
         Command::CreateTopics(topics) => topics
             .iter()
             .map(|t| {
@@ -838,6 +860,22 @@ mod tests {
             plan_create_topics(&m, &[req("rf3", 1, 3)]).remove(0),
             Err(ControllerError::InvalidReplicationFactor(_))
         ));
+    }
+
+    /// UnregisterBroker of a live leader moves its leadership away first,
+    /// then forgets it; an unknown id is refused.
+    #[test]
+    fn unregister_broker_fences_then_forgets_and_refuses_unknown_ids() {
+        let mut m = with_brokers(&[(1, 1), (2, 1)]);
+        let t = plan_create_topics(&m, &[req("t", 4, 2)]).remove(0).expect("planned");
+        apply_command(&mut m, &Command::CreateTopics(vec![t]));
+        let r = apply_command(&mut m, &Command::UnregisterBroker { node_id: 2 });
+        assert_eq!(r.outcomes, vec![Ok(())]);
+        assert!(!m.brokers.contains_key(&2));
+        let t = m.topic("t").expect("topic");
+        assert!(t.partitions.iter().all(|p| p.leader.node_id == 1 && p.isr == vec![1]), "{:?}", t.partitions);
+        let r = apply_command(&mut m, &Command::UnregisterBroker { node_id: 2 });
+        assert!(matches!(&r.outcomes[0], Err(Rejection::BrokerNotRegistered(_))));
     }
 
     /// Racks: no two replicas of a partition on one rack while unused racks remain.

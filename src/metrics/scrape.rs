@@ -239,20 +239,9 @@ fn api_name(key: i16) -> String {
     ApiKey::try_from(key).map(|k| format!("{k:?}")).unwrap_or_else(|_| key.to_string())
 }
 
-/// Kafka's error name (`NOT_LEADER_OR_FOLLOWER`) from the code.
+/// Kafka's error name (`NOT_LEADER_OR_FOLLOWER`) from the code, as the CLI prints it.
 fn error_name(code: i16) -> String {
-    let Some(e) = crate::error::ResponseError::try_from_code(code) else {
-        return code.to_string();
-    };
-    let camel = format!("{e:?}");
-    let mut out = String::with_capacity(camel.len() + 8);
-    for (i, c) in camel.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_uppercase());
-    }
-    out
+    fjord_cli::error::error_name(code)
 }
 
 #[cfg(test)]

@@ -51,7 +51,8 @@ pub fn controller_error_message(e: &ControllerError) -> String {
         | ControllerError::InvalidReplicationFactor(m)
         | ControllerError::InvalidReplicaAssignment(m)
         | ControllerError::InvalidConfig(m)
-        | ControllerError::Unavailable(m) => m.clone(),
+        | ControllerError::Unavailable(m)
+        | ControllerError::BrokerNotRegistered(m) => m.clone(),
         ControllerError::NotController => "This node is not the active controller.".into(),
         ControllerError::AlterPartition(e) => format!("{e:?}"),
     }

@@ -40,6 +40,7 @@ pub mod describe_client_quotas;
 pub mod describe_log_dirs;
 pub mod describe_user_scram_credentials;
 pub mod list_partition_reassignments;
+pub mod unregister_broker;
 pub mod describe_quorum;
 pub mod fetch;
 pub mod incremental_alter_configs;
@@ -114,6 +115,7 @@ macro_rules! with_request_response_apis {
             DeleteAcls => DeleteAclsRequest, delete_acls;
             DescribeUserScramCredentials => DescribeUserScramCredentialsRequest, describe_user_scram_credentials;
             DescribeClientQuotas => DescribeClientQuotasRequest, describe_client_quotas;
+            UnregisterBroker => UnregisterBrokerRequest, unregister_broker;
         }
     };
 }
