@@ -27,6 +27,8 @@ pub struct Config {
     pub advertised_kafka_host: String,
     pub advertised_kafka_port: u16,
     pub admin_addr: SocketAddr,
+    /// The admin HTTP API's write endpoints (controlled shutdown, replica moves) answer; off: 403.
+    pub admin_api_writes_enabled: bool,
     pub shards: usize,
     /// Shards are not pinned to cores (Redpanda's `--overprovisioned`).
     pub overprovisioned: bool,
@@ -205,7 +207,8 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("data_dir", "directory for logs and controller state [./data]"),
     ("kafka_addr", "Kafka listener address [127.0.0.1:9092]"),
     ("advertised_kafka_addr", "address given to clients in metadata [kafka_addr]"),
-    ("admin_addr", "admin HTTP address (/health, /metrics) [127.0.0.1:9644]"),
+    ("admin_addr", "admin HTTP address (/health, /metrics, the /v1 API and the web console at /) [127.0.0.1:9644]"),
+    ("admin_api_writes_enabled", "accept the admin API's write endpoints (controlled shutdown, replica moves); false: they answer 403 [false]"),
     ("shards", "number of shards, one per core [all allowed cores]"),
     ("overprovisioned", "true: shards float over the cores, for machines shared with other work (laptops, CI, containers); false: each shard pinned to its own core, for hosts dedicated to the broker [true]"),
     ("node_id", "this broker's node id [0]"),
@@ -290,6 +293,7 @@ impl Default for Config {
             advertised_kafka_host: "127.0.0.1".into(),
             advertised_kafka_port: 9092,
             admin_addr: ([127, 0, 0, 1], 9644).into(),
+            admin_api_writes_enabled: false,
             shards: shards::allowed_cpus().len().max(1),
             overprovisioned: true,
             node_id: 0,
@@ -404,6 +408,103 @@ impl Config {
         Ok(config)
     }
 
+    /// Every setting of [`SETTINGS`] (but `config`) with its effective value,
+    /// as text: what `GET /v1/config` shows. None: unset and without a default.
+    pub fn values(&self) -> Vec<(&'static str, Option<String>)> {
+        SETTINGS.iter().filter(|(n, _)| *n != "config").map(|(n, _)| (*n, self.value(n))).collect()
+    }
+
+    fn value(&self, name: &str) -> Option<String> {
+        let s = |v: &dyn std::fmt::Display| Some(v.to_string());
+        let ls = &self.listener_settings;
+        match name {
+            "data_dir" => Some(self.data_dir.display().to_string()),
+            "kafka_addr" => s(&self.kafka_addr),
+            "advertised_kafka_addr" => Some(format!("{}:{}", self.advertised_kafka_host, self.advertised_kafka_port)),
+            "admin_addr" => s(&self.admin_addr),
+            "admin_api_writes_enabled" => s(&self.admin_api_writes_enabled),
+            "shards" => s(&self.shards),
+            "overprovisioned" => s(&self.overprovisioned),
+            "node_id" => s(&self.node_id),
+            "auto.create.topics.enable" => s(&self.auto_create_topics_enable),
+            "num.partitions" => s(&self.num_partitions),
+            "default.replication.factor" => s(&self.default_replication_factor),
+            "log.segment.bytes" => s(&self.log_segment_bytes),
+            "log.roll.ms" => s(&self.log_roll_ms),
+            "log.retention.ms" => s(&self.log_retention_ms),
+            "log.retention.bytes" => s(&self.log_retention_bytes),
+            "log.retention.check.interval.ms" => s(&self.log_retention_check_interval_ms),
+            "log.cleaner.backoff.ms" => s(&self.log_cleaner_backoff_ms),
+            "log.cleaner.dedupe.buffer.size" => s(&self.log_cleaner_dedupe_buffer_size),
+            "log.cleaner.min.compaction.lag.ms" => s(&self.log_cleaner_min_compaction_lag_ms),
+            "log.cleaner.max.compaction.lag.ms" => s(&self.log_cleaner_max_compaction_lag_ms),
+            "log.index.interval.bytes" => s(&self.log_index_interval_bytes),
+            "socket.request.max.bytes" => s(&self.socket_request_max_bytes),
+            "message.max.bytes" => s(&self.message_max_bytes),
+            "fjord.batch.cache.bytes" => s(&self.batch_cache_bytes),
+            "fjord.max.connections.per.shard" => s(&self.max_connections_per_shard),
+            "fjord.segment.files.open.max" => s(&self.segment_files_open_max),
+            "producer.id.expiration.ms" => s(&self.producer_id_expiration_ms),
+            "fjord.producer.state.entries.max" => s(&self.producer_state_entries_max),
+            "offsets.topic.num.partitions" => s(&self.offsets_topic_num_partitions),
+            "offsets.retention.minutes" => s(&self.offsets_retention_minutes),
+            "offsets.retention.check.interval.ms" => s(&self.offsets_retention_check_interval_ms),
+            "fjord.offsets.retention.ms" => self.fjord_offsets_retention_ms.map(|v| v.to_string()),
+            "transaction.state.log.num.partitions" => s(&self.transaction_state_log_num_partitions),
+            "transaction.max.timeout.ms" => s(&self.transaction_max_timeout_ms),
+            "transactional.id.expiration.ms" => s(&self.transactional_id_expiration_ms),
+            "transaction.remove.expired.transaction.cleanup.interval.ms" => {
+                s(&self.transaction_remove_expired_transaction_cleanup_interval_ms)
+            }
+            "group.initial.rebalance.delay.ms" => s(&self.group_initial_rebalance_delay_ms),
+            "group.min.session.timeout.ms" => s(&self.group_min_session_timeout_ms),
+            "group.max.session.timeout.ms" => s(&self.group_max_session_timeout_ms),
+            "group.max.size" => s(&self.group_max_size),
+            "fjord.group.member.metadata.max.bytes" => s(&self.group_member_metadata_max_bytes),
+            "process.roles" => Some(
+                [(self.role_broker, "broker"), (self.role_controller, "controller")]
+                    .iter()
+                    .filter(|(on, _)| *on)
+                    .map(|(_, r)| *r)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            "controller.quorum.voters" => (!self.controller_quorum_voters.is_empty()).then(|| {
+                self.controller_quorum_voters.iter().map(|v| format!("{}@{}", v.node_id, v.addr)).collect::<Vec<_>>().join(",")
+            }),
+            "controller_addr" => self.controller_addr.map(|a| a.to_string()),
+            "broker.rack" => self.broker_rack.clone(),
+            "broker.heartbeat.interval.ms" => s(&self.broker_heartbeat_interval_ms),
+            "broker.session.timeout.ms" => s(&self.broker_session_timeout_ms),
+            "offsets.topic.replication.factor" => s(&self.offsets_topic_replication_factor),
+            "transaction.state.log.replication.factor" => s(&self.transaction_state_log_replication_factor),
+            "transaction.state.log.min.isr" => s(&self.transaction_state_log_min_isr),
+            "min.insync.replicas" => s(&self.min_insync_replicas),
+            "replica.lag.time.max.ms" => s(&self.replica_lag_time_max_ms),
+            "replica.fetch.wait.max.ms" => s(&self.replica_fetch_wait_max_ms),
+            "replica.fetch.max.bytes" => s(&self.replica_fetch_max_bytes),
+            "replica.fetch.response.max.bytes" => s(&self.replica_fetch_response_max_bytes),
+            "replica.high.watermark.checkpoint.interval.ms" => s(&self.replica_high_watermark_checkpoint_interval_ms),
+            "auto.leader.rebalance.enable" => s(&self.auto_leader_rebalance_enable),
+            "leader.imbalance.check.interval.seconds" => s(&self.leader_imbalance_check_interval_seconds),
+            "unclean.leader.election.enable" => s(&self.unclean_leader_election_enable),
+            "listeners" => Some(
+                self.listeners.iter().map(|l| format!("{}://{}", l.name, l.bind)).collect::<Vec<_>>().join(","),
+            ),
+            "advertised.listeners" => Some(
+                self.listeners
+                    .iter()
+                    .map(|l| format!("{}://{}:{}", l.name, l.advertised_host, l.advertised_port))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            "listener.security.protocol.map" => ls.security_protocol_map.clone(),
+            "inter.broker.listener.name" => Some(self.inter_broker_listener_name.clone()),
+            "controller.listener.names" => ls.controller_listener_names.clone(),
+            _ => None,
+        }
+    }
+
     /// Settings that only make sense together.
     fn check_cluster_settings(&self) -> Result<(), ConfigError> {
         let invalid = |name: &str, value: String, expected: String| ConfigError::InvalidValue {
@@ -467,6 +568,9 @@ impl Config {
             }
             "kafka_addr" => self.kafka_addr = parse_addr(v).ok_or_else(|| bad("HOST:PORT"))?,
             "admin_addr" => self.admin_addr = parse_addr(v).ok_or_else(|| bad("HOST:PORT"))?,
+            "admin_api_writes_enabled" => {
+                self.admin_api_writes_enabled = parse_bool(v).ok_or_else(|| bad("true or false"))?
+            }
             "advertised_kafka_addr" => {
                 let (host, port) = v.rsplit_once(':').ok_or_else(|| bad("HOST:PORT"))?;
                 let port: u16 = port.parse().map_err(|_| bad("HOST:PORT with a port 1-65535"))?;
@@ -827,6 +931,9 @@ fn parse_range(v: &str, min: i64, max: i64) -> Option<i64> {
     (min..=max).contains(&n).then_some(n)
 }
 
+/// Boolean settings whose flag may stand alone (no value: true).
+const BARE_TRUE_FLAGS: &[&str] = &["admin_api_writes_enabled", "overprovisioned"];
+
 /// `--name value` and `--name=value`; names canonicalised.
 fn parse_flags(args: &[String]) -> Result<Vec<(String, String)>, ConfigError> {
     let mut out = Vec::new();
@@ -838,6 +945,12 @@ fn parse_flags(args: &[String]) -> Result<Vec<(String, String)>, ConfigError> {
         };
         let (name, value) = match stripped.split_once('=') {
             Some((n, v)) => (canonical(n), v.to_string()),
+            None if BARE_TRUE_FLAGS.contains(&canonical(stripped).as_str())
+                && args.get(i + 1).is_none_or(|next| next.starts_with("--")) =>
+            {
+                // `--admin-api-writes-enabled` alone means true.
+                (canonical(stripped), "true".to_string())
+            }
             None => {
                 let v = args.get(i + 1).ok_or_else(|| ConfigError::MissingValue { flag: arg.clone() })?;
                 i += 1;
@@ -931,6 +1044,23 @@ mod tests {
         assert!(parse_flags(&["--data-dir".into()]).is_err());
         let err = Config::resolve(&[], &s(&[("FJORD_AUTO_CREATE_TOPICS_ENABLE", "maybe")])).unwrap_err();
         assert!(err.to_string().contains("auto.create.topics.enable"));
+    }
+
+    /// Every setting with a default reports a value, and a bare boolean flag means true.
+    #[test]
+    fn values_cover_the_settings_and_bare_flags_are_true() {
+        let flags = parse_flags(&["--admin-api-writes-enabled".into(), "--shards".into(), "2".into()]).unwrap();
+        let c = Config::resolve(&flags, &[]).unwrap();
+        assert!(c.admin_api_writes_enabled);
+        let values = c.values();
+        assert_eq!(values.len(), SETTINGS.len() - 1);
+        let optional = ["fjord.offsets.retention.ms", "controller.quorum.voters", "controller_addr", "broker.rack",
+            "listener.security.protocol.map", "controller.listener.names"];
+        for (name, value) in &values {
+            assert!(value.is_some() || optional.contains(name), "{name} has no value");
+        }
+        assert!(values.contains(&("shards", Some("2".into()))));
+        assert!(!Config::default().admin_api_writes_enabled);
     }
 
     /// The TOML file takes both Fjord names and Kafka's dotted names.

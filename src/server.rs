@@ -135,7 +135,8 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
     status.shard_count.store(config.shards, Ordering::Release);
     let (scraper, scrape_inboxes) = crate::metrics::scrape::Scraper::new(config.node_id, config.shards);
     let scrape_inboxes = Arc::new(scrape_inboxes);
-    let admin = crate::admin::start(config.admin_addr, status.clone(), controller.clone(), scraper, shutdown.clone()).map_err(|e| {
+    let admin_state = crate::admin::Admin::new(&config, status.clone(), controller.clone(), scraper, shutdown.clone());
+    let admin = crate::admin::start(config.admin_addr, admin_state).map_err(|e| {
         ServeError::AddressInUse { setting: "admin_addr", addr: config.admin_addr, reason: e.to_string() }
     })?;
     let runtime = RuntimeConfig {

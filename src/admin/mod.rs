@@ -6,18 +6,30 @@
 //! when a controller is known, no broker is down, and every partition has a
 //! live leader and a full ISR; what rolling restarts wait for).
 //!
-//! `GET /metrics` is the Prometheus exposition (see `crate::metrics`).
+//! `GET /metrics` is the Prometheus exposition (see `crate::metrics`). The
+//! rest of the JSON API under `/v1/` is in [`api`], the web console at `/`
+//! and `/console/` in [`console`].
 //!
-//! Runs on its own plain thread, away from the shards: it must answer even
-//! when the shards are busy, and it reads only atomics they set.
+//! Runs on its own plain threads, away from the shards: it must answer even
+//! when the shards are busy, and it reads only atomics they set, the
+//! metadata the controller publishes, scrapes the shards answer over bounded
+//! channels, and the broker's own Kafka listener. One accept thread hands
+//! each connection to a short-lived thread, at most
+//! [`CONNECTIONS_IN_FLIGHT_MAX`] at once, so a slow console page never
+//! delays `/health`.
 
-use std::io::{Read, Write};
+pub mod api;
+pub mod console;
+pub mod http;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use shards::Shutdown;
+
+use http::{ReadError, Request, Response};
 
 /// Counters the shards update for the admin thread.
 #[derive(Default)]
@@ -33,26 +45,64 @@ impl BrokerStatus {
     }
 }
 
-/// Largest request head we read; anything longer is refused.
-const REQUEST_HEAD_MAX_BYTES: usize = 8 * 1024;
+/// Admin connections served at once; more are answered 503 at once.
+pub const CONNECTIONS_IN_FLIGHT_MAX: usize = 16;
 
-pub fn start(
-    addr: SocketAddr,
-    status: Arc<BrokerStatus>,
-    controller: crate::controller::ControllerHandle,
-    scraper: crate::metrics::scrape::Scraper,
-    shutdown: Shutdown,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
+/// What every admin request may read. Shared by the connection threads.
+pub struct Admin {
+    pub status: Arc<BrokerStatus>,
+    pub controller: crate::controller::ControllerHandle,
+    pub scraper: crate::metrics::scrape::Scraper,
+    pub shutdown: Shutdown,
+    /// `host:port` of this broker's own Kafka listener, reachable from here.
+    pub kafka_bootstrap: String,
+    /// `admin_api_writes_enabled`.
+    pub writes_enabled: bool,
+    pub node_id: i32,
+    /// This node's settings as `/v1/config` shows them.
+    pub settings: Vec<(&'static str, Option<String>)>,
+}
+
+impl Admin {
+    pub fn new(
+        config: &crate::config::Config,
+        status: Arc<BrokerStatus>,
+        controller: crate::controller::ControllerHandle,
+        scraper: crate::metrics::scrape::Scraper,
+        shutdown: Shutdown,
+    ) -> Admin {
+        let bind = config.listeners.first().map_or(config.kafka_addr, |l| l.bind);
+        Admin {
+            status,
+            controller,
+            scraper,
+            shutdown,
+            kafka_bootstrap: reachable(bind).to_string(),
+            writes_enabled: config.admin_api_writes_enabled,
+            node_id: config.node_id,
+            settings: config.values(),
+        }
+    }
+}
+
+/// A wildcard bind address as the loopback address of its family.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(a) if a.ip().is_unspecified() => SocketAddr::from(([127, 0, 0, 1], a.port())),
+        SocketAddr::V6(a) if a.ip().is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, a.port())),
+        other => other,
+    }
+}
+
+pub fn start(addr: SocketAddr, admin: Admin) -> std::io::Result<std::thread::JoinHandle<()>> {
     let listener = TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
+    let admin = Arc::new(admin);
+    let in_flight = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new().name("admin-http".into()).spawn(move || {
-        while !shutdown.is_triggered() {
+        while !admin.shutdown.is_triggered() {
             match listener.accept() {
-                Ok((stream, _)) => {
-                    if let Err(e) = serve(stream, &status, &controller, &scraper, &shutdown) {
-                        tracing::debug!(error = %e, "admin request failed");
-                    }
-                }
+                Ok((stream, _)) => dispatch(stream, &admin, &in_flight),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     std::thread::sleep(Duration::from_millis(20));
                 }
@@ -65,65 +115,88 @@ pub fn start(
     })
 }
 
-fn serve(
-    mut stream: TcpStream,
-    status: &BrokerStatus,
-    controller: &crate::controller::ControllerHandle,
-    scraper: &crate::metrics::scrape::Scraper,
-    shutdown: &Shutdown,
-) -> std::io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    let mut buf = vec![0u8; REQUEST_HEAD_MAX_BYTES];
-    let mut len = 0;
-    while len < buf.len() {
-        let n = stream.read(&mut buf[len..])?;
-        if n == 0 {
-            break;
+/// Serves `stream` on its own thread, or answers 503 when too many are in flight.
+fn dispatch(mut stream: TcpStream, admin: &Arc<Admin>, in_flight: &Arc<AtomicUsize>) {
+    if in_flight.fetch_add(1, Ordering::AcqRel) >= CONNECTIONS_IN_FLIGHT_MAX {
+        in_flight.fetch_sub(1, Ordering::AcqRel);
+        let _ = stream.set_nonblocking(false);
+        let _ = http::write_response(&mut stream, &Response::text(503, "too many admin requests in flight\n"));
+        return;
+    }
+    let (admin, in_flight_done) = (admin.clone(), in_flight.clone());
+    let spawned = std::thread::Builder::new().name("admin-conn".into()).spawn(move || {
+        if let Err(e) = serve(stream, &admin) {
+            tracing::debug!(error = %e, "admin request failed");
         }
-        len += n;
-        if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-            break;
+        in_flight_done.fetch_sub(1, Ordering::AcqRel);
+    });
+    if let Err(e) = spawned {
+        in_flight.fetch_sub(1, Ordering::AcqRel);
+        tracing::warn!(error = %e, "admin connection thread did not start");
+    }
+}
+
+fn serve(mut stream: TcpStream, admin: &Admin) -> std::io::Result<()> {
+    let response = match http::read_request(&mut stream) {
+        Ok(req) => respond(admin, &req),
+        Err(ReadError::Io(e)) => return Err(e),
+        Err(ReadError::Malformed(why)) => Response::text(400, &format!("bad request: {why}\n")),
+        Err(ReadError::BodyTooLarge) => Response::json_error(413, "request body too large"),
+    };
+    http::write_response(&mut stream, &response)?;
+    if response.shutdown_after {
+        start_controlled_shutdown();
+    }
+    Ok(())
+}
+
+/// What SIGTERM does: the signal thread (which holds the shutdown trigger)
+/// takes it and starts the controlled shutdown.
+fn start_controlled_shutdown() {
+    tracing::info!("controlled shutdown requested over the admin API");
+    if let Err(e) = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGTERM) {
+        tracing::error!(error = %e, "could not signal this process for a controlled shutdown");
+    }
+}
+
+/// Routes one request. A panic in a handler becomes a 500, never a dead thread.
+fn respond(admin: &Admin, req: &Request) -> Response {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| route(admin, req))) {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::error!(path = %req.path, "admin request handler panicked");
+            Response::json_error(500, "internal error")
         }
     }
-    let head = String::from_utf8_lossy(&buf[..len]);
-    let mut parts = head.lines().next().unwrap_or("").split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let mut content_type = "text/plain";
-    let (code, body) = match (method, path) {
-        ("GET", "/v1/cluster") => {
-            content_type = "application/json";
-            (200, cluster_json(&controller.current()))
-        }
-        ("GET", "/v1/cluster/health_overview") => {
-            content_type = "application/json";
-            (200, health_overview_json(&controller.current()))
-        }
-        ("GET", "/metrics") => {
-            content_type = "text/plain; version=0.0.4; charset=utf-8";
-            (200, scraper.scrape(&controller.current()))
-        }
+}
+
+fn route(admin: &Admin, req: &Request) -> Response {
+    let md = || admin.controller.current();
+    match (req.method.as_str(), req.path.as_str()) {
+        ("GET", "/v1/cluster") => Response::new(200, "application/json", cluster_json(&md())),
+        ("GET", "/v1/cluster/health_overview") => Response::new(200, "application/json", health_overview_json(&md())),
+        ("GET", "/metrics") => Response::new(200, "text/plain; version=0.0.4; charset=utf-8", admin.scraper.scrape(&md())),
         ("GET", "/health") | ("GET", "/v1/status/ready") => {
-            if status.ready() && !shutdown.is_triggered() {
-                (200, "ok\n".to_string())
+            if admin.status.ready() && !admin.shutdown.is_triggered() {
+                Response::text(200, "ok\n")
             } else {
-                (503, "starting or stopping\n".to_string())
+                Response::text(503, "starting or stopping\n")
             }
         }
-        ("GET", _) => (404, "not found\n".to_string()),
-        _ => (405, "method not allowed\n".to_string()),
-    };
-    let reason = match code {
-        200 => "OK",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        _ => "Service Unavailable",
-    };
-    let response = format!(
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes())
+        _ => {
+            if let Some(r) = api::route(admin, req) {
+                return r;
+            }
+            if let Some(r) = console::route(admin, req) {
+                return r;
+            }
+            if req.method == "GET" {
+                Response::text(404, "not found\n")
+            } else {
+                Response::text(405, "method not allowed\n")
+            }
+        }
+    }
 }
 
 /// `/v1/cluster`: the metadata as this node has applied it.
