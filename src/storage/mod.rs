@@ -28,6 +28,7 @@
 
 pub mod batch;
 pub mod compaction;
+mod direct_read;
 pub mod index;
 pub mod leader_epochs;
 pub mod log;

@@ -311,15 +311,13 @@ impl HasReadAhead for SegmentFile {
 }
 
 impl RangeReader for SegmentFile {
-    /// Reads `len` bytes at `position` by io_uring (O_DIRECT) into memory.
+    /// Reads `len` bytes at `position` (O_DIRECT, on the blocking pool) into memory of its own.
     async fn read_range(&self, position: u64, len: usize) -> io::Result<bytes::Bytes> {
         let f = self.dma().await?;
-        let r = f.read_at(position, len).await.map_err(io::Error::from)?;
-        if r.len() != len {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!(
-                "{}: read {} of {len} bytes at {position}", self.path.display(), r.len())));
-        }
-        Ok(bytes::Bytes::copy_from_slice(&r))
+        // `f` stays open (referenced here) until the read returns.
+        let read = super::direct_read::read(std::os::fd::AsRawFd::as_raw_fd(&**f), position, len).await;
+        drop(f);
+        read.map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.path.display())))
     }
 }
 
