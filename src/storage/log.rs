@@ -303,6 +303,9 @@ pub struct Log {
     files_referenced: std::cell::Cell<bool>,
     /// In the file budget's sweep (holds or held an O_DIRECT handle).
     files_queued: std::cell::Cell<bool>,
+    /// Serialises head truncations (DeleteRecords, retention): each
+    /// checkpoints its new start across an await.
+    head_lock: async_lock::Mutex<()>,
     /// Test-only fault injection: the next DMA write fails as if the disk were full.
     #[cfg(test)]
     fail_next_write: std::cell::Cell<bool>,
@@ -357,6 +360,7 @@ impl Log {
             accepts_leader_appends: std::cell::Cell::new(true),
             files_referenced: std::cell::Cell::new(false),
             files_queued: std::cell::Cell::new(false),
+            head_lock: async_lock::Mutex::new(()),
             #[cfg(test)]
             fail_next_write: std::cell::Cell::new(false),
         });
@@ -427,7 +431,7 @@ impl Log {
             }
         }
         self.wait_durable(offset).await?;
-        self.truncate_head(Some(offset), now_ms())
+        self.truncate_head(Some(offset), now_ms()).await
     }
 
     /// One retention pass (see `retention::deletable_head`): deletes at most
@@ -448,7 +452,7 @@ impl Log {
             let end = self.log_end_offset();
             self.wait_durable(end).await?;
         }
-        self.truncate_head(None, now)
+        self.truncate_head(None, now).await
     }
 
     fn retention_policy(&self) -> RetentionPolicy {
@@ -460,13 +464,19 @@ impl Log {
         }
     }
 
-    /// The synchronous part of DeleteRecords and retention: no await, one
-    /// borrow. Order: decide, roll if needed, checkpoint the new start
-    /// (fsync'ed), move the start, drop the segments from the list, then
-    /// unlink their files. A reader holding a dropped segment's fd (a fetch
-    /// being sendfile'd) still completes: the inode lives until it closes.
-    fn truncate_head(&self, new_start: Option<i64>, now: i64) -> Result<HeadTruncation, StorageError> {
-        let removed: Vec<Segment> = {
+    /// The head truncation of DeleteRecords and retention, one at a time
+    /// per log (`head_lock`, so the checkpoint never goes backwards). Order:
+    /// decide and roll if needed (one borrow); checkpoint the new start
+    /// durably on the blocking pool; move the start and drop the segments
+    /// wholly below it from the list (one borrow); unlink their files on the
+    /// blocking pool. The shard thread never waits for the fsyncs or the
+    /// unlinks (a large file's unlink takes milliseconds). A crash after the
+    /// checkpoint and before the unlinks is finished by the next open
+    /// (`apply_log_start_checkpoint`). A reader holding a dropped segment's
+    /// buffers or fd still completes: the inode lives until it closes.
+    async fn truncate_head(&self, new_start: Option<i64>, now: i64) -> Result<HeadTruncation, StorageError> {
+        let _one_at_a_time = self.head_lock.lock().await;
+        let start = {
             let mut st = self.state.borrow_mut();
             if st.closed {
                 return Err(StorageError::Closed);
@@ -491,11 +501,25 @@ impl Log {
                 });
             }
             debug_assert!(start <= st.durable_end, "new log start is durable");
-            write_log_start(&self.dir, start)?;
+            start
+        };
+        let dir = self.dir.clone();
+        glommio::executor().spawn_blocking(move || write_log_start(&dir, start)).await?;
+        let removed: Vec<Segment> = {
+            let mut st = self.state.borrow_mut();
+            if st.closed {
+                // The checkpoint holds; the next open applies it.
+                return Err(StorageError::Closed);
+            }
+            assert!(start >= st.log_start, "log start {} moved past {start} under the head lock", st.log_start);
             st.log_start = start;
             if st.epochs.truncate_from_start(start) {
                 st.epochs_dirty = true;
             }
+            // Segments wholly below the new start; the tail always stays.
+            // Counted again: a compaction swap may have merged segments
+            // while the checkpoint was written.
+            let n = st.segments[..st.segments.len() - 1].iter().take_while(|s| s.next_offset <= start).count();
             let removed: Vec<Segment> = st.segments.drain(..n).collect();
             st.max_ts = max_ts_of(&st.segments);
             st.check_invariants();
@@ -506,8 +530,8 @@ impl Log {
             bytes_deleted: removed.iter().map(|s| s.size).sum(),
             log_start_offset: self.log_start_offset(),
         };
-        for seg in &removed {
-            remove_segment_files(&seg.log_path);
+        if let Err(e) = replica::drop_segments(removed, || Ok(())).await {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "deleting segment files failed; the next open removes them");
         }
         Ok(out)
     }

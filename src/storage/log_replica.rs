@@ -63,7 +63,7 @@ pub(super) fn recover_epochs(
 /// unlinks their files newest first, so a crash midway leaves a log without
 /// a hole, and runs `then` (the directory sync or start checkpoint that
 /// makes it durable).
-async fn drop_segments(segments: Vec<Segment>, then: impl FnOnce() -> io::Result<()> + Send + 'static) -> io::Result<()> {
+pub(super) async fn drop_segments(segments: Vec<Segment>, then: impl FnOnce() -> io::Result<()> + Send + 'static) -> io::Result<()> {
     let paths: Vec<_> = segments.iter().map(|s| s.log_path.clone()).collect();
     for seg in segments {
         if let Some(dma) = seg.dma {
