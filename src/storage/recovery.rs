@@ -1,8 +1,11 @@
 //! Recovery at open: turns a partition directory into a list of segments.
 //!
-//! Owns the rules for trusting what is on disk. Runs on the owning shard,
-//! once, inside `Log::open` (blocking std reads; the only awaits are glommio
-//! opens).
+//! Owns the rules for trusting what is on disk. Runs once per log, inside
+//! `Log::open`, in two parts: everything that reads, scans, truncates or
+//! syncs files runs on the shard's blocking pool (`find_segments`, plain
+//! std I/O returning plain data), so a shard opening thousands of
+//! partitions keeps serving; then the shard builds its `Segment`s and opens
+//! the tail's O_DIRECT handle (a glommio open).
 //!
 //! - Sealed (non-tail) segments are trusted when both index files exist and
 //!   are sane; otherwise they are rescanned batch by batch. In a non-tail
@@ -40,6 +43,80 @@ pub(crate) fn now_ms() -> i64 {
 
 /// Segments found in `dir`, oldest first; the last one is open for appends.
 pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> Result<Vec<Segment>, StorageError> {
+    let (scan_dir, interval) = (dir.to_path_buf(), config.index_interval_bytes);
+    let found = glommio::executor().spawn_blocking(move || find_segments(&scan_dir, interval)).await?;
+    let Some(tail) = found.tail else {
+        return Ok(vec![Segment::new_empty(dir, 0, now_ms())]);
+    };
+    let mut segments = Vec::with_capacity(found.sealed.len() + 1);
+    for f in found.sealed {
+        let mut seg = f.into_segment(dir);
+        seg.sealed = true;
+        segments.push(seg);
+    }
+    // Counted against the shard's file budget; once the log is open the
+    // budget may close it while idle (the writer reopens it).
+    let mut seg = tail.segment.into_segment(dir);
+    let dma = super::open_files::open_write(&seg.log_path, false).await?;
+    let align = dma.alignment();
+    let (page_start, page) = &tail.last_page;
+    let aligned = seg.size - seg.size % align;
+    if align > TAIL_PAGE_BYTES || aligned < *page_start {
+        return Err(StorageError::Io(io::Error::other(format!(
+            "{}: device block size {align} above the {TAIL_PAGE_BYTES} bytes recovery reads back",
+            seg.log_path.display()
+        ))));
+    }
+    seg.tail_block = page[(aligned - page_start) as usize..].to_vec();
+    seg.dma = Some(dma);
+    seg.epoch_starts = tail.epoch_starts;
+    segments.push(seg);
+    Ok(segments)
+}
+
+/// The last bytes of the tail read back at open, from a multiple of this:
+/// they hold the partial device block the next O_DIRECT write rewrites
+/// (any block size up to this).
+const TAIL_PAGE_BYTES: u64 = 64 << 10;
+
+/// A segment as recovery found it: plain data, made on the blocking pool.
+struct FoundSegment {
+    base: i64,
+    size: u64,
+    next_offset: i64,
+    idx: SegIndexes,
+    created_ms: i64,
+}
+
+impl FoundSegment {
+    fn into_segment(self, dir: &Path) -> Segment {
+        let mut seg = Segment::new_empty(dir, self.base, self.created_ms);
+        seg.size = self.size;
+        seg.written_size = self.size;
+        seg.next_offset = self.next_offset;
+        seg.idx = self.idx;
+        seg.reader.set_exists();
+        seg
+    }
+}
+
+struct FoundTail {
+    segment: FoundSegment,
+    epoch_starts: Vec<(i32, i64)>,
+    /// (position, bytes) of the file from `align_down(size, TAIL_PAGE_BYTES)` to its end.
+    last_page: (u64, Vec<u8>),
+}
+
+struct Found {
+    sealed: Vec<FoundSegment>,
+    /// None: no segment file (a new log).
+    tail: Option<FoundTail>,
+}
+
+/// The file part of recovery, blocking (runs on the blocking pool): lists
+/// the directory, finishes interrupted compaction swaps, takes the clean
+/// marker, checks or rescans each segment and trims the tail.
+fn find_segments(dir: &Path, interval: u32) -> Result<Found, StorageError> {
     std::fs::create_dir_all(dir)?;
     let mut bases = Vec::new();
     let mut swaps = Vec::new();
@@ -66,26 +143,19 @@ pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> Result<Vec<Segmen
     bases.sort_unstable();
     swaps.sort_unstable();
     for swap_base in swaps {
-        finish_swap(dir, swap_base, &mut bases, config.index_interval_bytes)?;
+        finish_swap(dir, swap_base, &mut bases, interval)?;
     }
     // The marker must be gone (durably) before anything is appended, or a
     // later crash would make the next open trust a torn tail.
-    let clean = take_clean_marker(dir).await?;
+    let clean = take_clean_marker(dir)?;
     let Some((&tail_base, sealed)) = bases.split_last() else {
-        return Ok(vec![Segment::new_empty(dir, 0, now_ms())]);
+        return Ok(Found { sealed: Vec::new(), tail: None });
     };
-    let mut segments = Vec::with_capacity(bases.len());
+    let mut found = Vec::with_capacity(bases.len());
     for (i, &base) in sealed.iter().enumerate() {
-        let next_base = bases[i + 1];
-        segments.push(open_sealed(
-            dir,
-            base,
-            next_base,
-            config.index_interval_bytes,
-        )?);
+        found.push(open_sealed(dir, base, bases[i + 1], interval)?);
     }
-    segments.push(open_tail(dir, tail_base, config.index_interval_bytes, clean).await?);
-    Ok(segments)
+    Ok(Found { sealed: found, tail: Some(open_tail(dir, tail_base, interval, clean)?) })
 }
 
 /// Finishes a compaction swap a crash interrupted after its commit point
@@ -140,21 +210,16 @@ pub(crate) fn write_clean_marker(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Removes the marker durably, on the blocking pool: a directory fsync per
-/// partition on the shard thread made a node with 50,000 partitions take
-/// minutes to start after a clean stop.
-async fn take_clean_marker(dir: &Path) -> io::Result<bool> {
+/// Removes the marker durably (the caller runs on the blocking pool: a
+/// directory fsync per partition on the shard thread made a node with
+/// 50,000 partitions take minutes to start after a clean stop).
+fn take_clean_marker(dir: &Path) -> io::Result<bool> {
     let path = dir.join(CLEAN_MARKER);
     if !path.exists() {
         return Ok(false);
     }
-    let dir = dir.to_path_buf();
-    glommio::executor()
-        .spawn_blocking(move || {
-            std::fs::remove_file(&path)?;
-            File::open(&dir)?.sync_all()
-        })
-        .await?;
+    std::fs::remove_file(&path)?;
+    File::open(dir)?.sync_all()?;
     Ok(true)
 }
 
@@ -232,16 +297,10 @@ fn load_indexes(seg_path: &Path, base: i64, size: u64) -> io::Result<Option<SegI
     }))
 }
 
-fn open_sealed(
-    dir: &Path,
-    base: i64,
-    next_base: i64,
-    interval: u32,
-) -> Result<Segment, StorageError> {
+fn open_sealed(dir: &Path, base: i64, next_base: i64, interval: u32) -> Result<FoundSegment, StorageError> {
     let path = segment_path(dir, base, "log");
     let file = OpenOptions::new().read(true).write(true).open(&path)?;
     let len = file.metadata()?.len();
-    let mut seg = Segment::new_empty(dir, base, now_ms());
     let idx = match load_indexes(&path, base, len)? {
         Some(idx) if len > 0 => idx,
         _ => {
@@ -267,31 +326,17 @@ fn open_sealed(
                 file.set_len(out.valid_size)?;
                 file.sync_all()?;
             }
-            seg.size = out.valid_size;
-            seg.written_size = out.valid_size;
-            seg.next_offset = next_base;
-            seg.idx = out.idx;
-            seg.write_index_files()?;
-            seg.sealed = true;
-            seg.reader.set_exists();
-            return Ok(seg);
+            let mut idx = out.idx;
+            idx.finish_time_index(base);
+            super::index::write_file_durably(&path.with_extension("index"), &idx.index.encode())?;
+            super::index::write_file_durably(&path.with_extension("timeindex"), &idx.time_index.encode())?;
+            return Ok(FoundSegment { base, size: out.valid_size, next_offset: next_base, idx, created_ms: now_ms() });
         }
     };
-    seg.size = len;
-    seg.written_size = len;
-    seg.next_offset = next_base;
-    seg.idx = idx;
-    seg.sealed = true;
-    seg.reader.set_exists();
-    Ok(seg)
+    Ok(FoundSegment { base, size: len, next_offset: next_base, idx, created_ms: now_ms() })
 }
 
-async fn open_tail(
-    dir: &Path,
-    base: i64,
-    interval: u32,
-    clean: bool,
-) -> Result<Segment, StorageError> {
+fn open_tail(dir: &Path, base: i64, interval: u32, clean: bool) -> Result<FoundTail, StorageError> {
     let path = segment_path(dir, base, "log");
     let file = OpenOptions::new().read(true).write(true).open(&path)?;
     let meta = file.metadata()?;
@@ -331,34 +376,22 @@ async fn open_tail(
         file.set_len(out.valid_size)?;
     }
     // Whatever survived may have sat in the page cache only: make it durable
-    // so the log can report durable_end == log_end after open (on the
-    // blocking pool, like every fsync of an open).
-    let file = glommio::executor().spawn_blocking(move || file.sync_all().map(|()| file)).await?;
+    // so the log can report durable_end == log_end after open.
+    file.sync_all()?;
     // The tail's index files (from an earlier clean close) are stale from now on.
     remove_if_exists(&path.with_extension("index"))?;
     remove_if_exists(&path.with_extension("timeindex"))?;
-
-    // Counted against the shard's file budget; once the log is open the
-    // budget may close it while idle (the writer reopens it).
-    let dma = super::open_files::open_write(&path, false).await?;
-    let align = dma.alignment();
-    let aligned = out.valid_size - out.valid_size % align;
-    let tail_block = read_exact(&file, aligned, (out.valid_size - aligned) as usize)?;
+    let page_start = out.valid_size - out.valid_size % TAIL_PAGE_BYTES;
+    let page = read_exact(&file, page_start, (out.valid_size - page_start) as usize)?;
     let created_ms = meta
         .created()
         .or_else(|_| meta.modified())
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or_else(now_ms, |d| d.as_millis() as i64);
-
-    let mut seg = Segment::new_empty(dir, base, created_ms);
-    seg.size = out.valid_size;
-    seg.written_size = out.valid_size;
-    seg.next_offset = out.next_offset;
-    seg.idx = out.idx;
-    seg.dma = Some(dma);
-    seg.reader.set_exists();
-    seg.tail_block = tail_block;
-    seg.epoch_starts = out.epoch_starts;
-    Ok(seg)
+    Ok(FoundTail {
+        segment: FoundSegment { base, size: out.valid_size, next_offset: out.next_offset, idx: out.idx, created_ms },
+        epoch_starts: out.epoch_starts,
+        last_page: (page_start, page),
+    })
 }
