@@ -212,6 +212,7 @@ async fn shard_main(
     scrapes: async_channel::Receiver<crate::metrics::scrape::ScrapeRequest>,
 ) {
     crate::storage::open_files::set_limit(segment_files);
+    crate::storage::cache_budget::set_shard_limit(config.batch_cache_bytes);
     let state = Rc::new(ShardState::new(shard.id, shard.mesh.clone(), config.clone(), controller, shard.shutdown.clone()));
     shard.serve_calls(state.clone());
     let failed = state.partitions.sync_with(&state.metadata()).await;

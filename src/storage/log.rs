@@ -43,6 +43,7 @@ use super::read_ahead;
 
 use super::batch::{walk_records, BatchHeader, LOG_OVERHEAD};
 use super::notify::Notify;
+use super::cache_budget::{self, CacheBytes, CacheHolder};
 use super::recovery::{now_ms, recover};
 use super::retention::{deletable_head, write_log_start, RetentionPolicy, SegmentSummary, SEGMENTS_PER_PASS_MAX};
 use super::segment::{read_exact, read_header_at, IndexMark, Segment};
@@ -183,7 +184,8 @@ struct CacheEntry {
 struct State {
     segments: Vec<Segment>,
     cache: VecDeque<CacheEntry>,
-    cache_bytes: usize,
+    /// Bytes in `cache`, counted in the shard's batch cache budget too.
+    cache_bytes: CacheBytes,
     pending_bytes: usize,
     log_start: i64,
     log_end: i64,
@@ -263,6 +265,19 @@ impl State {
         self.check_invariants();
     }
 
+    /// Drops written cache entries from the front while `over(cached bytes)`.
+    fn drop_written_cache_while(&mut self, over: impl Fn(usize) -> bool) {
+        while over(self.cache_bytes.get()) {
+            let Some(front) = self.cache.front() else { break };
+            if front.end_offset > self.written_end {
+                break;
+            }
+            let n = front.bytes.len();
+            self.cache.pop_front();
+            self.cache_bytes.sub(n);
+        }
+    }
+
     fn check_invariants(&self) {
         debug_assert!(
             self.log_start <= self.durable_end,
@@ -306,6 +321,10 @@ pub struct Log {
     /// Serialises head truncations (DeleteRecords, retention): each
     /// checkpoints its new start across an await.
     head_lock: async_lock::Mutex<()>,
+    /// Appended to since the batch cache budget's last sweep passed it.
+    cache_used: std::cell::Cell<bool>,
+    /// In the batch cache budget's sweep.
+    cache_tracked: std::cell::Cell<bool>,
     /// Test-only fault injection: the next DMA write fails as if the disk were full.
     #[cfg(test)]
     fail_next_write: std::cell::Cell<bool>,
@@ -332,7 +351,7 @@ impl Log {
         let state = State {
             segments,
             cache: VecDeque::new(),
-            cache_bytes: 0,
+            cache_bytes: CacheBytes::default(),
             pending_bytes: 0,
             log_start,
             log_end,
@@ -361,6 +380,8 @@ impl Log {
             files_referenced: std::cell::Cell::new(false),
             files_queued: std::cell::Cell::new(false),
             head_lock: async_lock::Mutex::new(()),
+            cache_used: std::cell::Cell::new(false),
+            cache_tracked: std::cell::Cell::new(false),
             #[cfg(test)]
             fail_next_write: std::cell::Cell::new(false),
         });
@@ -568,7 +589,7 @@ impl Log {
 
     /// Bytes held by the tail cache (for tests and metrics).
     pub fn cache_bytes(&self) -> usize {
-        self.state.borrow().cache_bytes
+        self.state.borrow().cache_bytes.get()
     }
 
     fn pending_bytes_max(&self) -> usize {
@@ -698,9 +719,14 @@ impl Log {
             mark,
             log_max_ts_before,
         });
-        st.cache_bytes += len;
+        st.cache_bytes.add(len);
         st.pending_bytes += len;
         st.log_end = next;
+        self.cache_used.set(true);
+        if !self.cache_tracked.replace(true) {
+            let me: Weak<dyn CacheHolder> = self.me.clone();
+            cache_budget::track(me);
+        }
         self.evict(&mut st);
         st.check_invariants();
         Ok(AppendResult {
@@ -728,15 +754,15 @@ impl Log {
         }
     }
 
-    /// Drops written entries from the front while the cache is over its bound.
+    /// Drops written entries from the front while the cache is over its
+    /// bound, then, while the shard is over its budget, other logs' written
+    /// entries and then more of this one's (`cache_budget`).
     fn evict(&self, st: &mut State) {
-        while st.cache_bytes > self.config.get().cache_bytes_max {
-            let Some(front) = st.cache.front() else { break };
-            if front.end_offset > st.written_end {
-                break;
-            }
-            st.cache_bytes -= front.bytes.len();
-            st.cache.pop_front();
+        let max = self.config.get().cache_bytes_max;
+        st.drop_written_cache_while(|c| c > max);
+        if cache_budget::over_budget() {
+            cache_budget::make_room();
+            st.drop_written_cache_while(|_| cache_budget::over_budget());
         }
     }
 
@@ -879,6 +905,20 @@ fn max_ts_of(segments: &[Segment]) -> Option<(i64, i64)> {
         Some(a) if a.0 >= m.0 => Some(a),
         _ => Some(m),
     })
+}
+
+impl CacheHolder for Log {
+    fn take_recently_used(&self) -> bool {
+        self.cache_used.replace(false)
+    }
+
+    fn drop_written(&self) -> bool {
+        let Ok(mut st) = self.state.try_borrow_mut() else { return true };
+        st.drop_written_cache_while(|_| true);
+        let stays = st.cache_bytes.get() > 0;
+        self.cache_tracked.set(stays);
+        stays
+    }
 }
 
 /// Segment summaries for retention decisions.

@@ -400,7 +400,7 @@ impl Log {
                 .is_some_and(|e| e.segment_base <= last_base && e.end_offset <= st.written_end)
             {
                 if let Some(e) = st.cache.pop_front() {
-                    st.cache_bytes -= e.bytes.len();
+                    st.cache_bytes.sub(e.bytes.len());
                 }
             }
             st.max_ts = super::max_ts_of(&st.segments);

@@ -219,7 +219,7 @@ impl Log {
         }
         assert_eq!(st.pending_bytes, 0, "truncation raced an append");
         st.cache.clear();
-        st.cache_bytes = 0;
+        st.cache_bytes.clear();
         Ok(())
     }
 

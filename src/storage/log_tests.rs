@@ -731,3 +731,39 @@ fn many_logs_share_a_small_open_file_budget_and_lose_nothing() {
         open_files::set_limit(before);
     });
 }
+
+#[test]
+fn the_shard_batch_cache_budget_bounds_all_logs_together() {
+    // Proves logs of one shard share fjord.batch.cache.bytes: past it, other logs' written entries go first (each log's own bound alone would let many logs hold many times the budget), reads still return every batch (from the files), and closing a log gives its bytes back.
+    run(|| async {
+        let budget = 16 << 10;
+        crate::storage::cache_budget::set_shard_limit(budget);
+        let cfg = LogConfig { cache_bytes_max: 1 << 20, ..small_config() };
+        let mut logs = Vec::new();
+        for i in 0..8 {
+            logs.push(Log::open(temp_dir(&format!("budget-{i}")), cfg).await.expect("open"));
+        }
+        for round in 0..4 {
+            for log in &logs {
+                let r = append(log, 4, 20, round * 1000).await;
+                log.wait_written(r.last_offset + 1).await.expect("written");
+            }
+        }
+        let each: Vec<usize> = logs.iter().map(|l| l.cache_bytes()).collect();
+        let total: usize = each.iter().sum();
+        assert_eq!(total, crate::storage::cache_budget::held_bytes());
+        // Everything is written, so the budget holds, give or take the last append.
+        let last = each[each.len() - 1];
+        assert!(total <= budget + last, "cached {total} of a {budget} budget: {each:?}");
+        assert!(each[0] < last, "the oldest appender lost its entries first: {each:?}");
+        for log in &logs {
+            let hs = read_all(log).await;
+            assert_eq!(hs.len(), 16, "every batch reads back");
+        }
+        for log in logs {
+            log.remove().await.expect("remove");
+        }
+        assert_eq!(crate::storage::cache_budget::held_bytes(), 0);
+        crate::storage::cache_budget::set_shard_limit(usize::MAX);
+    });
+}

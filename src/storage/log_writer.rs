@@ -351,7 +351,7 @@ impl Log {
         };
         let dropped: usize = st.cache.range(first..).map(|e| e.bytes.len()).sum();
         st.cache.truncate(first);
-        st.cache_bytes -= dropped;
+        st.cache_bytes.sub(dropped);
         st.pending_bytes = 0;
         let si = st.segment_index(seg_base).expect("pending segment exists");
         for later in st.segments.drain(si + 1..) {

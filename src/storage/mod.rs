@@ -27,6 +27,7 @@
 //! | `log_replica.rs` | the replica side of `Log`: follower append keeping the leader's offsets, `truncate_to`, `truncate_fully`, the epoch cache and its checkpoint (written before `durable_end` moves) |
 
 pub mod batch;
+pub mod cache_budget;
 pub mod compaction;
 mod direct_read;
 pub mod index;
