@@ -13,7 +13,7 @@ use std::rc::Rc;
 use crate::config::Config;
 use crate::metadata::{ClusterMetadata, NodeId, ShardId, TopicMeta};
 use crate::partition::Partition;
-use crate::storage::{Log, LogConfig, StorageError};
+use crate::storage::{recovery, Log, LogConfig, StorageError};
 
 /// Partitions closed at once by a clean shutdown.
 const CLOSE_CONCURRENCY: usize = 64;
@@ -372,11 +372,15 @@ impl PartitionManager {
         }
     }
 
-    /// Clean shutdown: sync and close every log.
+    /// Clean shutdown: sync and close every log. The logs' files are synced
+    /// together (one syncfs) before any clean marker is written, and the
+    /// markers together after: a marker must never be durable before the
+    /// index files and tail size it vouches for.
     pub async fn close_all(&self) -> Result<(), StorageError> {
         let _guard = self.sync_lock.lock().await;
         let all: Vec<Rc<Partition>> = self.partitions.borrow_mut().drain().map(|(_, p)| p).collect();
         let mut first_error = None;
+        let mut closed = Vec::new();
         // A few at a time: their durable writes overlap on the blocking pool.
         for group in all.chunks(CLOSE_CONCURRENCY) {
             let tasks: Vec<_> = group
@@ -384,17 +388,37 @@ impl PartitionManager {
                 .map(|p| {
                     let p = p.clone();
                     glommio::spawn_local(async move {
-                        let result = p.close().await;
+                        let result = p.close_for_shutdown().await;
                         (p, result)
                     })
                 })
                 .collect();
             for task in tasks {
                 let (p, result) = task.await;
-                if let Err(e) = result {
-                    tracing::error!(topic = %p.topic, partition = p.partition, error = %e, "close failed");
-                    first_error.get_or_insert(e);
+                match result {
+                    Ok(()) => closed.push(p.log().dir().to_path_buf()),
+                    Err(e) => {
+                        tracing::error!(topic = %p.topic, partition = p.partition, error = %e, "close failed");
+                        first_error.get_or_insert(e);
+                    }
                 }
+            }
+        }
+        if !closed.is_empty() {
+            let sync_dir = self.kafka_dir.clone();
+            let marked = glommio::executor()
+                .spawn_blocking(move || -> std::io::Result<()> {
+                    recovery::sync_file_system(&sync_dir)?;
+                    for dir in &closed {
+                        recovery::write_clean_marker(dir, false)?;
+                    }
+                    recovery::sync_file_system(&sync_dir)
+                })
+                .await;
+            // Without markers the next open rescans the tails: slower, never wrong.
+            if let Err(e) = marked {
+                tracing::error!(error = %e, "syncing the closed logs failed");
+                first_error.get_or_insert(e.into());
             }
         }
         first_error.map_or(Ok(()), Err)

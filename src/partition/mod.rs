@@ -262,6 +262,16 @@ impl Partition {
         self.log.close().await
     }
 
+    /// A clean shutdown's close: as `close`, leaving the log's syncs and
+    /// clean marker to the caller (`Log::close_for_shutdown`).
+    pub async fn close_for_shutdown(&self) -> Result<(), StorageError> {
+        self.wake_waiters();
+        self.checkpoint_high_watermark().await;
+        self.snapshot_producers_at_close();
+        self.save_txn_index_at_close();
+        self.log.close_for_shutdown().await
+    }
+
     pub async fn remove(&self) -> Result<(), StorageError> {
         self.wake_waiters();
         self.log.remove().await

@@ -168,11 +168,19 @@ impl TimeIndex {
 /// Writes `bytes` to `path` durably: a temporary file, fsync, rename.
 /// Blocking std I/O: only used when a segment is sealed or the log closes.
 pub fn write_file_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_file(path, bytes, true)
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename; fsyncs
+/// the file first when `durable` (else a later file system sync must).
+pub fn write_file(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
     let tmp = path.with_extension("tmp-index");
     {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_data()?;
+        if durable {
+            f.sync_data()?;
+        }
     }
     std::fs::rename(&tmp, path)
 }

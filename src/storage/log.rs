@@ -825,6 +825,23 @@ impl Log {
     /// writes index files and closes the O_DIRECT fds. Appends fail with
     /// `Closed` from the moment this is called.
     pub async fn close(&self) -> Result<(), StorageError> {
+        self.close_files(CloseSync::EachFile).await?;
+        let dir = self.dir.clone();
+        glommio::executor().spawn_blocking(move || super::recovery::write_clean_marker(&dir, true)).await?;
+        Ok(())
+    }
+
+    /// A clean shutdown's close of one of many logs: as `close`, but the
+    /// tail's truncation and the index files are not synced one by one and
+    /// no clean marker is written. The caller syncs the file system once
+    /// for all its logs, then writes their markers (`write_clean_marker`),
+    /// then syncs once more: two syncs per shard instead of four per log
+    /// (a node with 50,000 partitions spent minutes in per-file fsyncs).
+    pub async fn close_for_shutdown(&self) -> Result<(), StorageError> {
+        self.close_files(CloseSync::Deferred).await
+    }
+
+    async fn close_files(&self, sync: CloseSync) -> Result<(), StorageError> {
         let end = {
             let mut st = self.state.borrow_mut();
             if st.closed {
@@ -864,7 +881,7 @@ impl Log {
         };
         let mut index_files = Vec::new();
         for (base, dma, written) in open {
-            finish_file(&dma, written).await?;
+            finish_file(&dma, written, sync == CloseSync::EachFile).await?;
             {
                 let mut st = self.state.borrow_mut();
                 let si = st.segment_index(base).expect("open segment exists");
@@ -873,14 +890,14 @@ impl Log {
             }
             open_files::close_write(dma).await?;
         }
-        // Index files, then the marker that says they are current: off the shard thread.
-        let dir = self.dir.clone();
+        // Off the shard thread; the marker that says they are current follows (the caller).
+        let durable = sync == CloseSync::EachFile;
         glommio::executor()
             .spawn_blocking(move || -> io::Result<()> {
                 for (path, bytes) in &index_files {
-                    super::index::write_file_durably(path, bytes)?;
+                    super::index::write_file(path, bytes, durable)?;
                 }
-                super::recovery::write_clean_marker(&dir)
+                Ok(())
             })
             .await?;
         Ok(())
@@ -896,6 +913,15 @@ impl Log {
             _ => Ok(()),
         }
     }
+}
+
+/// How `close_files` makes what it writes durable.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CloseSync {
+    /// fsync each file (one log closes alone).
+    EachFile,
+    /// Leave it to the caller's one file system sync (`Log::close_for_shutdown`).
+    Deferred,
 }
 
 /// (largest timestamp, an offset holding it) over `segments`; the first

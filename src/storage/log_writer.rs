@@ -290,7 +290,7 @@ impl Log {
             (st.segments[si].dma.clone(), st.segments[si].written_size)
         };
         let result = match &dma {
-            Some(dma) => finish_file(dma, written).await,
+            Some(dma) => finish_file(dma, written, true).await,
             None => Ok(()),
         };
         let result = match result {
@@ -368,10 +368,12 @@ impl Log {
     }
 }
 
-/// fdatasync, then cut the zero padding of the last DMA write, then make the
-/// size durable too.
-pub(super) async fn finish_file(dma: &glommio::io::DmaFile, logical_size: u64) -> io::Result<()> {
+/// Cuts the zero padding of the last DMA write and, when `sync`, makes the
+/// new size durable (else the caller syncs the file system later).
+pub(super) async fn finish_file(dma: &glommio::io::DmaFile, logical_size: u64, sync: bool) -> io::Result<()> {
     dma.truncate(logical_size).await?;
-    dma.fdatasync().await?;
+    if sync {
+        dma.fdatasync().await?;
+    }
     Ok(())
 }

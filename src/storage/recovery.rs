@@ -205,9 +205,19 @@ pub(crate) const CLEAN_MARKER: &str = ".clean-shutdown";
 
 /// Written last by a clean close: the tail's index files are then current and
 /// its file holds no padding, so the next open can skip the CRC scan.
-pub(crate) fn write_clean_marker(dir: &Path) -> io::Result<()> {
+/// With `durable` false the caller syncs the file system afterwards.
+pub fn write_clean_marker(dir: &Path, durable: bool) -> io::Result<()> {
     std::fs::write(dir.join(CLEAN_MARKER), b"")?;
-    File::open(dir)?.sync_all()
+    if durable {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Syncs the whole file system holding `dir` (syncfs(2)), blocking.
+pub fn sync_file_system(dir: &Path) -> io::Result<()> {
+    let d = File::open(dir)?;
+    nix::unistd::syncfs(std::os::fd::AsRawFd::as_raw_fd(&d)).map_err(io::Error::from)
 }
 
 /// Removes the marker durably (the caller runs on the blocking pool: a
