@@ -266,7 +266,7 @@ impl Partition {
     /// clean marker to the caller (`Log::close_for_shutdown`).
     pub async fn close_for_shutdown(&self) -> Result<(), StorageError> {
         self.wake_waiters();
-        self.checkpoint_high_watermark().await;
+        self.checkpoint_high_watermark_with(false).await;
         self.snapshot_producers_at_close();
         self.save_txn_index_at_close();
         self.log.close_for_shutdown().await

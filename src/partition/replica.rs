@@ -91,6 +91,12 @@ impl Partition {
     /// on the blocking pool. A leader that restarts starts from it instead of
     /// the log start, so consumers and ListOffsets see committed data at once.
     pub async fn checkpoint_high_watermark(&self) {
+        self.checkpoint_high_watermark_with(true).await
+    }
+
+    /// As `checkpoint_high_watermark`; with `durable` false the caller
+    /// syncs the file system afterwards (clean shutdown).
+    pub(super) async fn checkpoint_high_watermark_with(&self, durable: bool) {
         let hw = self.high_watermark();
         if self.hw_checkpointed.get() == hw {
             return;
@@ -98,7 +104,7 @@ impl Partition {
         let path = self.log.dir().join(HW_CHECKPOINT_FILE);
         let text = format!("0\n{hw}\n");
         let written = glommio::executor()
-            .spawn_blocking(move || crate::storage::index::write_file_durably(&path, text.as_bytes()))
+            .spawn_blocking(move || crate::storage::index::write_file(&path, text.as_bytes(), durable))
             .await;
         match written {
             Ok(()) => self.hw_checkpointed.set(hw),

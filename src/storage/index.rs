@@ -174,7 +174,13 @@ pub fn write_file_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// Writes `bytes` to `path` through a temporary file and a rename; fsyncs
 /// the file first when `durable` (else a later file system sync must).
 pub fn write_file(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
-    let tmp = path.with_extension("tmp-index");
+    // A name of its own per write: two writers of one file (a periodic
+    // checkpoint and the one at close) must not rename each other's temp
+    // file away. Recovery removes leftovers by the `.tmp-index` suffix.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!("{name}.{n}.tmp-index"));
     {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;

@@ -860,7 +860,7 @@ impl Log {
             notified.await;
         }
         flushed?;
-        self.write_epochs_if_dirty().await?;
+        self.write_epochs_if_dirty_with(sync == CloseSync::EachFile).await?;
         // A tail whose handle the file budget closed is finished like the others.
         let closed: Vec<i64> = {
             let st = self.state.borrow();

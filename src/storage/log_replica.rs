@@ -132,6 +132,12 @@ impl Log {
     /// Writes the leader-epoch checkpoint if the cache changed since the
     /// last write, on glommio's blocking pool.
     pub(super) async fn write_epochs_if_dirty(&self) -> io::Result<()> {
+        self.write_epochs_if_dirty_with(true).await
+    }
+
+    /// As `write_epochs_if_dirty`; with `durable` false the caller syncs
+    /// the file system afterwards (clean shutdown).
+    pub(super) async fn write_epochs_if_dirty_with(&self, durable: bool) -> io::Result<()> {
         let text = {
             let mut st = self.state.borrow_mut();
             if !st.epochs_dirty {
@@ -142,7 +148,7 @@ impl Log {
         };
         let path = self.dir.join(CHECKPOINT_FILE);
         let written = glommio::executor()
-            .spawn_blocking(move || super::super::index::write_file_durably(&path, text.as_bytes()))
+            .spawn_blocking(move || super::super::index::write_file(&path, text.as_bytes(), durable))
             .await;
         if written.is_err() {
             self.state.borrow_mut().epochs_dirty = true;
