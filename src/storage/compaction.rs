@@ -445,6 +445,7 @@ pub fn dirty_ratio(clean_bytes: u64, dirty_bytes: u64) -> f64 {
 }
 
 /// Reads the checkpointed first dirty offset, if the file exists.
+/// Blocking: the cleaner calls it on glommio's blocking pool.
 pub fn read_first_dirty(dir: &Path) -> io::Result<Option<i64>> {
     let text = match std::fs::read_to_string(dir.join(CLEANER_CHECKPOINT)) {
         Ok(t) => t,
@@ -462,6 +463,7 @@ pub fn read_first_dirty(dir: &Path) -> io::Result<Option<i64>> {
 }
 
 /// Durably replaces the first dirty offset: temp file, fsync, rename, fsync dir.
+/// Blocking: the cleaner calls it on glommio's blocking pool.
 pub fn write_first_dirty(dir: &Path, offset: i64) -> io::Result<()> {
     assert!(offset >= 0, "first dirty offset is never negative");
     let tmp = dir.join(CLEANER_CHECKPOINT_TMP);

@@ -194,6 +194,10 @@ struct State {
     /// Largest end offset a `wait_durable` caller is waiting for.
     durable_wanted: i64,
     writer_running: bool,
+    /// Compaction passes running (`compaction_pass`): `close` waits for
+    /// them to stop, so none of their blocking-pool file work (temp files,
+    /// the cleaner checkpoint) outlives the log, e.g. into `remove`.
+    cleaner_passes: u32,
     /// A segment file was created and the directory not fsync'ed since:
     /// done (off the shard thread) before `durable_end` next moves.
     dir_entry_pending: bool,
@@ -359,6 +363,7 @@ impl Log {
             durable_end: log_end,
             durable_wanted: log_end,
             writer_running: false,
+            cleaner_passes: 0,
             dir_entry_pending: false,
             rollback_gen: 0,
             sync_error_gen: 0,
@@ -851,12 +856,15 @@ impl Log {
             st.log_end
         };
         let flushed = self.wait_durable(end).await;
-        // Wait for the writer to go idle (it may be sealing a segment).
+        // Wait for the writer to go idle (it may be sealing a segment), and
+        // for a compaction pass to stop (at its next check of `closed`).
         loop {
             let notified = self.progress.notified();
-            if !self.state.borrow().writer_running {
+            let st = self.state.borrow();
+            if !st.writer_running && st.cleaner_passes == 0 {
                 break;
             }
+            drop(st);
             notified.await;
         }
         flushed?;

@@ -3,10 +3,15 @@
 //!
 //! Runs on the shard that owns the partition, as a background task that
 //! yields after every batch it reads or writes, so produce and fetch on the
-//! shard keep running. Reads sealed segments through their buffered fd
-//! (blocking preads of a bounded window) and writes cleaned segments with
-//! blocking buffered writes; the state `RefCell` is never borrowed across an
-//! `.await`.
+//! shard keep running. The shard thread never waits for the disk: sealed
+//! segments are read a window at a time by preads on glommio's blocking
+//! pool (`BatchWalk`), cleaned segments are written a buffer at a time by
+//! pwrites there (`CleanedWriter`), and the checkpoint, temp-file and fsync
+//! work runs there too. Only the swap's renames and unlinks (metadata, no
+//! data I/O) stay on the shard, inside the no-await section that keeps disk
+//! and memory in step (`swap_in`). The state `RefCell` is never borrowed
+//! across an `.await`, and `Log::close` waits for a running pass to stop,
+//! so none of its blocking-pool work outlives the log.
 //!
 //! A pass: (1) the cleanable segments are the sealed ones, oldest first, up
 //! to the first that is younger than `min.compaction.lag.ms` or whose
@@ -31,9 +36,10 @@
 
 use std::cell::Cell;
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{corrupt, Log, State};
@@ -50,7 +56,7 @@ use crate::storage::StorageError;
 const WORK_SLICE: Duration = Duration::from_micros(500);
 /// Bytes read per pread while walking a segment's batches.
 const READ_WINDOW_BYTES: usize = 256 << 10;
-/// Write buffer of a cleaned segment.
+/// Bytes gathered per pwrite of a cleaned segment.
 const WRITE_BUFFER_BYTES: usize = 256 << 10;
 
 /// What one compaction pass did.
@@ -75,38 +81,60 @@ struct SegRef {
     path: PathBuf,
 }
 
-/// Walks the batches of a sealed segment through a read window.
+/// Walks the batches of a sealed segment through a read window, read on
+/// the blocking pool so a cold segment never stalls the shard.
 struct BatchWalk<'a> {
     seg: &'a SegRef,
+    /// A dup of the segment's read fd (the shard's handle is `!Send`): the
+    /// pool's preads own it, so a pass dropped mid-read never reads a closed
+    /// or reused fd number. One walk at a time, outside the file budget.
+    file: Arc<File>,
     pos: u64,
-    buf: Vec<u8>,
-    buf_start: u64,
+    window: Vec<u8>,
+    window_start: u64,
+    window_bytes: usize,
 }
 
 impl<'a> BatchWalk<'a> {
-    fn new(seg: &'a SegRef) -> Self {
-        BatchWalk {
-            seg,
-            pos: 0,
-            buf: Vec::new(),
-            buf_start: 0,
-        }
+    fn new(seg: &'a SegRef) -> io::Result<Self> {
+        Self::with_window(seg, READ_WINDOW_BYTES)
     }
 
-    fn bytes(&mut self, pos: u64, len: usize) -> io::Result<&[u8]> {
-        let have_end = self.buf_start + self.buf.len() as u64;
-        if pos < self.buf_start || pos + len as u64 > have_end {
-            let want = (len.max(READ_WINDOW_BYTES) as u64).min(self.seg.size - pos) as usize;
-            self.buf.resize(want, 0);
-            self.seg.reader.read_exact_at(&mut self.buf, pos)?;
-            self.buf_start = pos;
+    fn with_window(seg: &'a SegRef, window_bytes: usize) -> io::Result<Self> {
+        Ok(BatchWalk {
+            seg,
+            file: Arc::new(seg.reader.try_clone()?),
+            pos: 0,
+            window: Vec::new(),
+            window_start: 0,
+            window_bytes,
+        })
+    }
+
+    /// `len` bytes at `pos` (within the segment), reading the window from
+    /// `pos` (at least `window_bytes`) when they are not all in it.
+    async fn bytes(&mut self, pos: u64, len: usize) -> io::Result<&[u8]> {
+        let have_end = self.window_start + self.window.len() as u64;
+        if pos < self.window_start || pos + len as u64 > have_end {
+            let want = (len.max(self.window_bytes) as u64).min(self.seg.size - pos) as usize;
+            // The buffer travels to the pool and back (reused); until it is
+            // back the window is empty, so a failed read leaves nothing stale.
+            let mut window = std::mem::take(&mut self.window);
+            let file = self.file.clone();
+            self.window = glommio::executor()
+                .spawn_blocking(move || {
+                    window.resize(want, 0);
+                    file.read_exact_at(&mut window, pos).map(|()| window)
+                })
+                .await?;
+            self.window_start = pos;
         }
-        let from = (pos - self.buf_start) as usize;
-        Ok(&self.buf[from..from + len])
+        let from = (pos - self.window_start) as usize;
+        Ok(&self.window[from..from + len])
     }
 
     /// The next batch (its header and bytes), checked (length, CRC).
-    fn next_batch(&mut self) -> Result<Option<(BatchHeader, Vec<u8>)>, StorageError> {
+    async fn next_batch(&mut self) -> Result<Option<(BatchHeader, Vec<u8>)>, StorageError> {
         if self.pos >= self.seg.size {
             return Ok(None);
         }
@@ -116,10 +144,10 @@ impl<'a> BatchWalk<'a> {
         if avail < BatchHeader::SIZE {
             return Err(corrupt(path, format!("{avail} trailing bytes at {pos}")));
         }
-        let h = BatchHeader::parse(self.bytes(pos, BatchHeader::SIZE)?)
+        let h = BatchHeader::parse(self.bytes(pos, BatchHeader::SIZE).await?)
             .map_err(|e| corrupt(path, format!("at {pos}: {e}")))?;
         let total = checked_total_size(&h, avail).map_err(|e| corrupt(path, format!("at {pos}: {e}")))?;
-        let bytes = self.bytes(pos, total)?.to_vec();
+        let bytes = self.bytes(pos, total).await?.to_vec();
         h.check_crc(&bytes)
             .map_err(|e| corrupt(path, format!("at {pos}: {e}")))?;
         self.pos += total as u64;
@@ -127,9 +155,130 @@ impl<'a> BatchWalk<'a> {
     }
 }
 
+/// A write of a full buffer on the blocking pool: gives back the file and
+/// the buffer (emptied, for reuse).
+type BufferWrite = glommio::Task<io::Result<(File, Vec<u8>)>>;
+
+/// A cleaned segment's temp file being written: batches gather in an owned
+/// buffer, and each full buffer is written (pwrite) on the blocking pool
+/// while the next one fills, so page-cache writes that stall under
+/// writeback never stall the shard. One write in flight at a time.
+struct CleanedWriter {
+    path: PathBuf,
+    /// The file, unless the write in flight has it.
+    file: Option<File>,
+    in_flight: Option<BufferWrite>,
+    buf: Vec<u8>,
+    /// An emptied buffer back from the last write.
+    spare: Vec<u8>,
+    /// Bytes handed to writes so far: the file offset of `buf`.
+    flushed: u64,
+    buffer_bytes: usize,
+}
+
+impl CleanedWriter {
+    /// Creates (or truncates) `path` on the blocking pool. Opened for reads
+    /// too: once fsync'ed, the same fd serves the new segment's reads.
+    async fn create(path: PathBuf, buffer_bytes: usize) -> io::Result<Self> {
+        let open_path = path.clone();
+        let file = glommio::executor()
+            .spawn_blocking(move || {
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(open_path)
+            })
+            .await?;
+        Ok(CleanedWriter {
+            path,
+            file: Some(file),
+            in_flight: None,
+            buf: Vec::with_capacity(buffer_bytes),
+            spare: Vec::new(),
+            flushed: 0,
+            buffer_bytes,
+        })
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= self.buffer_bytes {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the write in flight (if any), then starts writing `buf`.
+    async fn flush(&mut self) -> io::Result<()> {
+        self.settle().await?;
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let next = std::mem::take(&mut self.spare);
+        let mut buf = std::mem::replace(&mut self.buf, next);
+        let at = self.flushed;
+        self.flushed += buf.len() as u64;
+        let file = self.file.take().expect("the file is here while no write is in flight");
+        // Spawned, not just awaited later: the pool starts on it now.
+        self.in_flight = Some(glommio::spawn_local(async move {
+            glommio::executor()
+                .spawn_blocking(move || {
+                    file.write_all_at(&buf, at)?;
+                    buf.clear();
+                    Ok((file, buf))
+                })
+                .await
+        }));
+        Ok(())
+    }
+
+    /// Waits for the write in flight, taking back the file and a buffer.
+    async fn settle(&mut self) -> io::Result<()> {
+        if let Some(write) = self.in_flight.take() {
+            let (file, buf) = write.await?;
+            self.file = Some(file);
+            self.spare = buf;
+        }
+        Ok(())
+    }
+
+    /// Writes the rest and fsyncs the file on the blocking pool. Returns it
+    /// (durable, open for reads).
+    async fn finish(mut self) -> io::Result<File> {
+        self.flush().await?;
+        self.settle().await?;
+        let file = self.file.take().expect("the file is back once no write is in flight");
+        glommio::executor().spawn_blocking(move || file.sync_all().map(|()| file)).await
+    }
+
+    /// Gives the file up: waits for the write in flight, then closes and
+    /// unlinks it on the blocking pool.
+    async fn discard(mut self) {
+        let _ = self.settle().await;
+        let (file, path) = (self.file.take(), self.path.clone());
+        let _ = glommio::executor()
+            .spawn_blocking(move || {
+                drop(file);
+                std::fs::remove_file(path)
+            })
+            .await;
+    }
+}
+
+/// Unlinks a temp file on the blocking pool (best effort: the next open
+/// deletes a leftover `.cleaned` file).
+async fn remove_temp(path: PathBuf) {
+    let _ = glommio::executor().spawn_blocking(move || std::fs::remove_file(path)).await;
+}
+
 /// A cleaned segment written and fsync'ed under its temporary name.
 struct Cleaned {
     tmp: PathBuf,
+    /// Its fd (the inode keeps it through the swap's renames): the new
+    /// segment's read handle, so the swap opens nothing.
+    file: File,
     size: u64,
     idx: SegIndexes,
     removed: u64,
@@ -157,17 +306,21 @@ impl Log {
         if !config.compact_enabled {
             return Ok(CompactionStats::default());
         }
-        let segs = {
-            let st = self.state.borrow();
+        let (segs, _running) = {
+            let mut st = self.state.borrow_mut();
             if st.closed {
                 return Err(StorageError::Closed);
             }
-            cleanable_segments(&st, now_ms, config.min_compaction_lag_ms)
+            st.cleaner_passes += 1;
+            (cleanable_segments(&st, now_ms, config.min_compaction_lag_ms), RunningPass(self))
         };
         let Some(first) = segs.first() else {
             return Ok(CompactionStats::default());
         };
-        let first_dirty = read_first_dirty(&self.dir)
+        let dir = self.dir.clone();
+        let first_dirty = glommio::executor()
+            .spawn_blocking(move || read_first_dirty(&dir))
+            .await
             .map_err(|e| corrupt(&self.dir.join(crate::storage::compaction::CLEANER_CHECKPOINT), e))?
             .unwrap_or(first.base)
             .max(first.base);
@@ -178,7 +331,7 @@ impl Log {
         }
         // Kafka cleans a log whose ratio is above (not at) the minimum: 1.0 means never by ratio.
         if dirty_ratio(clean_bytes, dirty_bytes) <= config.min_cleanable_dirty_ratio
-            && !dirty_overdue(&segs, first_dirty, now_ms, config.max_compaction_lag_ms)?
+            && !dirty_overdue(&segs, first_dirty, now_ms, config.max_compaction_lag_ms).await?
         {
             return Ok(CompactionStats::default());
         }
@@ -212,7 +365,10 @@ impl Log {
         if self.state.borrow().closed {
             return Err(StorageError::Closed);
         }
-        write_first_dirty(&self.dir, end)?;
+        let dir = self.dir.clone();
+        glommio::executor()
+            .spawn_blocking(move || write_first_dirty(&dir, end))
+            .await?;
         stats.first_dirty_offset = Some(end);
         Ok(stats)
     }
@@ -233,8 +389,8 @@ impl Log {
             if seg.next <= first_dirty {
                 continue;
             }
-            let mut walk = BatchWalk::new(seg);
-            while let Some((h, bytes)) = walk.next_batch()? {
+            let mut walk = BatchWalk::new(seg)?;
+            while let Some((h, bytes)) = walk.next_batch().await? {
                 if !map_batch(&h, &bytes, map, txns) {
                     return Ok(last);
                 }
@@ -272,29 +428,31 @@ impl Log {
         slice: &Cell<Instant>,
     ) -> Result<Option<Cleaned>, StorageError> {
         let tmp = group[0].path.with_extension(CLEANED_EXT);
-        let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, File::create(&tmp)?);
-        let result = self.write_cleaned(group, map, rules, &mut out, slice).await;
-        let done = match result {
-            Ok((_, _, 0)) if group.len() == 1 => Ok(None),
-            Ok((size, idx, removed)) => match out.into_inner() {
-                // fsync on glommio's blocking pool: the shard keeps serving meanwhile.
-                Ok(f) => match glommio::executor().spawn_blocking(move || f.sync_all()).await {
-                    Ok(()) => Ok(Some(Cleaned {
-                        tmp: tmp.clone(),
-                        size,
-                        idx,
-                        removed,
-                    })),
-                    Err(e) => Err(e.into()),
-                },
-                Err(e) => Err(StorageError::Io(e.into_error())),
-            },
-            Err(e) => Err(e),
+        let mut out = CleanedWriter::create(tmp.clone(), WRITE_BUFFER_BYTES).await?;
+        let (size, idx, removed) = match self.write_cleaned(group, map, rules, &mut out, slice).await {
+            Ok((_, _, 0)) if group.len() == 1 => {
+                out.discard().await;
+                return Ok(None);
+            }
+            Ok(written) => written,
+            Err(e) => {
+                out.discard().await;
+                return Err(e);
+            }
         };
-        if !matches!(done, Ok(Some(_))) {
-            let _ = std::fs::remove_file(&tmp);
+        match out.finish().await {
+            Ok(file) => Ok(Some(Cleaned {
+                tmp,
+                file,
+                size,
+                idx,
+                removed,
+            })),
+            Err(e) => {
+                remove_temp(tmp).await;
+                Err(e.into())
+            }
         }
-        done
     }
 
     async fn write_cleaned(
@@ -302,7 +460,7 @@ impl Log {
         group: &[SegRef],
         map: &KeyMap,
         rules: CleanRules<'_>,
-        out: &mut BufWriter<File>,
+        out: &mut CleanedWriter,
         slice: &Cell<Instant>,
     ) -> Result<(u64, SegIndexes, u64), StorageError> {
         let interval = self.config().index_interval_bytes;
@@ -311,8 +469,8 @@ impl Log {
         let mut pos = 0u64;
         let mut removed = 0u64;
         for seg in group {
-            let mut walk = BatchWalk::new(seg);
-            while let Some((h, bytes)) = walk.next_batch()? {
+            let mut walk = BatchWalk::new(seg)?;
+            while let Some((h, bytes)) = walk.next_batch().await? {
                 let kept = match clean_batch(&h, &bytes, map, rules) {
                     BatchFate::Keep => Some((h, bytes)),
                     BatchFate::Drop { records } => {
@@ -327,7 +485,7 @@ impl Log {
                 };
                 if let Some((h, bytes)) = kept {
                     idx.on_batch(base, pos, &h, interval);
-                    out.write_all(&bytes)?;
+                    out.write(&bytes).await?;
                     pos += bytes.len() as u64;
                 }
                 self.yield_or_stop(slice).await?;
@@ -362,9 +520,15 @@ impl Log {
     /// completes (2) and (3). The new index files are written by the next
     /// open's rescan (cleaned segments are small). False (and the temp file
     /// removed) if the group changed meanwhile (retention).
+    ///
+    /// (1) to (3) are renames and unlinks on the shard thread, the pass's
+    /// only file system calls there: moved to the pool, they would open a
+    /// window in which memory and disk disagree, and a reader reopening a
+    /// segment by name (file budget, first O_DIRECT open), retention or a
+    /// truncation would see the wrong file.
     async fn swap_in(&self, group: &[SegRef], cleaned: Cleaned) -> Result<bool, StorageError> {
         let Some(si) = self.unchanged(group) else {
-            let _ = std::fs::remove_file(&cleaned.tmp);
+            remove_temp(cleaned.tmp).await;
             return if self.state.borrow().closed {
                 Err(StorageError::Closed)
             } else {
@@ -374,13 +538,13 @@ impl Log {
         let first = &group[0];
         let swap = first.path.with_extension(SWAP_EXT);
         if let Err(e) = std::fs::rename(&cleaned.tmp, &swap) {
-            let _ = std::fs::remove_file(&cleaned.tmp);
+            remove_temp(cleaned.tmp).await;
             return Err(e.into());
         }
         // Committed: an error from here on leaves the old segments serving
         // (their files stay readable through the open handles) and the next
         // open finishes the swap.
-        let reader = finish_swap_files(group.iter().map(|s| s.path.as_path()), &swap, &first.path)?;
+        finish_swap_files(group.iter().map(|s| s.path.as_path()), &swap, &first.path)?;
         {
             let mut st = self.state.borrow_mut();
             let last_base = group[group.len() - 1].base;
@@ -391,7 +555,7 @@ impl Log {
             merged.idx = cleaned.idx;
             merged.idx.finish_time_index(first.base);
             merged.reader = super::super::open_files::SegmentFile::new(merged.log_path.clone(), true);
-            merged.reader.adopt(reader);
+            merged.reader.adopt(cleaned.file);
             st.segments.insert(si, merged);
             // Cached batches of the old segments must not be served any more.
             while st
@@ -416,21 +580,20 @@ impl Log {
 
 /// Steps (2) and (3) of a swap (see `Log::swap_in`): unlinks the index
 /// files of every segment in `group` and the log files of all but the
-/// first, then renames `swap` over `first`. Returns a read handle of the
-/// new file. Also used by recovery to finish a swap a crash interrupted.
+/// first, then renames `swap` over `first`. Also used by recovery to finish
+/// a swap a crash interrupted.
 pub(crate) fn finish_swap_files<'a>(
     group: impl Iterator<Item = &'a Path>,
     swap: &Path,
     first: &Path,
-) -> io::Result<File> {
+) -> io::Result<()> {
     for path in group {
         remove_index_files(path)?;
         if path != first {
             remove_if_exists(path)?;
         }
     }
-    std::fs::rename(swap, first)?;
-    File::open(first)
+    std::fs::rename(swap, first)
 }
 
 fn remove_if_exists(path: &Path) -> io::Result<()> {
@@ -470,18 +633,29 @@ fn remove_index_files(log_path: &Path) -> io::Result<()> {
 
 /// `max.compaction.lag.ms` (Kafka's KIP-354): is the first dirty batch's
 /// timestamp older than the lag? Such a log is cleaned below
-/// `min.cleanable.dirty.ratio`. Reads one batch (blocking pread).
-fn dirty_overdue(segs: &[SegRef], first_dirty: i64, now_ms: i64, max_lag_ms: i64) -> Result<bool, StorageError> {
+/// `min.cleanable.dirty.ratio`. Reads one window (on the blocking pool).
+async fn dirty_overdue(segs: &[SegRef], first_dirty: i64, now_ms: i64, max_lag_ms: i64) -> Result<bool, StorageError> {
     if max_lag_ms == i64::MAX {
         return Ok(false);
     }
     for seg in segs.iter().filter(|s| s.next > first_dirty) {
-        let mut walk = BatchWalk::new(seg);
-        if let Some((h, _)) = walk.next_batch()? {
+        let mut walk = BatchWalk::new(seg)?;
+        if let Some((h, _)) = walk.next_batch().await? {
             return Ok(now_ms.saturating_sub(h.max_timestamp) > max_lag_ms);
         }
     }
     Ok(false)
+}
+
+/// Counts a running pass in `State::cleaner_passes` until dropped (when
+/// the pass returns or its future is dropped), then wakes `Log::close`.
+struct RunningPass<'a>(&'a Log);
+
+impl Drop for RunningPass<'_> {
+    fn drop(&mut self) {
+        self.0.state.borrow_mut().cleaner_passes -= 1;
+        self.0.progress.notify_all();
+    }
 }
 
 /// The sealed segments a pass may clean, oldest first (see the module doc).
