@@ -126,18 +126,23 @@ impl Partition {
     /// Writes `<offset>.snapshot` of the current producer state (which must
     /// cover exactly the batches below `offset`). Failures are logged: the
     /// next open then scans further back.
+    /// Queues a snapshot of the producer state at `offset` (written on the
+    /// blocking pool: this runs in the append path, which never waits).
     pub(super) fn write_producer_snapshot(&self, offset: i64) {
-        let producers = self.producers.borrow();
-        if let Err(e) = producer_snapshot::write(self.log.dir(), offset, &producers) {
-            tracing::warn!(topic = %self.topic, partition = self.partition, offset, error = %e, "producer state snapshot failed");
-        }
+        let bytes = producer_snapshot::encode(&self.producers.borrow());
+        self.snapshots.submit(self.log.dir(), offset, bytes);
     }
 
-    /// At clean close: a snapshot at the log end, so the next open scans nothing.
-    pub(super) fn snapshot_producers_at_close(&self) {
+    /// At clean close: a snapshot at the log end, so the next open scans
+    /// nothing. With `durable` false the caller syncs the file system.
+    pub(super) async fn snapshot_producers_at_close(&self, durable: bool) {
         let end = self.log.log_end_offset();
-        if end > self.log.log_start_offset() {
-            self.write_producer_snapshot(end);
+        if end <= self.log.log_start_offset() {
+            return;
+        }
+        let bytes = producer_snapshot::encode(&self.producers.borrow());
+        if let Err(e) = self.snapshots.write_now(self.log.dir(), end, bytes, durable).await {
+            tracing::warn!(topic = %self.topic, partition = self.partition, offset = end, error = %e, "producer state snapshot failed");
         }
     }
 

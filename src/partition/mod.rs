@@ -73,6 +73,8 @@ pub struct Partition {
     waiters: RefCell<Vec<oneshot::Sender<()>>>,
     /// Idempotent producers' epochs and last sequences (see `producer_state`).
     producers: Rc<RefCell<producer_state::ProducerStates>>,
+    /// Writes `producers` snapshots off the append path.
+    snapshots: Rc<producer_snapshot::Writer>,
     /// Open and aborted transactions (see `txn`).
     txns: RefCell<txn::TxnIndex>,
     /// Leader or follower, with the leader's view of its followers (`replica`).
@@ -97,7 +99,7 @@ impl Partition {
         let hw_checkpointed = std::cell::Cell::new(checkpointed.unwrap_or(-1));
         let hw = std::cell::Cell::new(hw);
         let role = RefCell::new(replica::Role::Follower { leader: -1, epoch: -1 });
-        Partition { topic, partition, topic_id, leader_epoch: std::cell::Cell::new(leader_epoch), log, waiters: RefCell::new(Vec::new()), producers, txns, role, hw, hw_checkpointed, stats: Default::default() }
+        Partition { topic, partition, topic_id, leader_epoch: std::cell::Cell::new(leader_epoch), log, waiters: RefCell::new(Vec::new()), producers, snapshots: Rc::default(), txns, role, hw, hw_checkpointed, stats: Default::default() }
     }
 
     fn count_produced(&self, headers: &[BatchHeader]) {
@@ -257,7 +259,7 @@ impl Partition {
     pub async fn close(&self) -> Result<(), StorageError> {
         self.wake_waiters();
         self.checkpoint_high_watermark().await;
-        self.snapshot_producers_at_close();
+        self.snapshot_producers_at_close(true).await;
         self.save_txn_index_at_close();
         self.log.close().await
     }
@@ -267,7 +269,7 @@ impl Partition {
     pub async fn close_for_shutdown(&self) -> Result<(), StorageError> {
         self.wake_waiters();
         self.checkpoint_high_watermark_with(false).await;
-        self.snapshot_producers_at_close();
+        self.snapshot_producers_at_close(false).await;
         self.save_txn_index_at_close();
         self.log.close_for_shutdown().await
     }

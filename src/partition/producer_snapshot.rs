@@ -6,8 +6,9 @@
 //! batch below `offset`. Written when an idempotent append finds the log has
 //! rolled to a new segment, and at clean close; write to a temporary file,
 //! fsync, rename, so a crash leaves the old snapshot or the new one. The
-//! newest `SNAPSHOTS_KEPT` are kept. Blocking file I/O on the owning shard
-//! (bounded by `fjord.producer.state.entries.max` entries).
+//! newest `SNAPSHOTS_KEPT` are kept. The state is encoded on the owning
+//! shard (bounded by `fjord.producer.state.entries.max` entries); the file
+//! work runs on the blocking pool (`Writer`), never on the append path.
 //!
 //! Format (big-endian): magic `FJPS`, version u16 = 1, entry count u32, then
 //! per producer: id i64, epoch i16, last write ms i64, batch count u8, and
@@ -112,17 +113,28 @@ pub fn decode_into(bytes: &[u8], states: &mut ProducerStates) -> Option<()> {
     c.0.is_empty().then_some(())
 }
 
-/// Writes the snapshot for `offset` durably and prunes old ones.
+/// Writes the snapshot for `offset` durably and prunes old ones (blocking; tests).
+#[cfg(test)]
 pub fn write(dir: &Path, offset: i64, states: &ProducerStates) -> io::Result<()> {
+    write_encoded(dir, offset, &encode(states), true)
+}
+
+/// Writes an encoded snapshot for `offset` and prunes old ones (blocking);
+/// with `durable` false the caller syncs the file system afterwards.
+fn write_encoded(dir: &Path, offset: i64, bytes: &[u8], durable: bool) -> io::Result<()> {
     let path = snapshot_path(dir, offset);
     let tmp = path.with_extension("snapshot.tmp");
     {
         let mut f = fs::File::create(&tmp)?;
-        f.write_all(&encode(states))?;
-        f.sync_data()?;
+        f.write_all(bytes)?;
+        if durable {
+            f.sync_data()?;
+        }
     }
     fs::rename(&tmp, &path)?;
-    fs::File::open(dir)?.sync_all()?;
+    if durable {
+        fs::File::open(dir)?.sync_all()?;
+    }
     let all = list(dir)?;
     for old in &all[..all.len().saturating_sub(SNAPSHOTS_KEPT)] {
         let _ = fs::remove_file(snapshot_path(dir, *old));
@@ -217,5 +229,52 @@ mod tests {
         assert_eq!(load_newest(&dir, 100, &mut r), None);
         assert!(r.is_empty());
         let _ = fs::remove_dir_all(&dir);
+    }
+}
+
+/// A partition's snapshot writes, on the blocking pool and one at a time.
+/// The append path only hands over the encoded state (`submit`); a newer
+/// snapshot replaces one still waiting, since only the newest matters (a
+/// snapshot only saves recovery a scan; losing one is never wrong).
+#[derive(Default)]
+pub struct Writer {
+    waiting: std::cell::RefCell<Option<(PathBuf, i64, Vec<u8>)>>,
+    running: std::cell::Cell<bool>,
+    /// Held by the write in progress; `write_now` takes it too.
+    one_at_a_time: async_lock::Mutex<()>,
+}
+
+impl Writer {
+    /// Queues the snapshot for `offset` and returns at once.
+    pub fn submit(self: &std::rc::Rc<Self>, dir: &Path, offset: i64, bytes: Vec<u8>) {
+        *self.waiting.borrow_mut() = Some((dir.to_path_buf(), offset, bytes));
+        if self.running.replace(true) {
+            return;
+        }
+        let me = self.clone();
+        glommio::spawn_local(async move {
+            loop {
+                let Some((dir, offset, bytes)) = me.waiting.borrow_mut().take() else { break };
+                let _one = me.one_at_a_time.lock().await;
+                let shown = dir.clone();
+                let written = glommio::executor()
+                    .spawn_blocking(move || write_encoded(&dir, offset, &bytes, true))
+                    .await;
+                if let Err(e) = written {
+                    tracing::warn!(dir = %shown.display(), offset, error = %e, "producer state snapshot failed");
+                }
+            }
+            me.running.set(false);
+        })
+        .detach();
+    }
+
+    /// Writes the snapshot for `offset` now, after any write in progress,
+    /// dropping a queued older one (close).
+    pub async fn write_now(&self, dir: &Path, offset: i64, bytes: Vec<u8>, durable: bool) -> io::Result<()> {
+        self.waiting.borrow_mut().take();
+        let _one = self.one_at_a_time.lock().await;
+        let dir = dir.to_path_buf();
+        glommio::executor().spawn_blocking(move || write_encoded(&dir, offset, &bytes, durable)).await
     }
 }
