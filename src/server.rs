@@ -270,10 +270,12 @@ async fn shard_main(
     while open_connections.get() > 0 && started.elapsed() < DRAIN_TIMEOUT {
         glommio::timer::sleep(Duration::from_millis(10)).await;
     }
+    let closing = Instant::now();
+    tracing::info!(shard = shard.id, partitions = state.partitions.count(), drained_ms = started.elapsed().as_millis() as u64, "closing logs");
     if let Err(e) = state.partitions.close_all().await {
         tracing::error!(shard = shard.id, error = %e, "closing logs failed");
     }
-    tracing::info!(shard = shard.id, "shard stopped");
+    tracing::info!(shard = shard.id, close_ms = closing.elapsed().as_millis() as u64, "shard stopped");
 }
 
 /// Accepts connections on one listener until shutdown (the listening socket
