@@ -60,12 +60,18 @@ pub(super) fn track(holder: Weak<dyn CacheHolder>) {
     BUDGET.with(|b| b.sweep.borrow_mut().push_back(holder));
 }
 
+/// Holders one `make_room` visits at most: it runs in the append path, and
+/// when unwritten entries alone keep the shard over budget, every holder
+/// would be visited on every append. The sweep rotates, so the next call
+/// goes on where this one stopped.
+const VISITS_PER_CALL_MAX: usize = 64;
+
 /// Drops written entries of other logs (a log busy now, such as the caller,
-/// is passed over) until the shard is within its budget or every holder was
-/// visited twice.
+/// is passed over) until the shard is within its budget, every holder was
+/// visited twice, or `VISITS_PER_CALL_MAX` were.
 pub(super) fn make_room() {
     BUDGET.with(|b| {
-        let mut visits = 2 * b.sweep.borrow().len();
+        let mut visits = (2 * b.sweep.borrow().len()).min(VISITS_PER_CALL_MAX);
         while b.held.get() > b.limit.get() && visits > 0 {
             visits -= 1;
             let Some(weak) = b.sweep.borrow_mut().pop_front() else { break };
